@@ -1,0 +1,4 @@
+//! The policy engine's sans-I/O pieces.
+
+pub mod condition;
+pub mod pattern;

@@ -1,0 +1,1 @@
+//! WebSocket handshake and frame codec, sans-I/O.
