@@ -341,3 +341,53 @@ fn display_format() {
         missing[0]
     );
 }
+
+/// Truncated and mangled copies of every file of the `full` fixture: the loader may reject
+/// them, but it must never panic, and every error names a file.
+#[test]
+fn mangled_files_never_panic() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/full");
+    let tmp = std::env::temp_dir().join(format!("wsgate-config-mangle-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let files: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for f in &files {
+        std::fs::copy(src.join(f), tmp.join(f)).unwrap();
+    }
+    let mut runs = 0;
+    for f in files.iter().filter(|f| f.ends_with(".yaml")) {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut variants: Vec<String> = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .filter(|i| i % 13 == 0)
+            .map(|i| text[..i].to_string())
+            .collect();
+        for i in 0..lines.len() {
+            let mut without = lines.clone();
+            without.remove(i);
+            variants.push(without.join("\n"));
+            let mut broken = lines.clone();
+            broken[i] = "  x: [";
+            variants.push(broken.join("\n"));
+            let mut shifted = lines.clone();
+            let moved = format!("  {}", lines[i]);
+            shifted[i] = &moved;
+            variants.push(shifted.join("\n"));
+        }
+        for v in variants {
+            std::fs::write(tmp.join(f), v).unwrap();
+            if let Err(ds) = load(&tmp.join("gateway.yaml"), &Overrides::default()) {
+                assert!(!ds.is_empty());
+                assert!(ds.iter().all(|d| !d.file.as_os_str().is_empty()));
+            }
+            runs += 1;
+        }
+        std::fs::copy(src.join(f), tmp.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+    assert!(runs > 500, "{runs}");
+}
