@@ -391,3 +391,28 @@ fn mangled_files_never_panic() {
     std::fs::remove_dir_all(&tmp).unwrap();
     assert!(runs > 500, "{runs}");
 }
+
+#[test]
+fn api_that_no_listener_serves_is_a_warning() {
+    let l = loads("unreachable");
+    assert_eq!(l.warnings.len(), 1, "{}", show(&l.warnings));
+    expect(
+        &l.warnings,
+        Severity::Warning,
+        "api.yaml",
+        7,
+        "schemes",
+        &["https/wss", "tls-offloaded: true", "not reachable"],
+    );
+}
+
+#[test]
+fn echo_backend_on_a_listener_address() {
+    only_error(
+        "address-clash",
+        "gateway.yaml",
+        8,
+        "echo-backend",
+        &["127.0.0.1:8080 is already used", "needs its own address"],
+    );
+}

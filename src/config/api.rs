@@ -4,8 +4,8 @@ use super::assembly;
 use super::node::{Anchor, Diags, Doc, Node, scalar_text};
 use super::template::Scope;
 use crate::model::{
-    ActivityLog, Api, ApiKey, Assembly, Cors, LimitDef, LimitIdx, LogContent, Methods, Operation,
-    Plan, PlanIdx, Schemes, Security, SecurityRequirement, TlsProfile,
+    ActivityLog, Api, ApiKey, Assembly, Cors, LimitDef, LimitIdx, Listener, LogContent, Methods,
+    Operation, Plan, PlanIdx, Schemes, Security, SecurityRequirement, TlsProfile,
 };
 use serde_yaml::Value;
 use std::rc::Rc;
@@ -32,6 +32,7 @@ pub struct Env<'a> {
     pub catalog_named: &'a [(String, Vec<LimitIdx>)],
     pub gateway_named: &'a [(String, Vec<LimitIdx>)],
     pub tls_profiles: &'a [TlsProfile],
+    pub listeners: &'a [Listener],
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -513,6 +514,30 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
             }
         }
     };
+
+    // An API no listener can serve is almost certainly a mistake in the listeners.
+    let secure = env
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_some() || l.tls_offloaded);
+    let plain = env
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_none() && !l.tls_offloaded);
+    let reachable = (schemes.secure() && secure) || (schemes.plain() && plain);
+    if !env.listeners.is_empty() && !reachable {
+        let at = root.get("schemes").unwrap_or_else(|| root.clone());
+        d.warn(
+            &at,
+            if schemes.secure() {
+                "the API's schemes are https/wss but no listener has tls or tls-offloaded: true, \
+                 so it is not reachable"
+            } else {
+                "the API's schemes are http/ws but every listener is TLS or TLS-offloaded, so it \
+                 is not reachable"
+            },
+        );
+    }
 
     let properties = effective_properties(&root, env, d);
     let mut runtime = Vec::new();

@@ -428,6 +428,19 @@ pub fn parse(
     let admin = root.get("admin").and_then(|a| addr(&a, d));
     let admin = overrides.admin.or(admin);
     let echo = root.get("echo-backend").and_then(|a| addr(&a, d));
+    // One socket cannot serve two roles.
+    for (key, a) in [("admin", admin), ("echo-backend", echo)] {
+        let Some(a) = a else { continue };
+        let clash =
+            listeners.iter().any(|l| l.addr == a) || (key == "echo-backend" && admin == Some(a));
+        if clash {
+            let at = root.get(key).unwrap_or_else(|| root.clone());
+            d.error(
+                &at,
+                format!("{a} is already used by a listener or the admin endpoint: {key} needs its own address"),
+            );
+        }
+    }
 
     let products = file_list(doc, root.get("products"), d);
     let api_files = file_list(doc, root.get("apis"), d);

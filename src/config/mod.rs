@@ -235,6 +235,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
         catalog_named: &gw.catalog_named,
         gateway_named: &gw.gateway_named,
         tls_profiles: &gw.tls_profiles,
+        listeners: &gw.listeners,
     };
     let mut model_apis = Vec::new();
     for (src, idx) in apis.iter().zip(&api_idx) {
