@@ -595,6 +595,24 @@ nested:
     }
 
     #[test]
+    fn json_documents() {
+        let json = "{\n  \"info\": {\"x-ibm-name\": \"a\"},\n  \"paths\": {\n    \"/\": {\n      \"get\": {}\n    }\n  },\n  \"schemes\": [\"https\", \"wss\"]\n}\n";
+        assert_eq!(locate(json, &p("info.x-ibm-name")), (2, 26));
+        assert_eq!(
+            locate(
+                json,
+                &[
+                    Seg::Key("paths".into()),
+                    Seg::Key("/".into()),
+                    Seg::Key("get".into())
+                ]
+            ),
+            (5, 14)
+        );
+        assert_eq!(locate(json, &p("schemes[1]")), (8, 24));
+    }
+
+    #[test]
     fn dotted_paths() {
         assert_eq!(dotted(&p("a.b[0].c")), "a.b[0].c");
         assert_eq!(dotted(&[Seg::Idx(3)]), "[3]");
