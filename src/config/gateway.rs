@@ -396,7 +396,7 @@ pub fn parse(
         written = items.len();
         for item in items {
             if let Some(l) = listener(doc, &item, d) {
-                if listeners.iter().any(|x: &Listener| x.addr == l.addr) {
+                if l.addr.port() != 0 && listeners.iter().any(|x: &Listener| x.addr == l.addr) {
                     d.error(
                         &item,
                         format!("listener address {} is listed twice", l.addr),
@@ -431,8 +431,10 @@ pub fn parse(
     // One socket cannot serve two roles.
     for (key, a) in [("admin", admin), ("echo-backend", echo)] {
         let Some(a) = a else { continue };
-        let clash =
-            listeners.iter().any(|l| l.addr == a) || (key == "echo-backend" && admin == Some(a));
+        // Port 0 asks the system for a free port each time, so it never clashes.
+        let clash = a.port() != 0
+            && (listeners.iter().any(|l| l.addr == a)
+                || (key == "echo-backend" && admin == Some(a)));
         if clash {
             let at = root.get(key).unwrap_or_else(|| root.clone());
             d.error(
