@@ -1,1 +1,3 @@
 //! WebSocket handshake and frame codec, sans-I/O.
+
+pub mod handshake;
