@@ -1034,12 +1034,19 @@ mod tests {
             input: std::io::Cursor::new(request),
             output: Vec::new(),
         };
-        let pick = |_: &tungstenite::handshake::server::Request,
-                    mut r: tungstenite::handshake::server::Response| {
+        // tungstenite's callback signature fixes the error type.
+        #[allow(clippy::result_large_err)]
+        fn pick(
+            _: &tungstenite::handshake::server::Request,
+            mut r: tungstenite::handshake::server::Response,
+        ) -> Result<
+            tungstenite::handshake::server::Response,
+            tungstenite::handshake::server::ErrorResponse,
+        > {
             r.headers_mut()
                 .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
             Ok(r)
-        };
+        }
         let ws = tungstenite::accept_hdr(pipe, pick).unwrap();
         let (answer, _) = parse_response(&ws.get_ref().output).unwrap().unwrap();
         let n = check_backend_response(
