@@ -253,11 +253,25 @@ fn write_joined<'v>(out: &mut Vec<u8>, name: &str, values: impl Iterator<Item = 
     }
 }
 
+/// Appends request-target text, percent-encoding any byte that cannot appear in a request
+/// line (space, controls, `#`, non-ASCII). Parsed targets and client queries never have
+/// such bytes; this keeps a hand-built value from breaking the request line.
+fn push_target(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'#' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
 /// Writes the upgrade request to the backend.
 pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
     let client = req.client;
     out.extend_from_slice(b"GET ");
-    out.extend_from_slice(req.target.path_and_query.as_bytes());
+    push_target(out, &req.target.path_and_query);
     // Client parameters go after the target's own query.
     let mut sep: &[u8] = match req.target.query() {
         None => b"?",
@@ -268,13 +282,13 @@ pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
         let name = param.split('=').next().unwrap_or("");
         if req.copies_param(name) {
             out.extend_from_slice(sep);
-            out.extend_from_slice(param.as_bytes());
+            push_target(out, param);
             sep = b"&";
         }
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "Host: {}\r\n", req.target.host_header());
+    // Through write_header: the fields of a TargetUrl are public, so not necessarily parsed.
+    write_header(out, "Host", &req.target.host_header().to_string());
     out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
     write_header(out, "Sec-WebSocket-Key", req.key);
     out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
@@ -762,6 +776,17 @@ mod tests {
         assert_eq!(write(&r).0.target(), "/");
         r.client_query = Some("&&client_id=1&=x&");
         assert_eq!(write(&r).0.target(), "/");
+        r.client_query = Some("a=1 HTTP/1.1\r\nX: y#");
+        assert_eq!(write(&r).0.target(), "/?a=1%20HTTP/1.1%0D%0AX:%20y%23");
+        let mut t = TargetUrl::parse("ws://b/x").unwrap();
+        t.path_and_query = "/a b".into();
+        t.host = "evil\r\nX: y".into();
+        r.target = &t;
+        r.client_query = None;
+        let (h, _) = write(&r);
+        assert_eq!(h.target(), "/a%20b");
+        assert_eq!(h.header("host"), None);
+        assert_eq!(h.header("x"), None);
     }
 
     #[test]
