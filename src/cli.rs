@@ -1,4 +1,2 @@
 //! Command line parsing (being written).
-pub fn main() -> i32 {
-    2
-}
+pub fn main() -> i32 { 2 }
