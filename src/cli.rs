@@ -1,2 +1,4 @@
 //! Command line parsing (being written).
-pub fn main() -> i32 { 2 }
+pub fn main() -> i32 {
+    2
+}

@@ -454,7 +454,13 @@ impl Parser<'_> {
                 break;
             }
             first = false;
-            if c == b'[' && matches!(self.peek_at(1), Some(b':' | b'.' | b'=')) {
+            // `[:alpha:]`, `[.x.]`, `[=x=]` only when closed; else '[' is a plain member.
+            if c == b'['
+                && let Some(kind @ (b':' | b'.' | b'=')) = self.peek_at(1)
+                && self.bytes[self.pos + 2..]
+                    .windows(2)
+                    .any(|w| w == [kind, b']'])
+            {
                 return Err(self.err("unsupported POSIX class '[:...:]'", item_start));
             }
             let lo = self.parse_class_item()?;
@@ -902,6 +908,10 @@ mod tests {
         assert!(m("^[.]$", "."));
         assert!(!m("^[.]$", "a"));
         assert!(m("^[\\w.]+$", "a_b.c"));
+        assert!(
+            m("^[[.]+$", "[.["),
+            "'[' without a closing ':]' is a member"
+        );
         assert!(m("^[^\\s]+$", "ab"));
         assert!(!m("^[^\\s]+$", "a b"));
     }
