@@ -33,8 +33,8 @@ if ! base="$(find_python)"; then
 fi
 
 # Serialise concurrent setups (several test binaries may start at once).
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
+mkdir -p "$venv"
+exec 9>"$venv/.setup.lock"
 flock 9
 if ! { [ -x "$py" ] && "$py" -c "import websockets, sys; sys.exit(0 if websockets.__version__ == '$WEBSOCKETS_VERSION' else 1)" >/dev/null 2>&1; }; then
     [ -x "$py" ] || "$base" -m venv "$venv" >&2
