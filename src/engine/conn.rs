@@ -54,6 +54,8 @@ pub mod flag {
     pub const SECURE: u16 = 1 << 9;
     /// The connection came in on the echo listener.
     pub const ECHO: u16 = 1 << 10;
+    /// The connection came in on the admin listener.
+    pub const ADMIN: u16 = 1 << 11;
 }
 
 /// Bytes travelling in one direction, with the decoder that watches them.

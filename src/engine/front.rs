@@ -64,6 +64,10 @@ impl Gateway {
             self.echo_request(key, head);
             return;
         }
+        if c.has(flag::ADMIN) {
+            self.admin_request(key, head);
+            return;
+        }
         let model = c.model.clone();
         let secure = c.has(flag::SECURE);
         let (api_idx, _op) = match self.routes.lookup(head.path(), head.method()) {

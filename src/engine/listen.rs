@@ -14,6 +14,8 @@ pub enum Kind {
     Proxy { secure: bool },
     /// The built-in echo backend.
     Echo,
+    /// The admin listener.
+    Admin,
 }
 
 pub struct Listener {
@@ -34,6 +36,7 @@ impl Listener {
         match self.kind {
             Kind::Proxy { .. } => "plain",
             Kind::Echo => "echo",
+            Kind::Admin => "admin",
         }
     }
 }
@@ -69,6 +72,7 @@ impl Gateway {
                 Kind::Proxy { secure: true } => flags |= flag::SECURE,
                 Kind::Proxy { secure: false } => {}
                 Kind::Echo => flags |= flag::ECHO,
+                Kind::Admin => flags |= flag::ADMIN,
             }
             let _ = stream.set_nodelay(true);
             let bounds = &self.model.settings.bounds;

@@ -6,6 +6,7 @@
 //! moves frames both ways, [`close`] ends it. [`echo`] is the built-in echo backend on the same
 //! loop.
 
+mod admin;
 mod close;
 pub mod conn;
 mod echo;
@@ -94,6 +95,9 @@ impl Gateway {
         }
         if let Some(a) = model.settings.echo {
             listeners.push(listen::Listener::bind(a, listen::Kind::Echo)?);
+        }
+        if let Some(a) = model.settings.admin {
+            listeners.push(listen::Listener::bind(a, listen::Kind::Admin)?);
         }
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(
