@@ -6,6 +6,15 @@ use crate::http::head::RequestHead;
 
 impl Gateway {
     pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) {
+        // The request's own buffer is not part of what the answer reports.
+        if let Some(c) = self.conns.get_mut(key) {
+            if let Some(id) = c.up.buf.take() {
+                self.pool.give(id);
+            }
+            c.up.head = 0;
+            c.up.out = 0;
+            c.up.end = 0;
+        }
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
@@ -30,7 +39,12 @@ impl Gateway {
         // Bytes held in gateway buffers, per connection at most two buffers.
         let mut buffered = 0u64;
         let mut max_conn = 0u64;
+        let mut open = 0usize;
         for (_, c) in self.conns.iter() {
+            if c.has(super::conn::flag::ADMIN) {
+                continue;
+            }
+            open += 1;
             let b = (c.up.end - c.up.head) as u64 + (c.down.end - c.down.head) as u64;
             buffered += b;
             max_conn = max_conn.max(b);
@@ -43,7 +57,7 @@ impl Gateway {
                 "\"connection_state_bytes\":{}}}\n"
             ),
             s.accepted,
-            self.conns.len(),
+            open,
             s.upgraded,
             s.upgrades_total,
             s.upgrades_failed,

@@ -34,6 +34,9 @@ use timer::{Entry, Wheel};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const RESOLVER: Token = Token(usize::MAX - 2);
+/// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
+/// room for our 101 in front of frames that arrive with the backend's.
+pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 16;
 
@@ -109,8 +112,8 @@ impl Gateway {
         let signals = signals::Signals::install(poll.registry(), SIGNAL)?;
         let resolver = resolve::Resolver::new(poll.registry(), RESOLVER, &model)?;
         let bounds = &model.settings.bounds;
-        // A buffer must hold a whole request head (16 KiB) plus one byte to tell it is too big.
-        let buf_size = bounds.buffer_bound.max(crate::http::head::MAX_HEAD + 1);
+
+        let buf_size = bounds.buffer_bound.max(MIN_BUFFER);
         let now = Instant::now();
         Ok(Gateway {
             poll,

@@ -22,6 +22,17 @@ pub(super) enum Io {
 /// Reads once into the free space of the flow's buffer, taking a buffer from the pool if the
 /// flow has none.
 pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -> Io {
+    read_leaving(pool, flow, src, 0)
+}
+
+/// Like [`read_once`], but leaves `reserve` bytes of the buffer free (room for the gateway's
+/// own answer in front of what was read).
+pub(super) fn read_leaving(
+    pool: &mut Pool,
+    flow: &mut Flow,
+    src: &mut TcpStream,
+    reserve: usize,
+) -> Io {
     let id = match flow.buf {
         Some(id) => id,
         None => {
@@ -34,7 +45,8 @@ pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -
         }
     };
     let buf = pool.get(id);
-    if flow.end as usize == buf.len() && flow.head > 0 {
+    let cap = buf.len().saturating_sub(reserve);
+    if flow.end as usize >= cap && flow.head > 0 {
         // Make room by moving what is left to the front.
         let (h, e) = (flow.head as usize, flow.end as usize);
         buf.copy_within(h..e, 0);
@@ -42,11 +54,11 @@ pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -
         flow.end -= flow.head;
         flow.head = 0;
     }
-    if flow.end as usize == buf.len() {
+    if flow.end as usize >= cap {
         return Io::Full;
     }
     loop {
-        match src.read(&mut buf[flow.end as usize..]) {
+        match src.read(&mut buf[flow.end as usize..cap]) {
             Ok(0) => {
                 release_if_empty(pool, flow);
                 return Io::Eof;
@@ -220,7 +232,7 @@ impl Gateway {
                 return;
             }
             log::debug!("backend of {} went away without a close frame", c.peer);
-            return self.fail(key, None, Some((1001, "backend went away")));
+            return self.fail(key, Some((1001, "backend went away")), None);
         }
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) {
@@ -229,7 +241,7 @@ impl Gateway {
                 }
                 return;
             }
-            return self.fail(key, Some((1001, "client went away")), None);
+            return self.fail(key, None, Some((1001, "client went away")));
         }
         if moved {
             let c = &self.conns[key];

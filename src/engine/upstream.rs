@@ -3,7 +3,11 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
-use super::relay::{Io, read_once, write_out};
+use super::relay::{Io, read_leaving, read_once, write_out};
+
+/// Room kept free while reading the backend's answer, for the client's 101 in front of any
+/// frames that came with it.
+const ANSWER_ROOM: usize = 4096;
 use crate::http::head::{HeadError, parse_response};
 use crate::http::url::TargetUrl;
 use crate::ws::frame::{Decoder, Role};
@@ -143,7 +147,7 @@ impl Gateway {
                 return;
             }
             let Some(b) = c.backend.as_mut() else { return };
-            match read_once(&mut self.pool, &mut c.down, b) {
+            match read_leaving(&mut self.pool, &mut c.down, b, ANSWER_ROOM) {
                 Io::Blocked => {
                     c.clear(flag::BACKEND_READABLE);
                     return;
