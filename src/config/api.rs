@@ -202,9 +202,10 @@ fn set_variables(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, String)> {
+/// Effective API properties: (name, value, where the value comes from).
+fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, String, String)> {
     let ibm = root.get("x-ibm-configuration");
-    let mut props: Vec<(String, String)> = Vec::new();
+    let mut props: Vec<(String, String, String)> = Vec::new();
     if let Some(p) = ibm.as_ref().and_then(|c| c.get("properties")) {
         for (name, pn) in p.entries(d) {
             pn.known(&["value", "description", "encoded"], false, d);
@@ -213,15 +214,21 @@ fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, S
             } else {
                 pn.text(d).unwrap_or_default()
             };
-            props.push((name, value));
+            props.push((
+                name,
+                value,
+                "the API's x-ibm-configuration.properties".into(),
+            ));
         }
     }
-    let set = |props: &mut Vec<(String, String)>, name: &str, value: &str| match props
-        .iter_mut()
-        .find(|(n, _)| n == name)
-    {
-        Some((_, v)) => *v = value.to_string(),
-        None => props.push((name.to_string(), value.to_string())),
+    let set = |props: &mut Vec<(String, String, String)>, name: &str, value: &str, from: String| {
+        match props.iter_mut().find(|(n, _, _)| n == name) {
+            Some(p) => {
+                p.1 = value.to_string();
+                p.2 = from;
+            }
+            None => props.push((name.to_string(), value.to_string(), from)),
+        }
     };
     // Lowest to highest precedence: API value, API catalog value, gateway catalog, command line.
     if let Some(cats) = ibm.as_ref().and_then(|c| c.get("catalogs")) {
@@ -233,14 +240,29 @@ fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, S
             if let Some(p) = cn.get("properties") {
                 for (name, v) in p.entries(d) {
                     if let Some(val) = v.text(d) {
-                        set(&mut props, &name, &val);
+                        let from =
+                            format!("the API's x-ibm-configuration.catalogs.{cat}.properties");
+                        set(&mut props, &name, &val, from);
                     }
                 }
             }
         }
     }
-    for (name, value) in env.catalog_props.iter().chain(env.overrides) {
-        set(&mut props, name, value);
+    for (name, value) in env.catalog_props {
+        set(
+            &mut props,
+            name,
+            value,
+            "catalog.properties in the gateway config".into(),
+        );
+    }
+    for (name, value) in env.overrides {
+        set(
+            &mut props,
+            name,
+            value,
+            "--property on the command line".into(),
+        );
     }
     props
 }
@@ -500,8 +522,14 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
     let property = |name: &str| {
         properties
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.clone())
+    };
+    let property_origin = |name: &str| {
+        properties
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, o)| o.clone())
     };
     let is_runtime = |name: &str| runtime.iter().any(|r| r == name);
     let scope = Scope {
@@ -529,6 +557,7 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
 
     let ctx = assembly::Ctx {
         scope,
+        property_origin: &property_origin,
         api_plans: &src.plans,
         env,
     };
@@ -551,7 +580,7 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
         base_path,
         schemes,
         operations: operations(&root, d),
-        properties: properties.clone(),
+        properties: properties.into_iter().map(|(n, v, _)| (n, v)).collect(),
         security: security(&root, d),
         cors,
         activity_log,

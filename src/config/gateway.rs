@@ -390,8 +390,11 @@ pub fn parse(
     root.known(TOP_KEYS, false, d);
 
     let mut listeners = Vec::new();
+    let mut written = 0;
     if let Some(ls) = root.get("listeners") {
-        for item in ls.items(d) {
+        let items = ls.items(d);
+        written = items.len();
+        for item in items {
             if let Some(l) = listener(doc, &item, d) {
                 if listeners.iter().any(|x: &Listener| x.addr == l.addr) {
                     d.error(
@@ -414,7 +417,7 @@ pub fn parse(
                 tls_offloaded: true,
             })
             .collect();
-    } else if listeners.is_empty() {
+    } else if written == 0 {
         let at = root.get("listeners").unwrap_or_else(|| root.clone());
         d.error(
             &at,

@@ -91,11 +91,14 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
     let mut products = Vec::new();
     let mut plans = Vec::new();
     let mut srcs = Vec::new();
+    let mut product_failed = false;
     for (file, at) in &gw.products {
         if let Some(doc) = Doc::load(file, Some(at), &mut d)
             && let Some(p) = product::parse(&doc, &mut products, &mut plans, &mut limits, &mut d)
         {
             srcs.push(p);
+        } else {
+            product_failed = true;
         }
     }
 
@@ -258,7 +261,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
         model_apis.push(api);
     }
 
-    let applications = applications(&gw.apps, &products, &plans, &mut d);
+    let applications = applications(&gw.apps, &products, &plans, product_failed, &mut d);
 
     if d.has_errors() {
         return Err(d.list);
@@ -287,6 +290,7 @@ fn applications(
     specs: &[gateway::AppSpec],
     products: &[crate::model::Product],
     plans: &[crate::model::Plan],
+    product_failed: bool,
     d: &mut Diags,
 ) -> Vec<Application> {
     let mut out: Vec<Application> = Vec::new();
@@ -311,6 +315,8 @@ fn applications(
             .collect();
         let product = match found.as_slice() {
             [p] => *p,
+            // The product may be in a file that failed to load; that error is already there.
+            [] if product_failed => continue,
             [] => {
                 let known: Vec<String> = products
                     .iter()

@@ -84,7 +84,15 @@ impl Doc {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                let msg = format!("cannot read '{}': {e}", file.display());
+                let msg = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "file '{}' does not exist (a relative path is relative to the file that \
+                         names it)",
+                        file.display()
+                    )
+                } else {
+                    format!("cannot read '{}': {e}", file.display())
+                };
                 match from {
                     Some(a) => d.error_at(a, msg),
                     None => d.file_error(file, 0, 0, msg),
@@ -104,15 +112,30 @@ impl Doc {
             })),
             Err(e) => {
                 let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-                let mut msg = e.to_string();
-                if let Some(i) = msg.rfind(" at line ") {
-                    msg.truncate(i);
-                }
+                let msg = strip_position(&e.to_string());
                 d.file_error(file, line, col, format!("not valid YAML: {msg}"));
                 None
             }
         }
     }
+}
+
+/// Drops serde_yaml's " at line N column M" from a message: the diagnostic says it already.
+fn strip_position(msg: &str) -> String {
+    let Some(i) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[i + " at line ".len()..];
+    let skip_num = |s: &str| {
+        s.trim_start_matches(|c: char| c.is_ascii_digit())
+            .to_string()
+    };
+    let rest = skip_num(rest);
+    let rest = match rest.strip_prefix(" column ") {
+        Some(r) => skip_num(r),
+        None => rest,
+    };
+    format!("{}{rest}", &msg[..i])
 }
 
 /// A value with its document and path.
@@ -347,5 +370,18 @@ impl<'a> Node<'a> {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn yaml_messages_lose_their_position() {
+        assert_eq!(
+            super::strip_position("did not find ',' at line 10 column 12, while parsing"),
+            "did not find ',', while parsing"
+        );
+        assert_eq!(super::strip_position("bad at line 3"), "bad");
+        assert_eq!(super::strip_position("plain"), "plain");
     }
 }
