@@ -1,0 +1,502 @@
+//! A WebSocket backend on tungstenite (not our code), one thread per connection, that records
+//! what the gateway sent it: the raw request head of every accepted connection, the close frames
+//! it received, and how many connections are open.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Error, Message, WebSocket};
+
+use super::sync::Watch;
+
+/// How the backend treats connections accepted from now on (see `EchoBackend::set_mode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Upgrade, echo text and binary messages, answer pings and closes.
+    Echo,
+    /// Answer the upgrade with this HTTP status and a short text body, then close.
+    Reject(u16),
+    /// Accept TCP, read whatever comes (the head is still recorded), never answer.
+    Silent,
+    /// Upgrade, then send binary messages of `size` bytes as fast as possible: `count` of them,
+    /// or with `count: None` until the socket would block. Then echo like `Echo`. The first 8
+    /// bytes of each message (when `size >= 8`) are its sequence number, little endian.
+    Flood { size: usize, count: Option<u64> },
+    /// Upgrade, echo the first data message, then close with this code and reason
+    /// `backend closes`, and wait for the close reply.
+    CloseAfterFirst(u16),
+}
+
+pub const REJECT_BODY: &str = "rejected by the test backend";
+pub const CLOSE_REASON: &str = "backend closes";
+
+/// One accepted connection's request, as read from the socket.
+#[derive(Clone, Debug, Default)]
+pub struct SeenRequest {
+    /// Sequence number of the accepted connection, from 0.
+    pub conn: usize,
+    /// The request head exactly as received, up to and including the blank line.
+    pub raw_head: String,
+    pub method: String,
+    /// Path and query as sent in the request line.
+    pub path: String,
+    /// Headers in order, names in the case they were sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// First value of a header, name compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn parse(conn: usize, raw: &[u8]) -> SeenRequest {
+        let mut seen = SeenRequest {
+            conn,
+            raw_head: String::from_utf8_lossy(raw).into_owned(),
+            ..Default::default()
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        if req.parse(raw).is_ok() {
+            seen.method = req.method.unwrap_or_default().to_string();
+            seen.path = req.path.unwrap_or_default().to_string();
+            seen.headers = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+        }
+        seen
+    }
+}
+
+/// Everything the backend observed. Read with `EchoBackend::state` or wait with `wait_until`.
+#[derive(Default)]
+pub struct State {
+    /// TCP connections accepted.
+    pub accepted: usize,
+    /// Connections currently open (accepted and not yet closed by either side).
+    pub open: usize,
+    /// Request heads, one per accepted connection that sent one, in arrival order.
+    pub requests: Vec<SeenRequest>,
+    /// Upgrades that tungstenite refused (not counting `Mode::Reject`): (conn, error).
+    pub handshake_errors: Vec<(usize, String)>,
+    /// Connections upgraded to WebSocket.
+    pub upgraded: usize,
+    /// Text and binary messages received.
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// Close frames received from the gateway: (conn, code and reason; `None` for an empty close).
+    pub closes: Vec<(usize, Option<(u16, String)>)>,
+    /// Connections that ended without a close handshake or with an error: (conn, error).
+    pub errors: Vec<(usize, String)>,
+    /// Flood messages fully written.
+    pub flood_sent: u64,
+    /// Flood connections whose socket would block.
+    pub flood_blocked: usize,
+    /// Bytes read on `Mode::Silent` connections.
+    pub silent_bytes: u64,
+    stopping: bool,
+    streams: Vec<(usize, TcpStream)>,
+}
+
+/// Wraps the socket to record the request head as it is read, before tungstenite parses it, so
+/// heads that tungstenite refuses are recorded too.
+struct HeadTap {
+    inner: TcpStream,
+    head: Vec<u8>,
+    done: bool,
+    conn: usize,
+    state: Arc<Watch<State>>,
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+impl Read for HeadTap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.done {
+            self.head.extend_from_slice(&buf[..n]);
+            if let Some(end) = head_end(&self.head) {
+                self.head.truncate(end);
+                self.done = true;
+                let seen = SeenRequest::parse(self.conn, &self.head);
+                self.state.update(|s| s.requests.push(seen));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for HeadTap {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub struct EchoBackend {
+    addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    state: Arc<Watch<State>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+fn ws_config() -> WebSocketConfig {
+    // No size limits (the gateway enforces those) and small buffers, so thousands of idle
+    // backend connections stay cheap.
+    WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+impl EchoBackend {
+    /// An echo backend on 127.0.0.1 with an ephemeral port.
+    pub fn start() -> EchoBackend {
+        EchoBackend::start_with(Mode::Echo)
+    }
+
+    pub fn start_with(mode: Mode) -> EchoBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
+        let addr = listener.local_addr().expect("backend local addr");
+        let mode = Arc::new(Mutex::new(mode));
+        let state = Arc::new(Watch::new(State::default()));
+        let acceptor = {
+            let mode = mode.clone();
+            let state = state.clone();
+            thread::Builder::new()
+                .name("backend-accept".into())
+                .spawn(move || accept_loop(listener, mode, state))
+                .expect("spawn backend acceptor")
+        };
+        EchoBackend {
+            addr,
+            mode,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/`, the form of a `target-url`.
+    pub fn target_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Changes the mode for connections accepted from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
+    pub fn state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.state.read(f)
+    }
+
+    /// Waits until `pred` holds for the backend state; false after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, pred: impl FnMut(&State) -> bool) -> bool {
+        self.state.wait_until(timeout, pred)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.state(|s| s.accepted)
+    }
+
+    pub fn open(&self) -> usize {
+        self.state(|s| s.open)
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state(|s| s.requests.clone())
+    }
+
+    pub fn last_request(&self) -> Option<SeenRequest> {
+        self.state(|s| s.requests.last().cloned())
+    }
+
+    pub fn closes(&self) -> Vec<(usize, Option<(u16, String)>)> {
+        self.state(|s| s.closes.clone())
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.state(|s| s.messages)
+    }
+
+    /// Waits until exactly `n` connections are open.
+    pub fn wait_open(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.open == n)
+    }
+
+    /// Waits until at least `n` request heads were received.
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.requests.len() >= n)
+    }
+
+    /// Closes the listener and every connection, and waits (bounded) for their threads to see it.
+    pub fn stop(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.state.update(|s| s.stopping = true);
+        // Wake the blocking accept; the loop sees `stopping` and drops the listener.
+        let _ = TcpStream::connect(self.addr);
+        let _ = acceptor.join();
+        self.state.update(|s| {
+            for (_, st) in &s.streams {
+                let _ = st.shutdown(Shutdown::Both);
+            }
+        });
+        self.state
+            .wait_until(Duration::from_secs(10), |s| s.open == 0);
+    }
+}
+
+impl Drop for EchoBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<State>>) {
+    let mut next_id = 0usize;
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Out of descriptors or similar: keep serving the connections already open.
+            Err(_) if !state.read(|s| s.stopping) => continue,
+            Err(_) => return,
+        };
+        if state.read(|s| s.stopping) {
+            return;
+        }
+        let id = next_id;
+        next_id += 1;
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        state.update(|s| {
+            s.accepted += 1;
+            s.open += 1;
+            s.streams.push((id, clone));
+        });
+        let m = mode.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let st = state.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("backend-conn-{id}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                serve(id, stream, m, st.clone());
+                st.update(|s| {
+                    s.open -= 1;
+                    s.streams.retain(|(i, _)| *i != id);
+                });
+            });
+        if spawned.is_err() {
+            state.update(|s| {
+                s.open -= 1;
+                s.streams.retain(|(i, _)| *i != id);
+                s.errors.push((id, "could not spawn a thread".into()));
+            });
+        }
+    }
+}
+
+// The callback's error type is tungstenite's `ErrorResponse`; its size is not ours to choose.
+#[allow(clippy::result_large_err)]
+fn serve(id: usize, stream: TcpStream, mode: Mode, shared: Arc<Watch<State>>) {
+    let _ = stream.set_nodelay(true);
+    let state: &Watch<State> = &shared;
+    let tap = HeadTap {
+        inner: stream,
+        head: Vec::new(),
+        done: false,
+        conn: id,
+        state: shared.clone(),
+    };
+    if mode == Mode::Silent {
+        return silent(tap, state);
+    }
+    let reject = match mode {
+        Mode::Reject(code) => Some(code),
+        _ => None,
+    };
+    let callback = |_req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        match reject {
+            None => Ok(resp),
+            Some(code) => {
+                let mut r = ErrorResponse::new(Some(REJECT_BODY.to_string()));
+                *r.status_mut() = tungstenite::http::StatusCode::from_u16(code)
+                    .unwrap_or(tungstenite::http::StatusCode::FORBIDDEN);
+                let h = r.headers_mut();
+                h.insert("Content-Type", "text/plain".parse().unwrap());
+                h.insert("Content-Length", REJECT_BODY.len().into());
+                h.insert("Connection", "close".parse().unwrap());
+                Err(r)
+            }
+        }
+    };
+    let result = tungstenite::accept_hdr_with_config(tap, callback, Some(ws_config()));
+    let mut ws = match result {
+        Ok(ws) => ws,
+        Err(e) => {
+            if reject.is_none() {
+                let msg = match e {
+                    tungstenite::HandshakeError::Failure(err) => err.to_string(),
+                    tungstenite::HandshakeError::Interrupted(_) => "interrupted".to_string(),
+                };
+                state.update(|s| s.handshake_errors.push((id, msg)));
+            }
+            return;
+        }
+    };
+    state.update(|s| s.upgraded += 1);
+    if let Mode::Flood { size, count } = mode
+        && let Err(e) = flood(&mut ws, size, count, state)
+    {
+        state.update(|s| s.errors.push((id, e.to_string())));
+        return;
+    }
+    let close_after_first = match mode {
+        Mode::CloseAfterFirst(code) => Some(code),
+        _ => None,
+    };
+    echo(id, &mut ws, close_after_first, state);
+}
+
+fn silent(mut tap: HeadTap, state: &Watch<State>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tap.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => state.update(|s| s.silent_bytes += n as u64),
+        }
+    }
+}
+
+fn flood(
+    ws: &mut WebSocket<HeadTap>,
+    size: usize,
+    count: Option<u64>,
+    state: &Watch<State>,
+) -> Result<(), Error> {
+    ws.get_ref().inner.set_nonblocking(true)?;
+    let mut seq: u64 = 0;
+    let mut blocked = false;
+    while count.is_none_or(|c| seq < c) {
+        let mut payload = vec![0x5a; size];
+        if size >= 8 {
+            payload[..8].copy_from_slice(&seq.to_le_bytes());
+        }
+        let r = ws.send(Message::binary(payload));
+        seq += 1;
+        match r {
+            Ok(()) => state.update(|s| s.flood_sent += 1),
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The message sits in tungstenite's write buffer; it goes out with the next flush.
+                if !blocked {
+                    blocked = true;
+                    state.update(|s| s.flood_blocked += 1);
+                }
+                ws.get_ref().inner.set_nonblocking(false)?;
+                ws.flush()?;
+                state.update(|s| s.flood_sent += 1);
+                if count.is_none() {
+                    break;
+                }
+                ws.get_ref().inner.set_nonblocking(true)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    ws.get_ref().inner.set_nonblocking(false)?;
+    Ok(())
+}
+
+fn echo(
+    id: usize,
+    ws: &mut WebSocket<HeadTap>,
+    close_after_first: Option<u16>,
+    state: &Watch<State>,
+) {
+    let mut closing = false;
+    loop {
+        match ws.read() {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
+                let len = msg.len() as u64;
+                state.update(|s| {
+                    s.messages += 1;
+                    s.bytes += len;
+                });
+                if closing {
+                    continue;
+                }
+                if let Err(e) = ws.send(msg) {
+                    state.update(|s| s.errors.push((id, e.to_string())));
+                    return;
+                }
+                if let Some(code) = close_after_first {
+                    closing = true;
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: CLOSE_REASON.into(),
+                    };
+                    if let Err(e) = ws.close(Some(frame)) {
+                        state.update(|s| s.errors.push((id, e.to_string())));
+                        return;
+                    }
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                let got = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                state.update(|s| s.closes.push((id, got)));
+                // tungstenite queued the reply; the next read flushes it and reports the end.
+            }
+            Ok(_) => {}
+            Err(Error::ConnectionClosed) | Err(Error::AlreadyClosed) => return,
+            Err(e) => {
+                state.update(|s| s.errors.push((id, e.to_string())));
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Shared helpers for wsgate's integration tests: every test binary does `mod common;`.
+//!
+//! - `conf`: temp config dirs (`TempConf`, `GatewayYaml`, seed and keyless API files)
+//! - `gateway`: the `wsgate` binary as a child process (`Gateway`, `run_wsgate`)
+//! - `backend`: a tungstenite backend that records what it receives (`EchoBackend`, `Mode`)
+//! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
+//! - `python`: the Python `websockets` peers (`python`, `PyEcho`, `run_py_client`)
+//! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
+#![allow(dead_code, unused_imports)]
+
+pub mod backend;
+pub mod client;
+pub mod conf;
+pub mod gateway;
+pub mod proc;
+pub mod python;
+pub mod sync;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use backend::{EchoBackend, Mode, SeenRequest};
+pub use client::{
+    HttpResponse, RawConn, Ws, close_and_wait, expect_refused, http_error, http_request,
+    read_until_closed, recv_data, roundtrip, upgrade_request, ws_connect, ws_connect_with,
+};
+pub use conf::{GatewayYaml, TempConf};
+pub use gateway::{Gateway, run_wsgate};
+pub use python::{PyEcho, python, run_py_client};
+
+/// The one generous deadline: for the gateway to start, for a log line, and as the read/write
+/// timeout guarding every test socket. Reaching it means the test failed, not that it waited.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Prints a skip notice past libtest's output capture, so it shows even for passing tests.
+pub fn skip_note(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+}

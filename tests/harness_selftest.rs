@@ -1,0 +1,200 @@
+//! Proves the test helpers against tungstenite and the Python peer before the gateway uses them.
+
+mod common;
+
+use common::*;
+use tungstenite::Message;
+
+#[test]
+fn echo_backend_echoes_and_records_the_request() {
+    let backend = EchoBackend::start();
+    let url = backend.url("/some/path?q=1&r=two");
+    let (mut ws, resp) = ws_connect(
+        &url,
+        &[
+            ("X-IBM-Client-Id", "abc"),
+            ("X-Twice", "1"),
+            ("X-Twice", "2"),
+        ],
+    )
+    .expect("connect to backend");
+    assert_eq!(resp.status().as_u16(), 101);
+    roundtrip(&mut ws, Message::text("hello"));
+    roundtrip(&mut ws, Message::binary(vec![0u8, 1, 2, 255]));
+    roundtrip(&mut ws, Message::binary(vec![7u8; 300_000]));
+    let closed = close_and_wait(&mut ws, 4001, "bye");
+    assert_eq!(closed.code(), Some(4001), "{closed:?}");
+    assert!(closed.error.is_none(), "{closed:?}");
+
+    assert!(backend.wait_open(0, DEADLINE));
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/some/path?q=1&r=two");
+    assert_eq!(r.header("x-ibm-client-id"), Some("abc"));
+    assert_eq!(r.header_all("X-Twice"), vec!["1", "2"]);
+    assert!(r.raw_head.ends_with("\r\n\r\n"));
+    assert_eq!(backend.messages(), 3);
+    assert_eq!(backend.closes(), vec![(0, Some((4001, "bye".to_string())))]);
+}
+
+#[test]
+fn echo_backend_rejects_with_status_and_body() {
+    let backend = EchoBackend::start_with(Mode::Reject(403));
+    let (status, body) = expect_refused(ws_connect(&backend.url("/x"), &[]));
+    assert_eq!(status, 403);
+    assert_eq!(body, backend::REJECT_BODY);
+    assert!(backend.wait_requests(1, DEADLINE));
+    assert_eq!(backend.last_request().unwrap().path, "/x");
+
+    // The same refusal over raw TCP, to check the head and Content-Length.
+    let mut raw = RawConn::connect(backend.addr()).unwrap();
+    raw.send(upgrade_request(&backend.addr().to_string(), "/raw", &[]).as_bytes())
+        .unwrap();
+    let resp = raw.read_response().unwrap();
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.body_text(), backend::REJECT_BODY);
+}
+
+#[test]
+fn echo_backend_modes_silent_close_and_flood() {
+    let mut backend = EchoBackend::start_with(Mode::Silent);
+    let mut raw = RawConn::connect(backend.addr()).unwrap();
+    raw.send(upgrade_request("h", "/silent", &[]).as_bytes())
+        .unwrap();
+    assert!(backend.wait_requests(1, DEADLINE));
+    assert!(raw.buffered().is_empty());
+    assert_eq!(backend.open(), 1);
+
+    backend.set_mode(Mode::CloseAfterFirst(4002));
+    let (mut ws, _) = ws_connect(&backend.url("/close"), &[]).unwrap();
+    ws.send(Message::text("one")).unwrap();
+    let closed = read_until_closed(&mut ws);
+    assert_eq!(closed.messages, vec![Message::text("one")]);
+    assert_eq!(
+        closed.frame,
+        Some(Some((4002, backend::CLOSE_REASON.to_string())))
+    );
+
+    backend.set_mode(Mode::Flood {
+        size: 100,
+        count: Some(50),
+    });
+    let (mut ws, _) = ws_connect(&backend.url("/flood"), &[]).unwrap();
+    for seq in 0u64..50 {
+        match recv_data(&mut ws).unwrap() {
+            Message::Binary(b) => {
+                assert_eq!(b.len(), 100);
+                assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), seq);
+            }
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    assert!(backend.wait_until(DEADLINE, |s| s.flood_sent == 50));
+
+    // Flood until blocked: this client does not read, so the backend's socket fills up.
+    backend.set_mode(Mode::Flood {
+        size: 64 * 1024,
+        count: None,
+    });
+    let (ws_blocked, _) = ws_connect(&backend.url("/flood-block"), &[]).unwrap();
+    assert!(backend.wait_until(DEADLINE, |s| s.flood_blocked == 1));
+
+    // Stopping closes the silent, blocked and idle connections alike.
+    drop(raw);
+    backend.stop();
+    assert_eq!(backend.open(), 0);
+    drop(ws_blocked);
+}
+
+#[test]
+fn python_peers_echo_each_other() {
+    let Some(py) = python() else {
+        return;
+    };
+    let mut echo = PyEcho::start(&py);
+    let run = run_py_client(
+        &py,
+        &format!("{}path?x=1", echo.target_url()),
+        &[
+            "-H",
+            "X-IBM-Client-Id: abc",
+            "--sizes",
+            "0,1,126,70000",
+            "--close-code",
+            "4003",
+        ],
+    );
+    assert!(run.ok(), "{run:?}");
+    assert!(run.summary.contains("\"echoed\": 4"), "{}", run.summary);
+    assert!(
+        echo.wait_events("\"code\": 4003", 1, DEADLINE),
+        "{:?}",
+        echo.events()
+    );
+    assert!(echo.events()[0].contains("/path?x=1"));
+    assert!(echo.stop().success());
+
+    // And the Python client against the tungstenite backend.
+    let backend = EchoBackend::start();
+    let run = run_py_client(
+        &py,
+        &backend.url("/"),
+        &["--sizes", "5,500000", "--kind", "binary"],
+    );
+    assert!(run.ok(), "{run:?}");
+    assert!(backend.wait_open(0, DEADLINE));
+    assert_eq!(
+        backend.closes(),
+        vec![(0, Some((1000, "done".to_string())))]
+    );
+}
+
+#[test]
+fn listener_lines_are_parsed() {
+    let log = "[2026-01-01T00:00:00Z INFO  wsgate::engine] listening on 127.0.0.1:4000 (plain)\n\
+               [x INFO wsgate] listening on [::1]:4001 (admin)\n\
+               something else (plain)\n";
+    let found = common::gateway::parse_listeners(log);
+    assert_eq!(
+        found,
+        vec![
+            ("plain".to_string(), "127.0.0.1:4000".parse().unwrap()),
+            ("admin".to_string(), "[::1]:4001".parse().unwrap())
+        ]
+    );
+}
+
+#[test]
+fn templates_fill_and_refuse_leftovers() {
+    let conf = TempConf::new();
+    let p = conf.write_template(
+        "a.yaml",
+        "x: {{A}}\ny: {{B}}\n",
+        &[("A", "1"), ("B", "two")],
+    );
+    assert_eq!(std::fs::read_to_string(p).unwrap(), "x: 1\ny: two\n");
+    let r = std::panic::catch_unwind(|| common::conf::fill("{{MISSING}}", &[]));
+    assert!(r.is_err());
+    conf.copy_seed().write_open_api("/open");
+    for f in [
+        conf::SEED_API,
+        conf::SEED_PRODUCT,
+        conf::OPEN_API,
+        conf::OPEN_PRODUCT,
+    ] {
+        let text = std::fs::read_to_string(conf.file(f)).unwrap();
+        serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    let g = GatewayYaml::seed("ws://127.0.0.1:1/")
+        .bound("max-message-size", "1KiB")
+        .render();
+    let v: serde_yaml::Value = serde_yaml::from_str(&g).unwrap();
+    assert_eq!(v["bounds"]["max-message-size"].as_str(), Some("1KiB"));
+    assert_eq!(
+        v["applications"][0]["client-id"].as_str(),
+        Some(conf::DEMO_CLIENT_ID)
+    );
+    assert_eq!(v["listeners"][0]["tls-offloaded"].as_bool(), Some(true));
+}
