@@ -416,3 +416,21 @@ fn echo_backend_on_a_listener_address() {
         &["127.0.0.1:8080 is already used", "needs its own address"],
     );
 }
+
+#[test]
+fn too_small_buffer_bound_is_raised_with_a_warning() {
+    let l = loads("small-buffer");
+    assert_eq!(l.warnings.len(), 1, "{}", show(&l.warnings));
+    expect(
+        &l.warnings,
+        Severity::Warning,
+        "gateway.yaml",
+        8,
+        "bounds.buffer-bound",
+        &["buffer-bound 4096 is below", "request head"],
+    );
+    assert_eq!(
+        l.model.settings.bounds.buffer_bound,
+        wsgate::engine::MIN_BUFFER
+    );
+}

@@ -77,7 +77,7 @@ fn settings() {
     assert_eq!(b.handshake_timeout, Duration::from_secs(3));
     assert_eq!(b.close_grace, Duration::ZERO);
     assert_eq!(b.shutdown_grace, Duration::from_secs(2));
-    assert_eq!(b.buffer_bound, 16 << 10);
+    assert_eq!(b.buffer_bound, 32 << 10);
     assert_eq!(b.over_limit, OverLimitAction::Drop);
     assert_eq!(m.tls_profiles.len(), 1);
     assert_eq!(m.tls_profiles[0].ca_file, Some(dir().join("ca.pem")));

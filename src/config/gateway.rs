@@ -231,8 +231,23 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     if let Some(s) = size("max-message-size", 1, d) {
         b.max_message_size = s;
     }
-    if let Some(s) = size("buffer-bound", 1024, d) {
+    if let Some(s) = size("buffer-bound", 1, d) {
         b.buffer_bound = usize::try_from(s).unwrap_or(usize::MAX);
+        // The engine needs a whole request head plus its 101 in one buffer.
+        let min = crate::engine::MIN_BUFFER;
+        if b.buffer_bound < min
+            && let Some(v) = n.get("buffer-bound")
+        {
+            d.warn(
+                &v,
+                format!(
+                    "buffer-bound {} is below the {min} bytes one buffer needs (a whole 16KiB \
+                     request head and the 101 answer); {min} is used",
+                    b.buffer_bound
+                ),
+            );
+            b.buffer_bound = min;
+        }
     }
     if let Some(t) = duration("idle-timeout", false, d) {
         b.idle_timeout = t;
