@@ -84,6 +84,24 @@ fn settings() {
 }
 
 #[test]
+fn command_line_listeners_replace_plain_ones_only() {
+    let o = Overrides {
+        listen: Some(vec![
+            "127.0.0.1:28080".parse().unwrap(),
+            "127.0.0.1:28081".parse().unwrap(),
+        ]),
+        ..Overrides::default()
+    };
+    let m = loaded(&o).model;
+    let l = &m.settings.listeners;
+    assert_eq!(l.len(), 3);
+    assert!(l[0].tls.is_some(), "the TLS listener stays");
+    assert_eq!(l[1].addr, "127.0.0.1:28080".parse().unwrap());
+    assert_eq!(l[2].addr, "127.0.0.1:28081".parse().unwrap());
+    assert!(l[1].tls_offloaded && l[2].tls_offloaded && l[1].tls.is_none());
+}
+
+#[test]
 fn products_plans_and_shared_apis() {
     let m = loaded(&Overrides::default()).model;
     assert_eq!(m.apis.len(), 2, "api-c is not enforced");

@@ -423,15 +423,18 @@ pub fn parse(
         }
     }
     if let Some(over) = &overrides.listen {
-        // Command-line listeners stand behind a TLS terminator, like the shipped config's.
-        listeners = over
+        // They replace the plain listeners and keep their tls-offloaded setting (true when the
+        // file has none, as in the shipped config); TLS listeners stay.
+        let offloaded = listeners
             .iter()
-            .map(|&addr| Listener {
-                addr,
-                tls: None,
-                tls_offloaded: true,
-            })
-            .collect();
+            .find(|l| l.tls.is_none())
+            .is_none_or(|l| l.tls_offloaded);
+        listeners.retain(|l| l.tls.is_some());
+        listeners.extend(over.iter().map(|&addr| Listener {
+            addr,
+            tls: None,
+            tls_offloaded: offloaded,
+        }));
     } else if written == 0 {
         let at = root.get("listeners").unwrap_or_else(|| root.clone());
         d.error(

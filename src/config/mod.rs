@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 pub struct Overrides {
     /// `--property NAME=VALUE`: wins over every other source of an API property.
     pub properties: Vec<(String, String)>,
-    /// `--listen`: replaces the file's listeners with plain, TLS-offloaded ones.
+    /// `--listen`: replaces the file's plain listeners; they keep the first plain listener's
+    /// `tls-offloaded` (true when the file has no plain listener). TLS listeners stay.
     pub listen: Option<Vec<SocketAddr>>,
     /// `--admin`: replaces the file's admin address.
     pub admin: Option<SocketAddr>,
