@@ -138,6 +138,40 @@ fn strip_position(msg: &str) -> String {
     format!("{}{rest}", &msg[..i])
 }
 
+/// Edit distance, for "did you mean" hints on short keys.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn unknown_key_message(key: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (distance(&key.to_ascii_lowercase().replace('_', "-"), k), *k))
+        .min();
+    match best {
+        Some((dist, k)) if dist <= 2 => {
+            format!("unknown key '{key}' is ignored; did you mean '{k}'?")
+        }
+        _ if known.len() <= 12 => {
+            format!(
+                "unknown key '{key}' is ignored (known here: {})",
+                known.join(", ")
+            )
+        }
+        _ => format!("unknown key '{key}' is ignored"),
+    }
+}
+
 /// A value with its document and path.
 #[derive(Clone)]
 pub struct Node<'a> {
@@ -364,10 +398,7 @@ impl<'a> Node<'a> {
                 Severity::Warning,
                 self.doc,
                 &path,
-                format!(
-                    "unknown key '{key}' is ignored (known here: {})",
-                    known.join(", ")
-                ),
+                unknown_key_message(&key, known),
             );
         }
     }
@@ -375,6 +406,25 @@ impl<'a> Node<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let known = ["hard-limit", "is-client", "value"];
+        assert_eq!(
+            super::unknown_key_message("hard_limit", &known),
+            "unknown key 'hard_limit' is ignored; did you mean 'hard-limit'?"
+        );
+        assert_eq!(
+            super::unknown_key_message("vaule", &known),
+            "unknown key 'vaule' is ignored; did you mean 'value'?"
+        );
+        assert_eq!(
+            super::unknown_key_message("colour", &known),
+            "unknown key 'colour' is ignored (known here: hard-limit, is-client, value)"
+        );
+        assert_eq!(super::distance("", "abc"), 3);
+        assert_eq!(super::distance("kitten", "sitting"), 3);
+    }
+
     #[test]
     fn yaml_messages_lose_their_position() {
         assert_eq!(
