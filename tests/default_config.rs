@@ -23,7 +23,10 @@ fn shipped_config_serves_the_seed_api_through_the_builtin_echo() {
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{echo}"))
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"));
-    assert_ne!(yaml, shipped, "the shipped addresses moved; update this test");
+    assert_ne!(
+        yaml, shipped,
+        "the shipped addresses moved; update this test"
+    );
     for f in [
         "test-yahel-websocket-api_1.0.0.yaml",
         "test-yahel-websocket-product_1.0.0.yaml",
@@ -48,7 +51,10 @@ fn check_accepts_the_shipped_config_and_prints_the_summary() {
     let out = run_wsgate(&[
         "check",
         "--config",
-        repo_root().join("conf/gateway.yaml").to_str().expect("utf-8 path"),
+        repo_root()
+            .join("conf/gateway.yaml")
+            .to_str()
+            .expect("utf-8 path"),
     ]);
     assert!(out.status.success(), "wsgate check failed:\n{}", out.stderr);
     for words in [
@@ -58,6 +64,10 @@ fn check_accepts_the_shipped_config_and_prints_the_summary() {
         "websocket-response-ratelimit",
         "demo-client-id",
     ] {
-        assert!(out.stdout.contains(words), "summary lacks {words:?}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(words),
+            "summary lacks {words:?}:\n{}",
+            out.stdout
+        );
     }
 }
