@@ -1,4 +1,5 @@
 //! The policy engine's sans-I/O pieces.
 
 pub mod condition;
+pub mod limits;
 pub mod pattern;
