@@ -18,7 +18,28 @@ impl Gateway {
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
-            (_, "/healthz" | "/stats") => (405, "method not allowed\n".to_string()),
+            ("GET", "/limits") => (200, self.limits_json()),
+            ("DELETE", p) if p.starts_with("/limits/") => {
+                // /limits/NAME resets every key of that limit, /limits/NAME/KEY one key.
+                let rest = &p["/limits/".len()..];
+                let (name, key_text) = match rest.split_once('/') {
+                    Some((n, k)) => (n, Some(percent_decode(k))),
+                    None => (rest, None),
+                };
+                let n = self.counters.reset(&percent_decode(name), key_text.as_deref());
+                (200, format!("{{\"reset\":{n}}}\n"))
+            }
+            ("POST", "/clock/advance") if self.test_clock => {
+                let secs = head
+                    .query()
+                    .and_then(|q| q.strip_prefix("seconds="))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                self.clock_offset += secs;
+                self.now_secs += secs;
+                (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
+            }
+            (_, "/healthz" | "/stats" | "/limits") => (405, "method not allowed\n".to_string()),
             _ => (404, "not found\n".to_string()),
         };
         let kind = if body.starts_with('{') {
@@ -32,6 +53,30 @@ impl Gateway {
             body.len()
         );
         self.answer(key, reply.as_bytes());
+    }
+
+    /// Every live counter: limit, key, window, value and maximum.
+    fn limits_json(&self) -> String {
+        let mut out = String::from("[");
+        for (i, v) in self.counters.snapshot(self.now_secs).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let window = v
+                .window_start
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "null".to_string());
+            out.push_str(&format!(
+                "{{\"limit\":{},\"kind\":\"{:?}\",\"key\":{},\"window_start\":{window},\"value\":{},\"max\":{}}}",
+                json_string(&v.limit),
+                v.kind,
+                json_string(&v.key),
+                v.value,
+                v.max
+            ));
+        }
+        out.push_str("]\n");
+        out
     }
 
     fn stats_json(&self) -> String {
@@ -69,4 +114,38 @@ impl Gateway {
             std::mem::size_of::<super::conn::Conn>(),
         )
     }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `%XX` escapes in a path segment (limit keys contain `:` and `=`, which clients may encode).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
