@@ -474,6 +474,26 @@ fn table_evicts_zero_counts_but_never_a_live_count() {
 }
 
 #[test]
+fn table_fills_three_quarters_with_live_keys_and_finds_them_again() {
+    let cap = 2048;
+    let n: u16 = 1536;
+    let mut c = Counters::new(&simple(vec![count("conns", 1)]), cap);
+    let addr = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i));
+    let mut slots = Vec::new();
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU);
+        assert!(c.inc(s, 1).allowed, "key {i} has a counter of its own");
+        slots.push(s);
+    }
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU + 1);
+        assert_eq!(s, slots[usize::from(i)]);
+        assert!(!c.inc(s, 1).allowed);
+    }
+    assert_eq!(c.snapshot(THU).len(), usize::from(n));
+}
+
+#[test]
 fn zero_capacity_table_reports_full() {
     let mut c = Counters::new(&simple(vec![count("conns", 2)]), 0);
     assert_eq!(c.slot(0, &keyless(ip(1)), THU), Lookup::Full);
