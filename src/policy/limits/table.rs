@@ -204,7 +204,8 @@ impl Counters {
     }
 
     /// Finds the key (limit, h1, h2) in its two probe windows; else, when `insert` carries its
-    /// description, puts it in the first free or evictable entry of the window with more room.
+    /// description, puts it in the window with more room: in its first empty entry, else in its
+    /// first evictable one.
     /// `h2 = None` (a slot being re-resolved) matches on (limit, h1) alone.
     fn probe(
         &mut self,
@@ -230,7 +231,7 @@ impl Counters {
         let mut free = None;
         let mut most_room = 0;
         for home in homes {
-            let mut first = None;
+            let (mut empty, mut first) = (None, None);
             let mut room = 0;
             for step in 0..width {
                 let mut e = home + step;
@@ -259,14 +260,21 @@ impl Counters {
                         Some(_) => {}
                     }
                 }
-                if insert.is_some() && self.evictable(e, now) {
-                    room += 1;
-                    first.get_or_insert(e);
+                if insert.is_some() {
+                    // Prefer an empty entry: a key resolved but not yet counted is evictable
+                    // too, and taking it would only make its owner re-create it.
+                    if entry.is_empty() {
+                        room += 1;
+                        empty.get_or_insert(e);
+                    } else if self.evictable(e, now) {
+                        room += 1;
+                        first.get_or_insert(e);
+                    }
                 }
             }
             if room > most_room {
                 most_room = room;
-                free = first;
+                free = empty.or(first);
             }
         }
         let Some(desc) = insert else {

@@ -716,7 +716,7 @@ fn snapshot_lists_live_counters_with_their_keys() {
     c.inc(s, 1);
     let s = slot(&mut c, 0, &keyless(ip(9)), THU);
     c.inc(s, 2);
-    let s = slot(&mut c, 1, &Consumer { api: 1, ..app(1) }, THU);
+    let s = slot(&mut c, 1, &Consumer { api: 1, ..app(1) }, THU + 70);
     c.consume(s, 3, THU + 70);
     let long = "é".repeat(20);
     for d in ["acme", long.as_str()] {
@@ -724,11 +724,11 @@ fn snapshot_lists_live_counters_with_their_keys() {
             dynamic: Some(d),
             ..app(0)
         };
-        let s = slot(&mut c, 2, &who, THU);
+        let s = slot(&mut c, 2, &who, THU + 70);
         c.consume(s, 1, THU + 70);
     }
     // Resolved but never counted: not listed.
-    slot(&mut c, 0, &app(1), THU);
+    slot(&mut c, 0, &app(1), THU + 70);
     let mut v = c.snapshot(THU + 75);
     v.sort_by(|a, b| a.key.cmp(&b.key));
     let cut = format!("gateway:tenant:dv={}…", "é".repeat(14));
@@ -832,4 +832,8 @@ fn memory_figures() {
     assert_eq!(bases, vec![0, 4, 6]);
     assert_eq!(c.cells.len(), 107);
     assert_eq!(c.entries.len(), 100);
+    assert_eq!(
+        format!("{c:?}"),
+        "Counters { limits: 3, dense_cells: 7, table_capacity: 100 }"
+    );
 }
