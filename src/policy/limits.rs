@@ -343,6 +343,16 @@ pub struct Counters {
     last_now: u64,
 }
 
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("limits", &self.layouts.len())
+            .field("dense_cells", &self.dense_len)
+            .field("table_capacity", &self.entries.len())
+            .finish()
+    }
+}
+
 impl Counters {
     /// Lays out the flat arrays for every limit of the model. `dynamic_slots`: capacity of the
     /// bounded table for run-time consumers (at most 2^24).

@@ -3,18 +3,20 @@
 //!
 //! Open addressing over a fixed array. A key is (limit, h1, h2), two 64-bit SipHash values under
 //! two independent random keys, so a false match needs a 128-bit collision; the key text itself
-//! is not kept (only a bounded description for the admin listing). A key lives somewhere in the
-//! [`PROBE`] entries after its home position; lookups scan all of them (so freed entries need no
-//! tombstones), and an insert takes an empty entry or evicts one that holds no information any
-//! more: a rate window that ended, a value of 0. An entry that still counts something is never
-//! evicted: then the table reports full.
+//! is not kept (only a bounded description for the admin listing). A key lives in one of two
+//! windows of [`PROBE`] entries, both placed by h1; lookups scan both whole (so freed entries need
+//! no tombstones), and an insert goes to the window with more room ("two choices": random keys
+//! then fill about 85–95% of the table before one finds both windows taken, against about 67%
+//! with a single window). An insert takes an empty entry or evicts one that holds no information
+//! any more: a rate window that ended, a value of 0. An entry that still counts something is
+//! never evicted: then the table reports full. Entries never move, so a slot stays valid.
 
 use super::{Cell, Consumer, Counters, Layout, Lookup, Slot, window_of, window_tag};
 use crate::model::LimitIdx;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
-/// Entries scanned per lookup.
+/// Entries per probe window; a lookup scans two.
 const PROBE: usize = 64;
 /// Bytes of a dynamic value kept for the admin listing.
 pub(super) const DYN_SHOWN: usize = 28;
@@ -201,9 +203,10 @@ impl Counters {
         }
     }
 
-    /// Finds the key (limit, h1, h2) in its probe window; else, when `insert` carries its
-    /// description, puts it in the first free or evictable entry. `h2 = None` (a slot being
-    /// re-resolved) matches on (limit, h1) alone.
+    /// Finds the key (limit, h1, h2) in its two probe windows; else, when `insert` carries its
+    /// description, puts it in the window with more room: in its first empty entry, else in its
+    /// first evictable one.
+    /// `h2 = None` (a slot being re-resolved) matches on (limit, h1) alone.
     fn probe(
         &mut self,
         limit: LimitIdx,
@@ -220,38 +223,58 @@ impl Counters {
                 Probe::Absent
             };
         }
-        // Multiply-shift maps h1 onto 0..cap without a division.
-        let home = ((u128::from(h1) * cap as u128) >> 64) as usize;
+        // Multiply-shift maps 64 random bits onto 0..cap without a division; the rotation gives
+        // the second window other bits of the same hash, since a slot carries h1 alone.
+        let homes =
+            [h1, h1.rotate_left(32)].map(|h| ((u128::from(h) * cap as u128) >> 64) as usize);
+        let width = PROBE.min(cap);
         let mut free = None;
-        for step in 0..PROBE.min(cap) {
-            let mut e = home + step;
-            if e >= cap {
-                e -= cap;
-            }
-            let entry = self.entries[e];
-            if entry.limit == limit && entry.h1 == h1 {
-                let unknown = entry.flags & H2_UNKNOWN != 0;
-                match h2 {
-                    None => return Probe::Found(e),
-                    Some(h2) if entry.h2 == h2 => return Probe::Found(e),
-                    Some(h2) if unknown => {
-                        // Complete an entry re-created from a slot of this key.
-                        self.entries[e] = Entry {
-                            h1,
-                            h2,
-                            limit,
-                            flags: 0,
-                        };
-                        if let Some(d) = insert {
-                            self.descs[e] = d;
+        let mut most_room = 0;
+        for home in homes {
+            let (mut empty, mut first) = (None, None);
+            let mut room = 0;
+            for step in 0..width {
+                let mut e = home + step;
+                if e >= cap {
+                    e -= cap;
+                }
+                let entry = self.entries[e];
+                if entry.limit == limit && entry.h1 == h1 {
+                    let unknown = entry.flags & H2_UNKNOWN != 0;
+                    match h2 {
+                        None => return Probe::Found(e),
+                        Some(h2) if entry.h2 == h2 => return Probe::Found(e),
+                        Some(h2) if unknown => {
+                            // Complete an entry re-created from a slot of this key.
+                            self.entries[e] = Entry {
+                                h1,
+                                h2,
+                                limit,
+                                flags: 0,
+                            };
+                            if let Some(d) = insert {
+                                self.descs[e] = d;
+                            }
+                            return Probe::Found(e);
                         }
-                        return Probe::Found(e);
+                        Some(_) => {}
                     }
-                    Some(_) => {}
+                }
+                if insert.is_some() {
+                    // Prefer an empty entry: a key resolved but not yet counted is evictable
+                    // too, and taking it would only make its owner re-create it.
+                    if entry.is_empty() {
+                        room += 1;
+                        empty.get_or_insert(e);
+                    } else if self.evictable(e, now) {
+                        room += 1;
+                        first.get_or_insert(e);
+                    }
                 }
             }
-            if free.is_none() && self.evictable(e, now) {
-                free = Some(e);
+            if room > most_room {
+                most_room = room;
+                free = empty.or(first);
             }
         }
         let Some(desc) = insert else {

@@ -474,6 +474,26 @@ fn table_evicts_zero_counts_but_never_a_live_count() {
 }
 
 #[test]
+fn table_fills_three_quarters_with_live_keys_and_finds_them_again() {
+    let cap = 2048;
+    let n: u16 = 1536;
+    let mut c = Counters::new(&simple(vec![count("conns", 1)]), cap);
+    let addr = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i));
+    let mut slots = Vec::new();
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU);
+        assert!(c.inc(s, 1).allowed, "key {i} has a counter of its own");
+        slots.push(s);
+    }
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU + 1);
+        assert_eq!(s, slots[usize::from(i)]);
+        assert!(!c.inc(s, 1).allowed);
+    }
+    assert_eq!(c.snapshot(THU).len(), usize::from(n));
+}
+
+#[test]
 fn zero_capacity_table_reports_full() {
     let mut c = Counters::new(&simple(vec![count("conns", 2)]), 0);
     assert_eq!(c.slot(0, &keyless(ip(1)), THU), Lookup::Full);
@@ -696,7 +716,7 @@ fn snapshot_lists_live_counters_with_their_keys() {
     c.inc(s, 1);
     let s = slot(&mut c, 0, &keyless(ip(9)), THU);
     c.inc(s, 2);
-    let s = slot(&mut c, 1, &Consumer { api: 1, ..app(1) }, THU);
+    let s = slot(&mut c, 1, &Consumer { api: 1, ..app(1) }, THU + 70);
     c.consume(s, 3, THU + 70);
     let long = "é".repeat(20);
     for d in ["acme", long.as_str()] {
@@ -704,11 +724,11 @@ fn snapshot_lists_live_counters_with_their_keys() {
             dynamic: Some(d),
             ..app(0)
         };
-        let s = slot(&mut c, 2, &who, THU);
+        let s = slot(&mut c, 2, &who, THU + 70);
         c.consume(s, 1, THU + 70);
     }
     // Resolved but never counted: not listed.
-    slot(&mut c, 0, &app(1), THU);
+    slot(&mut c, 0, &app(1), THU + 70);
     let mut v = c.snapshot(THU + 75);
     v.sort_by(|a, b| a.key.cmp(&b.key));
     let cut = format!("gateway:tenant:dv={}…", "é".repeat(14));
@@ -812,4 +832,8 @@ fn memory_figures() {
     assert_eq!(bases, vec![0, 4, 6]);
     assert_eq!(c.cells.len(), 107);
     assert_eq!(c.entries.len(), 100);
+    assert_eq!(
+        format!("{c:?}"),
+        "Counters { limits: 3, dense_cells: 7, table_capacity: 100 }"
+    );
 }
