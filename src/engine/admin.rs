@@ -26,7 +26,9 @@ impl Gateway {
                     Some((n, k)) => (n, Some(percent_decode(k))),
                     None => (rest, None),
                 };
-                let n = self.counters.reset(&percent_decode(name), key_text.as_deref());
+                let n = self
+                    .counters
+                    .reset(&percent_decode(name), key_text.as_deref());
                 (200, format!("{{\"reset\":{n}}}\n"))
             }
             ("POST", "/clock/advance") if self.test_clock => {

@@ -30,7 +30,9 @@ impl Gateway {
     /// Gives back what the connection holds of count limits (auto-decrement). Taking the ledger
     /// empties it, so this happens once whichever path ends the connection.
     pub(super) fn release_limits(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if let Some(l) = c.limits.as_mut() {
             for (slot, w) in l.held.take_all() {
                 self.counters.dec(slot, w);

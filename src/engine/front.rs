@@ -178,8 +178,10 @@ impl Gateway {
                 for (slot, w) in held.take_all() {
                     self.counters.dec(slot, w);
                 }
-                let mut extra: Vec<(&str, &str)> =
-                    reply_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let mut extra: Vec<(&str, &str)> = reply_headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
                 if status == 426 {
                     extra.push(("Upgrade", "websocket"));
                     extra.push(("Sec-WebSocket-Version", "13"));
@@ -247,7 +249,12 @@ impl Gateway {
     }
 
     /// A 200 with headers and no body (a CORS preflight).
-    pub(super) fn respond_headers(&mut self, key: usize, status: u16, headers: &[(String, String)]) {
+    pub(super) fn respond_headers(
+        &mut self,
+        key: usize,
+        status: u16,
+        headers: &[(String, String)],
+    ) {
         let txn = self.txn.next();
         let mut out = format!(
             "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nX-Global-Transaction-ID: {txn}\r\n",
@@ -381,7 +388,10 @@ fn message_limits(
     lim: &mut Limiter<'_>,
     out: &mut Vec<MessageLimit>,
 ) {
-    for (flow, upstream) in [(&wsu.request_assembly, true), (&wsu.response_assembly, false)] {
+    for (flow, upstream) in [
+        (&wsu.request_assembly, true),
+        (&wsu.response_assembly, false),
+    ] {
         for p in flow {
             let PolicyKind::RateLimit(r) = &p.kind else {
                 continue;

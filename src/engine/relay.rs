@@ -5,9 +5,9 @@
 
 use super::Gateway;
 use super::conn::{Flow, MessageLimit, Phase, flag};
+use super::pool::Pool;
 use crate::model::OverLimitAction;
 use crate::policy::limits::Counters;
-use super::pool::Pool;
 use crate::ws::frame::{self, Next};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -361,7 +361,10 @@ impl Gateway {
         let mut seen = Seen::default();
         let counters = &mut self.counters;
         let limits = c.limits.as_deref();
-        let (now, drop_mode) = (self.now_secs, self.model.settings.bounds.over_limit == OverLimitAction::Drop);
+        let (now, drop_mode) = (
+            self.now_secs,
+            self.model.settings.bounds.over_limit == OverLimitAction::Drop,
+        );
         let mut admit = || match limits {
             None => Admit::Forward,
             Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),

@@ -23,7 +23,10 @@ pub struct Raised {
 /// Where the assembly stopped.
 pub enum Step<'m> {
     /// Upgrade through this policy; `nth` is its depth-first number in the API's assembly.
-    Upgrade { policy: &'m WebSocketUpgrade, nth: u16 },
+    Upgrade {
+        policy: &'m WebSocketUpgrade,
+        nth: u16,
+    },
     /// Proxy the call through this invoke.
     Invoke(&'m crate::model::Invoke),
     /// Answer with an error (uncaught, or built by a catch flow).
@@ -101,7 +104,10 @@ fn exec<'m>(
             PolicyKind::RateLimit(r) => ratelimit(r, vars, lim)?,
             PolicyKind::WebSocketUpgrade(w) => {
                 if vars.websocket {
-                    return Ok(Some(Step::Upgrade { policy: w, nth: *nth }));
+                    return Ok(Some(Step::Upgrade {
+                        policy: w,
+                        nth: *nth,
+                    }));
                 }
                 *nth += 1;
                 return Err(Raised {
@@ -206,7 +212,10 @@ pub fn apply(
     let slot = match lim.counters.slot(idx, &who, lim.now) {
         super::limits::Lookup::Unlimited => return Ok(()),
         super::limits::Lookup::Full => {
-            log::warn!("limit {}: the table of run-time keys is full; refusing", def.name);
+            log::warn!(
+                "limit {}: the table of run-time keys is full; refusing",
+                def.name
+            );
             return Err(refusal(def));
         }
         super::limits::Lookup::Counter(s) => s,
@@ -262,5 +271,10 @@ fn refusal(def: &LimitDef) -> Raised {
 /// `weight` is a JSONata expression in API Connect; a number is all we evaluate. Anything
 /// that is not a positive number counts as 1 (spec §3.4).
 pub fn weight(def: &LimitDef) -> u64 {
-    def.weight.trim().parse::<u64>().ok().filter(|w| *w > 0).unwrap_or(1)
+    def.weight
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|w| *w > 0)
+        .unwrap_or(1)
 }

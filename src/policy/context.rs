@@ -41,7 +41,12 @@ impl<'a> Vars<'a> {
             "request.querystring" => head.query().unwrap_or("").into(),
             "request.uri" => {
                 let scheme = if self.secure { "https" } else { "http" };
-                format!("{scheme}://{}{}", head.header("host").unwrap_or(""), head.target()).into()
+                format!(
+                    "{scheme}://{}{}",
+                    head.header("host").unwrap_or(""),
+                    head.target()
+                )
+                .into()
             }
             "request.websocket" => if self.websocket { "true" } else { "false" }.into(),
             "api.root" => self.api.base_path.as_str().into(),

@@ -20,20 +20,32 @@ pub struct Caller {
 }
 
 /// A CORS preflight (spec §1.8): answered here, no assembly runs.
-pub fn preflight(head: &RequestHead, api: &Api, op: Option<&Operation>) -> Option<Vec<(String, String)>> {
+pub fn preflight(
+    head: &RequestHead,
+    api: &Api,
+    op: Option<&Operation>,
+) -> Option<Vec<(String, String)>> {
     if !api.cors.enabled || head.method() != "OPTIONS" {
         return None;
     }
     let origin = head.header("origin")?;
     head.header("access-control-request-method")?;
     let methods = op.map(|o| o.methods).unwrap_or_default();
-    let names: Vec<&str> = ["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"]
-        .into_iter()
-        .filter(|m| methods.allows(m))
-        .collect();
+    let names: Vec<&str> = [
+        "GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE",
+    ]
+    .into_iter()
+    .filter(|m| methods.allows(m))
+    .collect();
     let mut h = vec![
-        ("Access-Control-Allow-Origin".to_string(), origin.to_string()),
-        ("Access-Control-Allow-Credentials".to_string(), "true".to_string()),
+        (
+            "Access-Control-Allow-Origin".to_string(),
+            origin.to_string(),
+        ),
+        (
+            "Access-Control-Allow-Credentials".to_string(),
+            "true".to_string(),
+        ),
         ("Access-Control-Allow-Methods".to_string(), names.join(", ")),
         ("Vary".to_string(), "Origin".to_string()),
     ];
@@ -48,7 +60,10 @@ pub fn cors_headers(head: &RequestHead, api: &Api) -> Vec<(String, String)> {
     match head.header("origin") {
         Some(o) if api.cors.enabled => vec![
             ("Access-Control-Allow-Origin".to_string(), o.to_string()),
-            ("Access-Control-Allow-Credentials".to_string(), "true".to_string()),
+            (
+                "Access-Control-Allow-Credentials".to_string(),
+                "true".to_string(),
+            ),
         ],
         _ => Vec::new(),
     }
@@ -79,7 +94,9 @@ pub fn identify(model: &Model, api_idx: u16, head: &RequestHead) -> Result<Calle
     let mut found = None;
     for r in reqs {
         let Some(id_key) = &r.client_id else { continue };
-        let Some(id) = credential(head, id_key) else { continue };
+        let Some(id) = credential(head, id_key) else {
+            continue;
+        };
         let Some(app_idx) = model.applications.iter().position(|a| a.client_id == id) else {
             continue;
         };
@@ -110,7 +127,9 @@ pub fn identify(model: &Model, api_idx: u16, head: &RequestHead) -> Result<Calle
 /// The plan's burst limits, then its rate limits (spec §3.6). A hard limit over its maximum
 /// refuses with 429; a soft one lets the call through with a warning.
 pub fn plan_limits(model: &Model, caller: Caller, lim: &mut Limiter<'_>) -> Result<(), Refusal> {
-    let Some(plan) = caller.plan else { return Ok(()) };
+    let Some(plan) = caller.plan else {
+        return Ok(());
+    };
     let plan = &model.plans[plan as usize];
     for &idx in plan.burst_limits.iter().chain(plan.rate_limits.iter()) {
         let def = &model.limits[idx as usize];
@@ -129,7 +148,8 @@ pub fn plan_limits(model: &Model, caller: Caller, lim: &mut Limiter<'_>) -> Resu
             crate::model::LimitKind::Burst => "X-BurstLimit",
             _ => "X-RateLimit",
         };
-        lim.headers.push((prefix, def.name.clone(), v.limit, v.remaining));
+        lim.headers
+            .push((prefix, def.name.clone(), v.limit, v.remaining));
         if !v.allowed {
             return Err(Refusal {
                 status: 429,
