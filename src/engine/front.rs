@@ -366,10 +366,10 @@ pub(super) fn nth_upgrade(policies: &[Policy], nth: u16) -> Option<&WebSocketUpg
                             return Some(w);
                         }
                     }
-                    if let Some(o) = &s.otherwise {
-                        if let Some(w) = walk(o, n, want) {
-                            return Some(w);
-                        }
+                    if let Some(o) = &s.otherwise
+                        && let Some(w) = walk(o, n, want)
+                    {
+                        return Some(w);
                     }
                 }
                 _ => {}

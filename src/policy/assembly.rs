@@ -72,7 +72,7 @@ fn catch<'m>(
     let Some(c) = assembly
         .catch
         .iter()
-        .find(|c| c.errors.is_empty() || c.errors.iter().any(|n| *n == e.name))
+        .find(|c| c.errors.is_empty() || c.errors.contains(&e.name))
     else {
         return Step::Fail(e);
     };
@@ -131,10 +131,10 @@ fn exec<'m>(
                     })
                     .map(|c| c.execute.as_slice())
                     .or(s.otherwise.as_deref());
-                if let Some(list) = chosen {
-                    if let Some(step) = exec(list, vars, lim, nth)? {
-                        return Ok(Some(step));
-                    }
+                if let Some(list) = chosen
+                    && let Some(step) = exec(list, vars, lim, nth)?
+                {
+                    return Ok(Some(step));
                 }
             }
             PolicyKind::SetVariable(actions) => {
@@ -171,7 +171,7 @@ fn exec<'m>(
 }
 
 /// The limits a `ratelimit` entry refers to for this caller.
-pub fn resolve<'r>(e: &'r LimitRef, source: LimitSource, plan: Option<u16>) -> &'r [u32] {
+pub fn resolve(e: &LimitRef, source: LimitSource, plan: Option<u16>) -> &[u32] {
     match source {
         LimitSource::CatalogNamed | LimitSource::GatewayNamed => &e.fixed,
         LimitSource::PlanDefault | LimitSource::PlanNamed => plan
