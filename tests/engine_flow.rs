@@ -163,3 +163,16 @@ fn sigterm_closes_both_sides_with_1001_and_exits_0() {
         assert_eq!(c.map(|c| c.0), Some(1001));
     }
 }
+
+#[test]
+fn idle_connection_is_closed_with_1001_on_both_sides() {
+    let backend = EchoBackend::start();
+    let (_c, gw) = start(&backend.target_url(), &[("idle-timeout", "1s")]);
+    let (mut ws, _) = ws_connect(&gw.url(BASE), &[]).expect("upgrade");
+    roundtrip(&mut ws, Message::text("then silence"));
+    let closed = read_until_closed(&mut ws);
+    assert_eq!(closed.code(), Some(1001));
+    assert!(backend.wait_until(DEADLINE, |s| !s.closes.is_empty()));
+    assert_eq!(backend.closes()[0].1.as_ref().map(|c| c.0), Some(1001));
+    assert!(wait_stat(&gw, "open", 0));
+}

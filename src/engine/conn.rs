@@ -169,3 +169,25 @@ impl Conn {
         self.flags &= !f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one connection costs in the slab, whatever it does. The heap parts come on top
+    /// only while they are needed: the handshake box until the 101, the limit box for
+    /// connections that have limits, and pool buffers while bytes are in flight.
+    #[test]
+    fn connection_state_stays_small() {
+        let conn = std::mem::size_of::<Conn>();
+        let slab_entry = std::mem::size_of::<slab::Slab<Conn>>(); // the slab itself, once
+        println!(
+            "Conn: {conn} bytes (Flow {} each, Decoder {}), ConnLimits {} when limited, Handshake {} during the upgrade; slab header {slab_entry}",
+            std::mem::size_of::<Flow>(),
+            std::mem::size_of::<Decoder>(),
+            std::mem::size_of::<ConnLimits>(),
+            std::mem::size_of::<Handshake>(),
+        );
+        assert!(conn <= 256, "Conn grew to {conn} bytes");
+    }
+}
