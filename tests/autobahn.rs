@@ -24,5 +24,8 @@ fn autobahn_through_wsgate_matches_direct() {
         common::skip_note("Autobahn: no conformance runner can be installed here");
         return;
     }
-    assert!(status.success(), "tests/autobahn/run.sh failed ({status}):\n{output}");
+    assert!(
+        status.success(),
+        "tests/autobahn/run.sh failed ({status}):\n{output}"
+    );
 }

@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use tungstenite::Message;
 
 #[test]
@@ -197,4 +199,93 @@ fn templates_fill_and_refuse_leftovers() {
         Some(conf::DEMO_CLIENT_ID)
     );
     assert_eq!(v["listeners"][0]["tls-offloaded"].as_bool(), Some(true));
+}
+
+/// Stands in for wsgate: logs two listener lines like the gateway does, then waits for SIGTERM.
+const FAKE_GATEWAY: &str = r#"
+import signal, socket, sys
+mode = sys.argv[1]
+sys.stderr.write("args: %s\n" % " ".join(sys.argv[2:]))
+if mode == "exit-early":
+    sys.stderr.write("config error: no such product\n")
+    sys.exit(3)
+socks = []
+for kind in ("plain", "admin"):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    socks.append(s)
+    sys.stderr.write("[2026-01-01T00:00:00Z INFO  wsgate::engine] listening on 127.0.0.1:%d (%s)\n"
+                     % (s.getsockname()[1], kind))
+sys.stderr.flush()
+def term(*_):
+    sys.stderr.write("shutting down\n")
+    sys.stderr.flush()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-term" else term)
+while True:
+    signal.pause()
+"#;
+
+fn fake(
+    conf: &std::path::Path,
+    py: &std::path::Path,
+    mode: &str,
+) -> common::gateway::GatewayBuilder {
+    Gateway::builder(conf).program(py, &["-c", FAKE_GATEWAY, mode])
+}
+
+#[test]
+fn gateway_helper_drives_a_stand_in() {
+    let Some(py) = python() else {
+        return;
+    };
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let path = GatewayYaml::open("ws://127.0.0.1:9/").write(&conf);
+
+    let mut gw = fake(&path, &py, "serve")
+        .arg("--property")
+        .arg("a=b")
+        .start();
+    let plain = gw.addr("plain");
+    assert_ne!(plain.port(), 0);
+    assert_ne!(gw.addr("admin"), plain);
+    std::net::TcpStream::connect(plain).expect("the logged plain address accepts");
+    assert!(gw.log_contains(&format!("args: --config {} --property a=b", path.display())));
+    assert_eq!(gw.url("/x"), format!("ws://{plain}/x"));
+    assert!(gw.fd_count() >= 3);
+    assert!(gw.rss_kib() > 0);
+    assert!(gw.status_kib("VmHWM") >= gw.rss_kib() / 2);
+    let pid = gw.pid();
+    let status = gw.stop();
+    assert!(status.success(), "{status}");
+    assert!(gw.log_contains("shutting down"));
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    // A process that exits before listening fails the start with its log.
+    let err = fake(&path, &py, "exit-early")
+        .try_start()
+        .err()
+        .expect("start must fail");
+    assert!(
+        err.contains("exited") && err.contains("config error"),
+        "{err}"
+    );
+
+    // One that ignores SIGTERM is killed after the grace.
+    let mut stubborn = fake(&path, &py, "ignore-term").start();
+    let status = stubborn.stop_within(Duration::from_millis(200));
+    assert_eq!(status.code(), None, "killed by a signal");
+
+    // A listener the config declares but the process never logs fails the start.
+    let path = GatewayYaml::open("ws://127.0.0.1:9/")
+        .echo_backend(true)
+        .write(&conf);
+    let err = fake(&path, &py, "serve")
+        .deadline(Duration::from_secs(1))
+        .try_start()
+        .err()
+        .expect("the echo listener never appears");
+    assert!(err.contains("did not log"), "{err}");
 }

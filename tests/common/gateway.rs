@@ -86,9 +86,20 @@ pub struct GatewayBuilder {
     rust_log: String,
     expect: Option<Vec<String>>,
     deadline: Duration,
+    program: Option<(PathBuf, Vec<String>)>,
 }
 
 impl GatewayBuilder {
+    /// Runs `program prefix_args... --config FILE args...` instead of the wsgate binary (the
+    /// harness self-test uses a stand-in).
+    pub fn program<S: AsRef<str>>(mut self, program: impl AsRef<Path>, prefix_args: &[S]) -> Self {
+        self.program = Some((
+            program.as_ref().to_path_buf(),
+            prefix_args.iter().map(|a| a.as_ref().to_string()).collect(),
+        ));
+        self
+    }
+
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
@@ -143,7 +154,14 @@ impl GatewayBuilder {
             .expect
             .clone()
             .unwrap_or_else(|| expected_from_config(&self.conf, &self.args));
-        let mut cmd = Command::new(wsgate_bin());
+        let mut cmd = match &self.program {
+            Some((p, prefix)) => {
+                let mut c = Command::new(p);
+                c.args(prefix);
+                c
+            }
+            None => Command::new(wsgate_bin()),
+        };
         cmd.arg("--config").arg(&self.conf).args(&self.args);
         cmd.env("RUST_LOG", &self.rust_log);
         // The log is parsed: no colour codes around the addresses.
@@ -204,6 +222,7 @@ impl Gateway {
             rust_log: DEFAULT_RUST_LOG.to_string(),
             expect: None,
             deadline: DEADLINE,
+            program: None,
         }
     }
 
