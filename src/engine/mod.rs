@@ -1,1 +1,361 @@
-//! The mio driver (being written).
+//! The driver: one mio poll loop on one thread. It moves bytes between sockets and the sans-I/O
+//! state machines of [`crate::http`] and [`crate::ws`]; nothing here parses or decides on its own.
+//!
+//! The path of a connection: [`listen`] accepts it, [`front`] reads the request head and decides
+//! what to do, [`upstream`] connects to the backend and performs the upgrade there, [`relay`]
+//! moves frames both ways, [`close`] ends it. [`echo`] is the built-in echo backend on the same
+//! loop.
+
+mod admin;
+mod close;
+pub mod conn;
+mod echo;
+mod front;
+mod listen;
+pub mod pool;
+mod relay;
+mod resolve;
+mod signals;
+pub mod timer;
+mod upstream;
+
+use crate::http::response::TxnIds;
+use crate::model::Model;
+use crate::route::RouteTable;
+use conn::Conn;
+use mio::{Events, Interest, Poll, Token};
+use pool::Pool;
+use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use timer::{Entry, Wheel};
+
+const SIGNAL: Token = Token(usize::MAX - 1);
+const RESOLVER: Token = Token(usize::MAX - 2);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 16;
+
+/// Counters a test or an operator can read.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub accepted: u64,
+    /// Connections in the slab now (each may hold a backend socket too).
+    pub open: usize,
+    /// Of those, upgraded on both sides.
+    pub upgraded: usize,
+    pub upgrades_total: u64,
+    pub upgrades_failed: u64,
+}
+
+/// What the gateway is listening on, once bound.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub kind: &'static str,
+}
+
+pub struct Gateway {
+    poll: Poll,
+    model: Rc<Model>,
+    routes: Rc<RouteTable>,
+    listeners: Vec<listen::Listener>,
+    conns: Slab<Conn>,
+    pool: Pool,
+    wheel: Wheel,
+    due: Vec<Entry>,
+    next_epoch: u32,
+    rng: u64,
+    txn: TxnIds,
+    resolver: resolve::Resolver,
+    signals: signals::Signals,
+    stats: Stats,
+    /// Accepting is paused because the connection cap is reached.
+    paused: bool,
+    /// Shutting down since this instant.
+    stopping: Option<Instant>,
+    now: Instant,
+}
+
+impl Gateway {
+    /// Binds every listener of the model. Nothing is served until [`Gateway::run`].
+    pub fn new(model: Model) -> io::Result<Gateway> {
+        let poll = Poll::new()?;
+        let model = Rc::new(model);
+        let routes = Rc::new(RouteTable::new(&model.apis));
+        let mut listeners = Vec::new();
+        for l in &model.settings.listeners {
+            listeners.push(listen::Listener::bind(
+                l.addr,
+                listen::Kind::Proxy {
+                    secure: l.tls_offloaded || l.tls.is_some(),
+                },
+            )?);
+        }
+        if let Some(a) = model.settings.echo {
+            listeners.push(listen::Listener::bind(a, listen::Kind::Echo)?);
+        }
+        if let Some(a) = model.settings.admin {
+            listeners.push(listen::Listener::bind(a, listen::Kind::Admin)?);
+        }
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(
+                &mut l.socket,
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+        }
+        let signals = signals::Signals::install(poll.registry(), SIGNAL)?;
+        let resolver = resolve::Resolver::new(poll.registry(), RESOLVER, &model)?;
+        let bounds = &model.settings.bounds;
+        // A buffer must hold a whole request head (16 KiB) plus one byte to tell it is too big.
+        let buf_size = bounds.buffer_bound.max(crate::http::head::MAX_HEAD + 1);
+        let now = Instant::now();
+        Ok(Gateway {
+            poll,
+            routes,
+            listeners,
+            conns: Slab::with_capacity(1024),
+            pool: Pool::new(buf_size, 256),
+            wheel: Wheel::new(now),
+            due: Vec::new(),
+            next_epoch: 1,
+            rng: seed(),
+            txn: TxnIds::random(),
+            resolver,
+            signals,
+            stats: Stats::default(),
+            paused: false,
+            stopping: None,
+            now,
+            model,
+        })
+    }
+
+    /// The addresses actually bound (port 0 in the config becomes a real port).
+    pub fn bound(&self) -> Vec<Bound> {
+        self.listeners
+            .iter()
+            .map(|l| Bound {
+                addr: l.addr,
+                kind: l.kind_name(),
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Runs until SIGTERM or SIGINT, then closes every connection (close 1001 on open
+    /// WebSockets) and returns once all are closed or the shutdown grace period is over.
+    pub fn run(&mut self) -> io::Result<()> {
+        for b in self.bound() {
+            log::info!("listening on {} ({})", b.addr, b.kind);
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.now = Instant::now();
+            let mut timeout = self.wheel.sleep(self.now);
+            if let Some(since) = self.stopping {
+                if self.conns.is_empty() {
+                    log::info!("all connections closed, exiting");
+                    return Ok(());
+                }
+                let grace = self.model.settings.bounds.shutdown_grace;
+                let left = grace.saturating_sub(self.now.duration_since(since));
+                if left.is_zero() {
+                    log::warn!(
+                        "shutdown grace period over, dropping {} connections",
+                        self.conns.len()
+                    );
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.finish(k);
+                    }
+                    return Ok(());
+                }
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNAL => self.on_signal(),
+                    RESOLVER => self.on_resolved(),
+                    Token(t) if t > LISTENER_BASE - 16 && t <= LISTENER_BASE => {
+                        self.accept(LISTENER_BASE - t)
+                    }
+                    Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
+                }
+            }
+            self.expire_timers();
+            if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {
+                self.paused = false;
+                log::info!("below the connection cap again, accepting");
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self) {
+        for sig in self.signals.drain() {
+            match sig {
+                signals::Signal::Terminate => self.begin_shutdown(),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        log::info!("shutting down: closing {} connections", self.conns.len());
+        self.stopping = Some(self.now);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+        }
+        self.listeners.clear();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.shutdown_conn(k);
+        }
+    }
+
+    fn on_event(&mut self, key: usize, backend: bool, ev: &mio::event::Event) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        use conn::flag::*;
+        if backend {
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                c.set(BACKEND_READABLE);
+            }
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                c.set(BACKEND_WRITABLE);
+            }
+        } else {
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                c.set(CLIENT_READABLE);
+            }
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                c.set(CLIENT_WRITABLE);
+            }
+        }
+        let vanished = !backend && (ev.is_read_closed() || ev.is_error());
+        self.drive(key, vanished);
+    }
+
+    /// Advances a connection as far as its sockets allow.
+    fn drive(&mut self, key: usize, client_vanished: bool) {
+        let Some(c) = self.conns.get(key) else {
+            return;
+        };
+        use conn::Phase::*;
+        match c.phase {
+            Head => self.read_head(key),
+            Resolving | Connecting | BackendHead => {
+                if client_vanished {
+                    log::debug!("client {} left during the backend handshake", c.peer);
+                    self.finish(key);
+                    return;
+                }
+                self.drive_upstream(key)
+            }
+            Refused => self.drive_refused(key),
+            Open => self.drive_relay(key),
+            Respond | Linger => self.drive_respond(key),
+            Echo => self.drive_echo(key),
+        }
+    }
+
+    /// Sets the connection's timeout `after` from now.
+    fn set_timeout(&mut self, key: usize, after: Duration) {
+        let at = self.wheel.deadline(self.now, after);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.deadline = at;
+        if c.armed == 0 || at < c.armed {
+            c.armed = at;
+            self.wheel.insert(Entry {
+                key: key as u32,
+                epoch: c.epoch,
+                at,
+            });
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(self.now, &mut due);
+        let now = self.wheel.now_tick(self.now);
+        for e in due.drain(..) {
+            let key = e.key as usize;
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if c.epoch != e.epoch || c.armed != e.at {
+                continue; // an entry superseded by an earlier deadline
+            }
+            if c.deadline == 0 {
+                c.armed = 0;
+                continue;
+            }
+            if c.deadline > now {
+                // The deadline moved later since this entry was made.
+                c.armed = c.deadline;
+                self.wheel.insert(Entry {
+                    key: e.key,
+                    epoch: e.epoch,
+                    at: c.deadline,
+                });
+                continue;
+            }
+            c.armed = 0;
+            c.deadline = 0;
+            self.on_timeout(key);
+        }
+        self.due = due;
+    }
+
+    fn random(&mut self) -> u64 {
+        // splitmix64: fast, and good enough for masking keys and handshake nonces, which only
+        // need to be unpredictable to the peers, not cryptographically strong. Seeded from the OS.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn random16(&mut self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.random().to_le_bytes());
+        out[8..].copy_from_slice(&self.random().to_le_bytes());
+        out
+    }
+}
+
+fn seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom")
+        && f.read_exact(&mut b).is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (std::process::id() as u64) << 32
+}

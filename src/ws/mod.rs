@@ -1,1 +1,4 @@
 //! WebSocket handshake and frame codec, sans-I/O.
+
+pub mod frame;
+pub mod handshake;

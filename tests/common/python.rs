@@ -114,6 +114,11 @@ impl PyEcho {
     pub fn stop(&mut self) -> ExitStatus {
         self.proc.stop(DEADLINE)
     }
+
+    /// SIGKILL: the backend vanishes without closing anything itself.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.proc.kill()
+    }
 }
 
 impl Drop for PyEcho {

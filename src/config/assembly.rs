@@ -1,0 +1,1031 @@
+//! The assembly (spec §1.10, §2) compiled into typed policies.
+
+use super::api::Env;
+use super::limits::kind_name;
+use super::node::{Diags, Node};
+use super::template::{self, Scope};
+use crate::model::{
+    Assembly, Catch, Control, Invoke, LimitIdx, LimitKind, LimitOp, LimitRef, LimitSource, Log,
+    LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction, SetOp, Switch,
+    SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
+};
+use crate::policy::condition::Condition;
+use crate::policy::pattern::Pattern;
+use std::time::Duration;
+
+pub struct Ctx<'a> {
+    pub scope: Scope<'a>,
+    /// Plans that include the API being compiled.
+    pub api_plans: &'a [PlanIdx],
+    pub env: &'a Env<'a>,
+}
+
+/// Where a policy list runs: the transaction, or once per WebSocket message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Main,
+    Message,
+}
+
+const SUPPORTED: &str = "ratelimit, websocket-upgrade, invoke, switch, set-variable, throw, log";
+const COMMON: &[&str] = &["version", "title", "description"];
+
+fn keys(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut k = COMMON.to_vec();
+    k.extend_from_slice(extra);
+    k
+}
+
+pub fn assembly(ctx: &Ctx, n: &Node, d: &mut Diags) -> Assembly {
+    n.known(&["execute", "catch", "finally"], false, d);
+    let mut catch = Vec::new();
+    if let Some(c) = n.get("catch") {
+        let mut shadowed = false;
+        for item in c.items(d) {
+            if shadowed {
+                d.warn(
+                    &item,
+                    "unreachable: an earlier default catch handles every error",
+                );
+            }
+            if let Some(def) = item.get("default") {
+                item.known(&["default"], false, d);
+                shadowed = true;
+                catch.push(Catch {
+                    errors: Vec::new(),
+                    execute: policies(ctx, Some(def), Flow::Main, d),
+                });
+            } else if item.v.is_mapping() {
+                item.known(&["errors", "execute"], false, d);
+                let errors = match item.get("errors") {
+                    Some(e) => e.items(d).iter().filter_map(|x| x.text(d)).collect(),
+                    None => {
+                        d.missing(
+                            &item,
+                            "errors",
+                            "missing: expected the error names this entry catches, or use default",
+                        );
+                        Vec::new()
+                    }
+                };
+                catch.push(Catch {
+                    errors,
+                    execute: policies(ctx, item.get("execute"), Flow::Main, d),
+                });
+            } else {
+                d.error(
+                    &item,
+                    "expected {errors: [Name, ...], execute: [...]} or {default: [...]}",
+                );
+            }
+        }
+    }
+    Assembly {
+        execute: policies(ctx, n.get("execute"), Flow::Main, d),
+        catch,
+        finally: policies(ctx, n.get("finally"), Flow::Main, d),
+    }
+}
+
+fn policies(ctx: &Ctx, n: Option<Node>, flow: Flow, d: &mut Diags) -> Vec<Policy> {
+    let Some(n) = n else {
+        return Vec::new();
+    };
+    n.items(d)
+        .iter()
+        .filter_map(|item| policy(ctx, item, flow, d))
+        .collect()
+}
+
+fn policy(ctx: &Ctx, item: &Node, flow: Flow, d: &mut Diags) -> Option<Policy> {
+    let entries = if item.v.is_mapping() {
+        item.entries(d)
+    } else {
+        Vec::new()
+    };
+    let [(name, body)] = entries.as_slice() else {
+        d.error(
+            item,
+            "expected one policy per list item, like '- ratelimit: {version: 2.2.0, ...}'",
+        );
+        return None;
+    };
+    if !body.v.is_mapping() && !body.is_null() {
+        d.error(
+            body,
+            format!("expected the properties of the {name} policy as a mapping"),
+        );
+        return None;
+    }
+    let kind = match name.as_str() {
+        "ratelimit" => PolicyKind::RateLimit(ratelimit(ctx, body, d)?),
+        "websocket-upgrade" | "invoke" if flow == Flow::Message => {
+            d.error(
+                body,
+                format!(
+                    "{name} cannot run inside request-assembly or response-assembly: those run \
+                     once per WebSocket message"
+                ),
+            );
+            return None;
+        }
+        "websocket-upgrade" => {
+            PolicyKind::WebSocketUpgrade(Box::new(websocket_upgrade(ctx, body, d)?))
+        }
+        "invoke" => PolicyKind::Invoke(Box::new(invoke(ctx, body, d)?)),
+        "switch" => PolicyKind::Switch(switch(ctx, body, flow, d)),
+        "set-variable" => PolicyKind::SetVariable(set_variable(ctx, body, d)),
+        "throw" => PolicyKind::Throw(throw(ctx, body, d)?),
+        "log" => PolicyKind::Log(log(body, d)),
+        other => {
+            d.error(
+                body,
+                format!("policy '{other}' is not supported by wsgate: expected one of {SUPPORTED}"),
+            );
+            return None;
+        }
+    };
+    Some(Policy {
+        title: body.text_at("title", d).unwrap_or_else(|| name.clone()),
+        origin: item.origin(),
+        kind,
+    })
+}
+
+impl Ctx<'_> {
+    fn template(&self, n: &Node, d: &mut Diags) -> Template {
+        let text = n.text(d).unwrap_or_default();
+        let (t, warnings) = template::compile(&text, &self.scope);
+        for w in warnings {
+            d.warn(n, w);
+        }
+        t
+    }
+
+    /// A string field that must not depend on the request (username, password).
+    fn static_text(&self, parent: &Node, key: &str, d: &mut Diags) -> Option<String> {
+        let n = parent.get(key)?;
+        let t = self.template(&n, d);
+        match t.as_static() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                d.error(
+                    &n,
+                    format!("{key} may refer to API properties only, not to context variables"),
+                );
+                None
+            }
+        }
+    }
+
+    fn tls_profile(&self, parent: &Node, d: &mut Diags) -> Option<u16> {
+        let n = parent.get("tls-profile")?;
+        let name = self.template(&n, d).as_static()?.to_string();
+        if name.is_empty() {
+            return None;
+        }
+        let bare = name.split(':').next().unwrap_or(&name);
+        let found = self
+            .env
+            .tls_profiles
+            .iter()
+            .position(|p| p.name == name || p.name == bare);
+        match found.and_then(|i| u16::try_from(i).ok()) {
+            Some(i) => Some(i),
+            None => {
+                d.error(
+                    &n,
+                    format!(
+                        "TLS profile '{name}' is not defined in the gateway config's tls-profiles"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn target_url(&self, parent: &Node, d: &mut Diags) -> Option<Template> {
+        let n = match parent.get("target-url").or_else(|| parent.get("target")) {
+            Some(n) => n,
+            None => {
+                d.missing(parent, "target-url", "missing: expected the backend URL");
+                return None;
+            }
+        };
+        let t = self.template(&n, d);
+        check_target(&t, &n, d);
+        Some(t)
+    }
+
+    /// Resolves one `{name, operation}` entry to limit indices (spec §7 #25: unknown names warn).
+    fn resolve(
+        &self,
+        source: LimitSource,
+        kind: LimitKind,
+        name: String,
+        op: LimitOp,
+        at: &Node,
+        d: &mut Diags,
+    ) -> LimitRef {
+        let limits = self.env.limits;
+        let kind_of = |i: LimitIdx| limits.get(i as usize).map(|l| l.kind);
+        let split = |idx: &[LimitIdx]| -> (Vec<LimitIdx>, Option<LimitKind>) {
+            let same: Vec<LimitIdx> = idx
+                .iter()
+                .copied()
+                .filter(|&i| kind_of(i) == Some(kind))
+                .collect();
+            let other = idx.iter().find_map(|&i| kind_of(i).filter(|k| *k != kind));
+            (same, other)
+        };
+        let k = kind_name(kind);
+        let hint = |other: Option<LimitKind>| {
+            other.map_or(String::new(), |o| {
+                format!(" ('{name}' is a {} limit there)", kind_name(o))
+            })
+        };
+        let mut out = LimitRef {
+            name: name.clone(),
+            kind,
+            op,
+            fixed: Vec::new(),
+            per_plan: Vec::new(),
+        };
+        match source {
+            LimitSource::PlanDefault | LimitSource::PlanNamed => {
+                let place = if source == LimitSource::PlanDefault {
+                    format!("{k}-limits")
+                } else {
+                    format!("assembly-{k}-limits")
+                };
+                let mut missing = Vec::new();
+                let mut other = None;
+                for &pi in self.api_plans {
+                    let Some(plan) = self.env.plans.get(pi as usize) else {
+                        continue;
+                    };
+                    let idx: Vec<LimitIdx> = if source == LimitSource::PlanDefault {
+                        let list = if kind == LimitKind::Burst {
+                            &plan.burst_limits
+                        } else {
+                            &plan.rate_limits
+                        };
+                        list.iter()
+                            .copied()
+                            .filter(|&i| limits.get(i as usize).is_some_and(|l| l.name == name))
+                            .collect()
+                    } else {
+                        plan.named
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    };
+                    let (same, o) = split(&idx);
+                    other = other.or(o);
+                    if same.is_empty() {
+                        missing.push(plan.name.clone());
+                    } else {
+                        out.per_plan.push((pi, same));
+                    }
+                }
+                if self.api_plans.is_empty() {
+                    d.warn(
+                        at,
+                        format!(
+                            "no plan includes this API, so the {k} limit '{name}' is never \
+                             enforced"
+                        ),
+                    );
+                } else if out.per_plan.is_empty() {
+                    d.warn(
+                        at,
+                        format!(
+                            "no plan that includes this API defines a {k} limit '{name}' in its \
+                             {place}{}; this entry is skipped and limits nothing",
+                            hint(other)
+                        ),
+                    );
+                } else if !missing.is_empty() {
+                    d.warn(
+                        at,
+                        format!(
+                            "plan {} defines no {k} limit '{name}' in its {place}{}; the entry \
+                             is skipped for its subscribers",
+                            missing.join(", "),
+                            hint(other)
+                        ),
+                    );
+                }
+            }
+            LimitSource::CatalogNamed | LimitSource::GatewayNamed => {
+                let (named, section) = if source == LimitSource::CatalogNamed {
+                    (self.env.catalog_named, "catalog")
+                } else {
+                    (self.env.gateway_named, "gateway")
+                };
+                let idx = named
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_slice())
+                    .unwrap_or_default();
+                let (same, other) = split(idx);
+                if same.is_empty() {
+                    d.warn(
+                        at,
+                        format!(
+                            "no {k} limit '{name}' is defined under {section}.assembly-{k}-limits \
+                             in the gateway config{}; this entry is skipped and limits nothing",
+                            hint(other)
+                        ),
+                    );
+                }
+                out.fixed = same;
+            }
+        }
+        out
+    }
+}
+
+fn check_target(t: &Template, n: &Node, d: &mut Diags) {
+    const EXPECTED: &str = "expected a ws://, wss://, http:// or https:// URL";
+    match t.parts.first() {
+        None => d.error(
+            n,
+            format!("target-url is empty after resolving properties: {EXPECTED}"),
+        ),
+        Some(Part::Literal(s)) => match s.find("://") {
+            Some(i) => {
+                let scheme = s[..i].to_ascii_lowercase();
+                if !matches!(scheme.as_str(), "ws" | "wss" | "http" | "https") {
+                    d.error(
+                        n,
+                        format!("target-url '{s}' has scheme '{scheme}': {EXPECTED}"),
+                    );
+                }
+            }
+            None if t.parts.len() == 1 => d.error(
+                n,
+                format!("target-url '{s}' is not an absolute URL: {EXPECTED}"),
+            ),
+            None => {}
+        },
+        Some(Part::Var(_)) => {}
+    }
+}
+
+fn source(n: &Node, d: &mut Diags) -> Option<LimitSource> {
+    let Some(s) = n.get("source") else {
+        return Some(LimitSource::PlanDefault);
+    };
+    Some(match s.text(d)?.as_str() {
+        "plan-default" => LimitSource::PlanDefault,
+        "plan-named" => LimitSource::PlanNamed,
+        "catalog-named" => LimitSource::CatalogNamed,
+        "gateway-named" => LimitSource::GatewayNamed,
+        other => {
+            d.error(
+                &s,
+                format!(
+                    "'{other}' is not a limit source: expected plan-default, plan-named, \
+                     catalog-named or gateway-named"
+                ),
+            );
+            return None;
+        }
+    })
+}
+
+fn ratelimit(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<RateLimit> {
+    n.known(
+        &keys(&["source", "rate-limit", "burst-limit", "count-limit"]),
+        false,
+        d,
+    );
+    let source = source(n, d)?;
+    let mut entries = Vec::new();
+    let mut any = false;
+    for (key, kind, default_op) in [
+        ("rate-limit", LimitKind::Rate, LimitOp::Consume),
+        ("burst-limit", LimitKind::Burst, LimitOp::Consume),
+        ("count-limit", LimitKind::Count, LimitOp::Inc),
+    ] {
+        let Some(list) = n.get(key) else { continue };
+        any = true;
+        if kind == LimitKind::Count && source == LimitSource::PlanDefault {
+            d.error(
+                &list,
+                "a plan's own limits (source plan-default) are rate and burst limits; a \
+                 count-limit needs source plan-named, catalog-named or gateway-named",
+            );
+            continue;
+        }
+        for item in list.items(d) {
+            if !item.v.is_mapping() {
+                d.error(
+                    &item,
+                    format!("expected {{name: LIMIT, operation: ...}} in {key}"),
+                );
+                continue;
+            }
+            item.known(&["name", "operation"], false, d);
+            let Some(name) = item.required_text("name", "the name of a limit", d) else {
+                continue;
+            };
+            let op = match item.get("operation") {
+                None => default_op,
+                Some(o) => {
+                    let text = o.text(d).unwrap_or_default();
+                    let (op, allowed) = match kind {
+                        LimitKind::Rate => (
+                            match text.as_str() {
+                                "consume" => Some(LimitOp::Consume),
+                                "replenish" => Some(LimitOp::Replenish),
+                                _ => None,
+                            },
+                            "consume or replenish",
+                        ),
+                        LimitKind::Burst => {
+                            ((text == "consume").then_some(LimitOp::Consume), "consume")
+                        }
+                        LimitKind::Count => (
+                            match text.as_str() {
+                                "inc" => Some(LimitOp::Inc),
+                                "dec" => Some(LimitOp::Dec),
+                                _ => None,
+                            },
+                            "inc or dec",
+                        ),
+                    };
+                    match op {
+                        Some(op) => op,
+                        None => {
+                            d.error(
+                                &o,
+                                format!(
+                                    "'{text}' is not an operation of a {key}: expected {allowed}"
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            let at = item.get("name").unwrap_or(item.clone());
+            entries.push(ctx.resolve(source, kind, name, op, &at, d));
+        }
+    }
+    if !any {
+        if source != LimitSource::PlanDefault {
+            d.error(
+                n,
+                "expected at least one of rate-limit, burst-limit or count-limit",
+            );
+            return None;
+        }
+        // A bare plan-default ratelimit applies every rate and burst limit of the caller's plan.
+        for kind in [LimitKind::Burst, LimitKind::Rate] {
+            let mut names: Vec<String> = Vec::new();
+            for &pi in ctx.api_plans {
+                let Some(plan) = ctx.env.plans.get(pi as usize) else {
+                    continue;
+                };
+                let list = if kind == LimitKind::Burst {
+                    &plan.burst_limits
+                } else {
+                    &plan.rate_limits
+                };
+                for &i in list {
+                    if let Some(l) = ctx.env.limits.get(i as usize)
+                        && !names.contains(&l.name)
+                    {
+                        names.push(l.name.clone());
+                    }
+                }
+            }
+            for name in names {
+                let mut r = LimitRef {
+                    name: name.clone(),
+                    kind,
+                    op: LimitOp::Consume,
+                    fixed: Vec::new(),
+                    per_plan: Vec::new(),
+                };
+                for &pi in ctx.api_plans {
+                    let Some(plan) = ctx.env.plans.get(pi as usize) else {
+                        continue;
+                    };
+                    let list = if kind == LimitKind::Burst {
+                        &plan.burst_limits
+                    } else {
+                        &plan.rate_limits
+                    };
+                    let idx: Vec<LimitIdx> = list
+                        .iter()
+                        .copied()
+                        .filter(|&i| {
+                            ctx.env
+                                .limits
+                                .get(i as usize)
+                                .is_some_and(|l| l.name == name)
+                        })
+                        .collect();
+                    if !idx.is_empty() {
+                        r.per_plan.push((pi, idx));
+                    }
+                }
+                entries.push(r);
+            }
+        }
+    }
+    Some(RateLimit { source, entries })
+}
+
+fn control(n: &Node, d: &mut Diags) -> Control {
+    n.known(&["type", "values"], false, d);
+    let allow = match n.text_at("type", d).as_deref() {
+        Some("blocklist") | Some("blacklist") => false,
+        Some("allowlist") | Some("whitelist") => true,
+        other => {
+            let at = n.get("type").unwrap_or(n.clone());
+            d.error(
+                &at,
+                format!(
+                    "'{}' is not a control type: expected allowlist or blocklist",
+                    other.unwrap_or("")
+                ),
+            );
+            false
+        }
+    };
+    let mut patterns = Vec::new();
+    if let Some(values) = n.get("values") {
+        for v in values.items(d) {
+            let Some(text) = v.text(d) else { continue };
+            match Pattern::compile(&text) {
+                Ok(p) => patterns.push(p),
+                Err(e) => d.error(&v, format!("pattern '{text}': {e}")),
+            }
+        }
+    }
+    Control { allow, patterns }
+}
+
+fn timeout(n: &Node, d: &mut Diags) -> Duration {
+    match n.get("timeout") {
+        None => Duration::from_secs(60),
+        Some(t) => match t.u64(d) {
+            Some(0) => {
+                d.error(&t, "timeout must be at least 1 second");
+                Duration::from_secs(60)
+            }
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(60),
+        },
+    }
+}
+
+fn unsupported_flags(n: &Node, flags: &[&str], d: &mut Diags) {
+    for f in flags {
+        if let Some(x) = n.get(f)
+            && x.bool(d) == Some(true)
+        {
+            d.warn(&x, format!("{f} is not supported yet and is ignored"));
+        }
+    }
+}
+
+fn websocket_upgrade(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<WebSocketUpgrade> {
+    n.known(
+        &keys(&[
+            "target-url",
+            "target",
+            "tls-profile",
+            "timeout",
+            "follow-redirects",
+            "username",
+            "password",
+            "inject-proxy-headers",
+            "inject-user-agent",
+            "decode-request-params",
+            "encode-plus-char",
+            "header-control",
+            "parameter-control",
+            "request-assembly",
+            "response-assembly",
+            "verb",
+        ]),
+        false,
+        d,
+    );
+    let target_url = ctx.target_url(n, d);
+    let verb_keep = match n.get("verb") {
+        None => true,
+        Some(v) => match v.text(d).map(|s| s.to_ascii_lowercase()).as_deref() {
+            Some("keep") => true,
+            Some("get") => false,
+            Some(other) => {
+                d.error(
+                    &v,
+                    format!("verb '{other}' cannot upgrade a WebSocket: expected keep or GET"),
+                );
+                true
+            }
+            None => true,
+        },
+    };
+    unsupported_flags(n, &["decode-request-params", "encode-plus-char"], d);
+    let header_control = n
+        .get("header-control")
+        .map_or_else(Control::copy_all, |c| control(&c, d));
+    let parameter_control = match n.get("parameter-control") {
+        Some(c) => control(&c, d),
+        None => {
+            d.warn(
+                n,
+                "parameter-control is missing: no query parameters are copied to the backend \
+                 (add parameter-control, or put $(request.search) in target-url)",
+            );
+            Control::copy_none()
+        }
+    };
+    let flow = |key: &str, d: &mut Diags| -> Vec<Policy> {
+        let Some(f) = n.get(key) else {
+            return Vec::new();
+        };
+        f.known(&["execute"], false, d);
+        policies(ctx, f.get("execute"), Flow::Message, d)
+    };
+    let request_assembly = flow("request-assembly", d);
+    let response_assembly = flow("response-assembly", d);
+    Some(WebSocketUpgrade {
+        target_url: target_url?,
+        verb_keep,
+        timeout: timeout(n, d),
+        follow_redirects: n.bool_at("follow-redirects", false, d),
+        header_control,
+        parameter_control,
+        inject_proxy_headers: n.bool_at("inject-proxy-headers", false, d),
+        username: ctx.static_text(n, "username", d),
+        password: ctx.static_text(n, "password", d),
+        tls_profile: ctx.tls_profile(n, d),
+        request_assembly,
+        response_assembly,
+    })
+}
+
+fn invoke(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Invoke> {
+    n.known(
+        &keys(&[
+            "target-url",
+            "tls-profile",
+            "verb",
+            "http-version",
+            "http2-required",
+            "timeout",
+            "compression",
+            "username",
+            "password",
+            "output",
+            "cache-response",
+            "cache-ttl",
+            "cache-key",
+            "cache-putpost-response",
+            "stop-on-error",
+            "backend-type",
+            "graphql-send-type",
+            "inject-proxy-headers",
+            "decode-request-params",
+            "encode-plus-char",
+            "keep-payload",
+            "chunked-uploads",
+            "header-control",
+            "parameter-control",
+            "follow-redirects",
+            "persistent-connection",
+            "websocket-upgrade",
+        ]),
+        false,
+        d,
+    );
+    let target_url = ctx.target_url(n, d);
+    let verb = match n.get("verb") {
+        None => None,
+        Some(v) => {
+            let text = v.text(d).unwrap_or_default();
+            let upper = text.to_ascii_uppercase();
+            if upper == "KEEP" {
+                None
+            } else if Methods::bit(&upper).is_some() {
+                Some(upper)
+            } else {
+                d.error(
+                    &v,
+                    format!("'{text}' is not a verb: expected keep, GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS or TRACE"),
+                );
+                None
+            }
+        }
+    };
+    if let Some(o) = n.get("output")
+        && o.text(d).as_deref() != Some("message")
+    {
+        d.warn(&o, "output to a variable other than message is not supported yet; the response becomes message");
+    }
+    if let Some(w) = n.get("websocket-upgrade")
+        && w.bool(d) == Some(true)
+    {
+        d.warn(&w, "invoke's websocket-upgrade flag is deprecated and ignored: use the websocket-upgrade policy");
+    }
+    unsupported_flags(
+        n,
+        &[
+            "decode-request-params",
+            "encode-plus-char",
+            "http2-required",
+        ],
+        d,
+    );
+    let stop_on_error = n
+        .get("stop-on-error")
+        .map(|s| s.items(d).iter().filter_map(|x| x.text(d)).collect())
+        .unwrap_or_default();
+    Some(Invoke {
+        target_url: target_url?,
+        verb,
+        timeout: timeout(n, d),
+        follow_redirects: n.bool_at("follow-redirects", false, d),
+        header_control: n
+            .get("header-control")
+            .map_or_else(Control::copy_all, |c| control(&c, d)),
+        parameter_control: n
+            .get("parameter-control")
+            .map_or_else(Control::copy_none, |c| control(&c, d)),
+        inject_proxy_headers: n.bool_at("inject-proxy-headers", false, d),
+        username: ctx.static_text(n, "username", d),
+        password: ctx.static_text(n, "password", d),
+        tls_profile: ctx.tls_profile(n, d),
+        stop_on_error,
+        persistent_connection: n.bool_at("persistent-connection", true, d),
+    })
+}
+
+/// JSON string literal for a property value placed into a condition.
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Expands `$(property)` in a switch condition into string literals (spec decision 2); other
+/// references are left for the condition compiler.
+fn expand_condition(text: &str, scope: &Scope) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("$(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let Some(end) = after.find(')') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        let prop = name.strip_prefix("api.properties.").unwrap_or(name);
+        let value = if prop.contains('.') {
+            None
+        } else {
+            (scope.property)(prop)
+        };
+        match value {
+            Some(v) => out.push_str(&json_string(&v)),
+            None => out.push_str(&rest[at..at + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn switch(ctx: &Ctx, n: &Node, flow: Flow, d: &mut Diags) -> Switch {
+    n.known(&keys(&["case"]), false, d);
+    let mut cases = Vec::new();
+    let mut otherwise = None;
+    let Some(list) = n.get("case") else {
+        d.missing(
+            n,
+            "case",
+            "missing: expected case: [{condition: ..., execute: [...]}, {otherwise: [...]}]",
+        );
+        return Switch { cases, otherwise };
+    };
+    for item in list.items(d) {
+        if otherwise.is_some() {
+            d.warn(&item, "unreachable: this case comes after otherwise");
+        }
+        if item.has("otherwise") {
+            item.known(&["otherwise"], false, d);
+            otherwise = Some(policies(ctx, item.get("otherwise"), flow, d));
+            continue;
+        }
+        item.known(&["condition", "execute"], false, d);
+        let Some(cn) = item.get("condition") else {
+            d.missing(
+                &item,
+                "condition",
+                "missing: expected a condition such as request.websocket",
+            );
+            continue;
+        };
+        let Some(source) = cn.text(d) else { continue };
+        let expanded = expand_condition(&source, &ctx.scope);
+        let execute = policies(ctx, item.get("execute"), flow, d);
+        match Condition::compile(&expanded) {
+            Ok(condition) => cases.push(SwitchCase {
+                source,
+                condition,
+                execute,
+            }),
+            Err(e) => d.error(&cn, format!("condition '{source}': {e}")),
+        }
+    }
+    Switch { cases, otherwise }
+}
+
+fn set_variable(ctx: &Ctx, n: &Node, d: &mut Diags) -> Vec<SetAction> {
+    n.known(&keys(&["actions"]), false, d);
+    let mut out = Vec::new();
+    let Some(actions) = n.get("actions") else {
+        d.missing(
+            n,
+            "actions",
+            "missing: expected actions: [{set: VARIABLE, value: ...}]",
+        );
+        return out;
+    };
+    for a in actions.items(d) {
+        a.known(&["set", "add", "clear", "value", "type"], false, d);
+        let found: Vec<(SetOp, &str)> = [
+            (SetOp::Set, "set"),
+            (SetOp::Add, "add"),
+            (SetOp::Clear, "clear"),
+        ]
+        .into_iter()
+        .filter(|(_, k)| a.has(k))
+        .collect();
+        let [(op, key)] = found.as_slice() else {
+            d.error(
+                &a,
+                "expected exactly one of set, add or clear naming the variable",
+            );
+            continue;
+        };
+        let Some(variable) = a.get(key).and_then(|v| v.text(d)) else {
+            d.error(&a, format!("{key} needs the name of a variable"));
+            continue;
+        };
+        let value = match a.get("value") {
+            Some(v) if *op == SetOp::Clear => {
+                d.warn(&v, "clear ignores value");
+                Template::default()
+            }
+            Some(v) => ctx.template(&v, d),
+            None => Template::default(),
+        };
+        let value_type = match a.get("type") {
+            None => ValueType::Any,
+            Some(t) => match t.text(d).as_deref() {
+                Some("any") => ValueType::Any,
+                Some("string") => ValueType::String,
+                Some("number") => ValueType::Number,
+                Some("boolean") => ValueType::Boolean,
+                other => {
+                    d.error(
+                        &t,
+                        format!(
+                            "'{}' is not a type: expected any, string, number or boolean",
+                            other.unwrap_or("")
+                        ),
+                    );
+                    ValueType::Any
+                }
+            },
+        };
+        out.push(SetAction {
+            op: *op,
+            variable,
+            value,
+            value_type,
+        });
+    }
+    out
+}
+
+fn throw(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Throw> {
+    n.known(
+        &keys(&[
+            "name",
+            "message",
+            "error-status-code",
+            "error-status-reason",
+        ]),
+        false,
+        d,
+    );
+    let name = n.required_text("name", "the error name that catch entries match", d);
+    let status = n.get("error-status-code").and_then(|s| match s.u64(d) {
+        Some(c @ 100..=599) => u16::try_from(c).ok(),
+        Some(c) => {
+            d.error(
+                &s,
+                format!("{c} is not an HTTP status: expected 100 to 599"),
+            );
+            None
+        }
+        None => None,
+    });
+    Some(Throw {
+        name: name?,
+        message: n
+            .get("message")
+            .map(|m| ctx.template(&m, d))
+            .unwrap_or_default(),
+        status,
+        reason: n.text_at("error-status-reason", d),
+    })
+}
+
+fn log(n: &Node, d: &mut Diags) -> Log {
+    n.known(&keys(&["mode", "log-level"]), false, d);
+    let mode = match n.get("mode") {
+        None => "gather-and-send".to_string(),
+        Some(m) => {
+            let text = m.text(d).unwrap_or_default();
+            if !matches!(
+                text.as_str(),
+                "gather-only" | "send-only" | "gather-and-send"
+            ) {
+                d.error(
+                    &m,
+                    format!("'{text}' is not a log mode: expected gather-only, send-only or gather-and-send"),
+                );
+            }
+            text
+        }
+    };
+    let level = n.get("log-level").and_then(|l| match l.text(d).as_deref() {
+        Some("default") => None,
+        Some("none") => Some(LogContent::None),
+        Some("activity") => Some(LogContent::Activity),
+        Some("header") => Some(LogContent::Header),
+        Some("payload") => Some(LogContent::Payload),
+        other => {
+            d.error(
+                &l,
+                format!(
+                    "'{}' is not a log level: expected none, activity, header, payload or default",
+                    other.unwrap_or("")
+                ),
+            );
+            None
+        }
+    });
+    Log { mode, level }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_get_property_literals() {
+        let prop = |n: &str| (n == "env").then(|| "prod \"x\"".to_string());
+        let rt = |_: &str| false;
+        let scope = Scope {
+            property: &prop,
+            runtime: &rt,
+        };
+        assert_eq!(
+            expand_condition(
+                "$(env) = 'a' and $(api.properties.env) = $(request.verb)",
+                &scope
+            ),
+            "\"prod \\\"x\\\"\" = 'a' and \"prod \\\"x\\\"\" = $(request.verb)"
+        );
+        assert_eq!(
+            expand_condition("request.websocket", &scope),
+            "request.websocket"
+        );
+        assert_eq!(expand_condition("$(nope) $(", &scope), "$(nope) $(");
+    }
+}

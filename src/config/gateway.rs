@@ -1,0 +1,503 @@
+//! The gateway's own config file (`conf/gateway.yaml`): listeners, bounds, which products to
+//! serve, the catalog and gateway-named limits, applications and TLS profiles.
+
+use super::Overrides;
+use super::limits::Sink;
+use super::node::{Anchor, Diags, Doc, Node};
+use super::units;
+use crate::model::{
+    Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener, OverLimitAction, TlsCert,
+    TlsListener, TlsProfile,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// An application entry, resolved against products later.
+pub struct AppSpec {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub product: String,
+    pub plan: String,
+    pub client_id_at: Anchor,
+    pub product_at: Anchor,
+    pub plan_at: Anchor,
+}
+
+pub struct GatewayConf {
+    pub listeners: Vec<Listener>,
+    pub admin: Option<SocketAddr>,
+    pub echo: Option<SocketAddr>,
+    pub bounds: Bounds,
+    pub products: Vec<(PathBuf, Anchor)>,
+    pub api_files: Vec<(PathBuf, Anchor)>,
+    pub catalog_name: String,
+    pub catalog_props: Vec<(String, String)>,
+    pub catalog_named: Vec<(String, Vec<LimitIdx>)>,
+    pub gateway_named: Vec<(String, Vec<LimitIdx>)>,
+    pub apps: Vec<AppSpec>,
+    pub tls_profiles: Vec<TlsProfile>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "listeners",
+    "admin",
+    "echo-backend",
+    "products",
+    "apis",
+    "catalog",
+    "gateway",
+    "applications",
+    "tls-profiles",
+    "bounds",
+];
+
+/// Relative paths in the config are relative to the config file's folder.
+pub fn relative_to(file: &Path, rel: &str) -> PathBuf {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    file.parent().unwrap_or(Path::new("")).join(p)
+}
+
+fn addr(n: &Node, d: &mut Diags) -> Option<SocketAddr> {
+    let text = n.text(d)?;
+    match text.trim().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.error(
+                n,
+                format!(
+                    "'{text}' is not a socket address: expected IP:PORT such as 127.0.0.1:8080 \
+                     or [::1]:8080"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A file named in the config: must exist.
+fn existing_file(doc: &Doc, n: &Node, d: &mut Diags) -> Option<PathBuf> {
+    let text = n.text(d)?;
+    let p = relative_to(&doc.file, &text);
+    if !p.is_file() {
+        d.error(
+            n,
+            format!(
+                "file '{}' does not exist (paths are relative to this config file)",
+                p.display()
+            ),
+        );
+    }
+    Some(p)
+}
+
+fn cert(doc: &Doc, n: &Node, d: &mut Diags) -> Option<TlsCert> {
+    n.known(&["cert", "key", "server-names"], false, d);
+    let cert = match n.get("cert") {
+        Some(c) => existing_file(doc, &c, d),
+        None => {
+            d.missing(
+                n,
+                "cert",
+                "missing: expected the PEM certificate chain file",
+            );
+            None
+        }
+    };
+    let key = match n.get("key") {
+        Some(k) => existing_file(doc, &k, d),
+        None => {
+            d.missing(n, "key", "missing: expected the PEM private key file");
+            None
+        }
+    };
+    let server_names = n
+        .get("server-names")
+        .map(|s| s.items(d).iter().filter_map(|x| x.text(d)).collect())
+        .unwrap_or_default();
+    Some(TlsCert {
+        cert_chain: cert?,
+        private_key: key?,
+        server_names,
+    })
+}
+
+fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
+    if !n.v.is_mapping() {
+        d.error(n, "expected a listener like {address: 127.0.0.1:8080}");
+        return None;
+    }
+    n.known(&["address", "tls-offloaded", "tls"], false, d);
+    let address = match n.get("address") {
+        Some(a) => addr(&a, d),
+        None => {
+            d.missing(
+                n,
+                "address",
+                "missing: expected IP:PORT such as 127.0.0.1:8080",
+            );
+            None
+        }
+    };
+    let tls_offloaded = n.bool_at("tls-offloaded", false, d);
+    let tls = n.get("tls").map(|t| {
+        t.known(&["certificates"], false, d);
+        let items = t
+            .get("certificates")
+            .map(|c| c.items(d))
+            .unwrap_or_default();
+        if items.is_empty() {
+            d.error(
+                &t,
+                "a TLS listener needs at least one entry in certificates",
+            );
+        }
+        let certs = items.iter().filter_map(|c| cert(doc, c, d)).collect();
+        TlsListener { certs }
+    });
+    if tls.is_some() && tls_offloaded {
+        d.error(
+            n,
+            "a listener is either tls (it terminates TLS) or tls-offloaded (TLS ends before it), \
+             not both",
+        );
+    }
+    Some(Listener {
+        addr: address?,
+        tls,
+        tls_offloaded,
+    })
+}
+
+fn bounds(n: &Node, d: &mut Diags) -> Bounds {
+    let mut b = Bounds::default();
+    n.known(
+        &[
+            "max-connections",
+            "max-message-size",
+            "idle-timeout",
+            "header-timeout",
+            "handshake-timeout",
+            "close-grace",
+            "shutdown-grace",
+            "buffer-bound",
+            "over-limit",
+        ],
+        false,
+        d,
+    );
+    let size = |key: &str, min: u64, d: &mut Diags| -> Option<u64> {
+        let v = n.get(key)?;
+        let text = v.text(d)?;
+        match units::size(&text) {
+            Ok(s) if s >= min => Some(s),
+            Ok(_) => {
+                d.error(&v, format!("{key} must be at least {min} bytes"));
+                None
+            }
+            Err(e) => {
+                d.error(&v, format!("{key}: {e}"));
+                None
+            }
+        }
+    };
+    let duration = |key: &str, zero_ok: bool, d: &mut Diags| -> Option<Duration> {
+        let v = n.get(key)?;
+        let text = v.text(d)?;
+        match units::duration(&text) {
+            Ok(t) if zero_ok || !t.is_zero() => Some(t),
+            Ok(_) => {
+                d.error(&v, format!("{key} must be longer than 0"));
+                None
+            }
+            Err(e) => {
+                d.error(&v, format!("{key}: {e}"));
+                None
+            }
+        }
+    };
+    if let Some(v) = n.get("max-connections") {
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-connections must be at least 1"),
+            Some(x) => b.max_connections = usize::try_from(x).unwrap_or(usize::MAX),
+            None => {}
+        }
+    }
+    if let Some(s) = size("max-message-size", 1, d) {
+        b.max_message_size = s;
+    }
+    if let Some(s) = size("buffer-bound", 1024, d) {
+        b.buffer_bound = usize::try_from(s).unwrap_or(usize::MAX);
+    }
+    if let Some(t) = duration("idle-timeout", false, d) {
+        b.idle_timeout = t;
+    }
+    if let Some(t) = duration("header-timeout", false, d) {
+        b.header_timeout = t;
+    }
+    if let Some(t) = duration("handshake-timeout", false, d) {
+        b.handshake_timeout = t;
+    }
+    if let Some(t) = duration("close-grace", true, d) {
+        b.close_grace = t;
+    }
+    if let Some(t) = duration("shutdown-grace", true, d) {
+        b.shutdown_grace = t;
+    }
+    if let Some(v) = n.get("over-limit") {
+        match v.text(d).as_deref().map(str::trim) {
+            Some("close") => b.over_limit = OverLimitAction::Close,
+            Some("drop") => b.over_limit = OverLimitAction::Drop,
+            Some(other) => d.error(
+                &v,
+                format!(
+                    "'{other}' is not an over-limit action: expected close (close the \
+                     connection) or drop (discard the message)"
+                ),
+            ),
+            None => {}
+        }
+    }
+    b
+}
+
+fn named_limits(
+    n: &Node,
+    keys: &[(&str, LimitKind)],
+    level: LimitLevel,
+    limits: &mut Vec<LimitDef>,
+    d: &mut Diags,
+) -> Vec<(String, Vec<LimitIdx>)> {
+    let mut sink = Sink {
+        limits,
+        level,
+        plan: None,
+    };
+    let mut out: Vec<(String, Vec<LimitIdx>)> = Vec::new();
+    for (key, kind) in keys {
+        if let Some(m) = n.get(key) {
+            for (name, idx) in sink.named(&m, *kind, d) {
+                match out.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.extend(idx),
+                    None => out.push((name, idx)),
+                }
+            }
+        }
+    }
+    out
+}
+
+const NAMED_KEYS: &[(&str, LimitKind)] = &[
+    ("assembly-rate-limits", LimitKind::Rate),
+    ("assembly-burst-limits", LimitKind::Burst),
+    ("assembly-count-limits", LimitKind::Count),
+];
+
+fn file_list(doc: &Rc<Doc>, n: Option<Node>, d: &mut Diags) -> Vec<(PathBuf, Anchor)> {
+    let Some(n) = n else {
+        return Vec::new();
+    };
+    n.items(d)
+        .iter()
+        .filter_map(|i| {
+            let text = i.text(d)?;
+            Some((relative_to(&doc.file, &text), i.anchor(doc)))
+        })
+        .collect()
+}
+
+fn application(doc: &Rc<Doc>, n: &Node, d: &mut Diags) -> Option<AppSpec> {
+    if !n.v.is_mapping() {
+        d.error(
+            n,
+            "expected an application like {name: app, client-id: ID, product: P, plan: PLAN}",
+        );
+        return None;
+    }
+    n.known(
+        &["name", "client-id", "client-secret", "product", "plan"],
+        false,
+        d,
+    );
+    let client_id = n.required_text("client-id", "the client id the application sends", d);
+    let product = n.required_text("product", "the product name, or name:version", d);
+    let plan = n.required_text("plan", "the name of a plan of that product", d);
+    let client_secret = n.text_at("client-secret", d);
+    let client_id = client_id?;
+    if client_id.is_empty() {
+        d.error(&n.get("client-id")?, "client-id is empty");
+        return None;
+    }
+    let at = |k: &str| n.get(k).map_or_else(|| n.anchor(doc), |x| x.anchor(doc));
+    Some(AppSpec {
+        name: n.text_at("name", d).unwrap_or_else(|| client_id.clone()),
+        client_id_at: at("client-id"),
+        product_at: at("product"),
+        plan_at: at("plan"),
+        client_id,
+        client_secret,
+        product: product?,
+        plan: plan?,
+    })
+}
+
+fn tls_profile(doc: &Doc, n: &Node, d: &mut Diags) -> Option<TlsProfile> {
+    n.known(
+        &["name", "ca-file", "client-cert", "insecure-skip-verify"],
+        false,
+        d,
+    );
+    let name = n.required_text(
+        "name",
+        "the profile name that policies use in tls-profile",
+        d,
+    );
+    let ca_file = n.get("ca-file").and_then(|c| existing_file(doc, &c, d));
+    let client_cert = n.get("client-cert").and_then(|c| cert(doc, &c, d));
+    let insecure = n.bool_at("insecure-skip-verify", false, d);
+    if insecure && let Some(i) = n.get("insecure-skip-verify") {
+        d.warn(
+            &i,
+            "insecure-skip-verify: backend certificates are NOT verified for this profile",
+        );
+    }
+    Some(TlsProfile {
+        name: name?,
+        ca_file,
+        client_cert,
+        insecure_skip_verify: insecure,
+    })
+}
+
+pub fn parse(
+    doc: &Rc<Doc>,
+    overrides: &Overrides,
+    limits: &mut Vec<LimitDef>,
+    d: &mut Diags,
+) -> GatewayConf {
+    let root = Node::root(doc);
+    if !root.v.is_mapping() && !root.is_null() {
+        d.error(
+            &root,
+            "expected a mapping with listeners, products, applications, ...",
+        );
+    }
+    root.known(TOP_KEYS, false, d);
+
+    let mut listeners = Vec::new();
+    if let Some(ls) = root.get("listeners") {
+        for item in ls.items(d) {
+            if let Some(l) = listener(doc, &item, d) {
+                if listeners.iter().any(|x: &Listener| x.addr == l.addr) {
+                    d.error(
+                        &item,
+                        format!("listener address {} is listed twice", l.addr),
+                    );
+                } else {
+                    listeners.push(l);
+                }
+            }
+        }
+    }
+    if let Some(over) = &overrides.listen {
+        // Command-line listeners stand behind a TLS terminator, like the shipped config's.
+        listeners = over
+            .iter()
+            .map(|&addr| Listener {
+                addr,
+                tls: None,
+                tls_offloaded: true,
+            })
+            .collect();
+    } else if listeners.is_empty() {
+        let at = root.get("listeners").unwrap_or_else(|| root.clone());
+        d.error(
+            &at,
+            "no listeners: expected at least one {address: IP:PORT}",
+        );
+    }
+
+    let admin = root.get("admin").and_then(|a| addr(&a, d));
+    let admin = overrides.admin.or(admin);
+    let echo = root.get("echo-backend").and_then(|a| addr(&a, d));
+
+    let products = file_list(doc, root.get("products"), d);
+    let api_files = file_list(doc, root.get("apis"), d);
+    if products.is_empty() && api_files.is_empty() {
+        d.warn(&root, "no products and no apis: the gateway serves nothing");
+    }
+
+    let mut catalog_name = "sandbox".to_string();
+    let mut catalog_props = Vec::new();
+    let mut catalog_named = Vec::new();
+    if let Some(c) = root.get("catalog") {
+        let mut known = vec!["name", "properties"];
+        known.extend(NAMED_KEYS.iter().map(|(k, _)| *k));
+        c.known(&known, false, d);
+        if let Some(name) = c.text_at("name", d) {
+            catalog_name = name;
+        }
+        if let Some(p) = c.get("properties") {
+            for (k, v) in p.entries(d) {
+                if let Some(val) = v.text(d) {
+                    catalog_props.push((k, val));
+                }
+            }
+        }
+        catalog_named = named_limits(&c, NAMED_KEYS, LimitLevel::CatalogNamed, limits, d);
+    }
+    let gateway_named = match root.get("gateway") {
+        Some(g) => {
+            let known: Vec<&str> = NAMED_KEYS.iter().map(|(k, _)| *k).collect();
+            g.known(&known, false, d);
+            named_limits(&g, NAMED_KEYS, LimitLevel::GatewayNamed, limits, d)
+        }
+        None => Vec::new(),
+    };
+
+    let apps = match root.get("applications") {
+        Some(a) => a
+            .items(d)
+            .iter()
+            .filter_map(|i| application(doc, i, d))
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let mut tls_profiles: Vec<TlsProfile> = Vec::new();
+    if let Some(t) = root.get("tls-profiles") {
+        for item in t.items(d) {
+            if let Some(p) = tls_profile(doc, &item, d) {
+                if tls_profiles.iter().any(|x| x.name == p.name) {
+                    d.error(&item, format!("TLS profile '{}' is defined twice", p.name));
+                } else {
+                    tls_profiles.push(p);
+                }
+            }
+        }
+    }
+
+    let bounds = root
+        .get("bounds")
+        .map_or_else(Bounds::default, |b| bounds(&b, d));
+
+    GatewayConf {
+        listeners,
+        admin,
+        echo,
+        bounds,
+        products,
+        api_files,
+        catalog_name,
+        catalog_props,
+        catalog_named,
+        gateway_named,
+        apps,
+        tls_profiles,
+    }
+}

@@ -1,0 +1,95 @@
+//! Durations and byte sizes in the gateway config.
+
+use std::time::Duration;
+
+/// Splits `"10 s"` into (10, "s"); the unit is lower-cased.
+fn number_and_unit(text: &str) -> Option<(u64, String)> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let n = t[..digits].parse().ok()?;
+    Some((n, t[digits..].trim().to_ascii_lowercase()))
+}
+
+/// A duration: whole seconds, or a number with `ms`, `s`, `m` or `h`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let expected =
+        "expected whole seconds or a number with ms, s, m or h (e.g. 500ms, 10s, 5m, 1h)";
+    let Some((n, unit)) = number_and_unit(text) else {
+        return Err(format!("'{text}' is not a duration: {expected}"));
+    };
+    let ms_per = match unit.as_str() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "'{unit}' in '{text}' is not a duration unit: {expected}"
+            ));
+        }
+    };
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+/// A byte size: a whole number of bytes, or a number with K/KiB/KB, M/MiB/MB or G/GiB/GB
+/// (all multiples of 1024).
+pub fn size(text: &str) -> Result<u64, String> {
+    let expected = "expected bytes or a number with K, KiB, M, MiB, G or GiB (e.g. 64KiB, 16MiB)";
+    let Some((n, unit)) = number_and_unit(text) else {
+        return Err(format!("'{text}' is not a size: {expected}"));
+    };
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{unit}' in '{text}' is not a size unit: {expected}"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration(" 1 H "), Ok(Duration::from_secs(3600)));
+        assert!(duration("ten").unwrap_err().contains("is not a duration"));
+        assert!(
+            duration("10 fortnights")
+                .unwrap_err()
+                .contains("not a duration unit")
+        );
+        assert!(duration("-1s").is_err());
+        assert!(duration("1.5s").is_err());
+        assert!(duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("1000"), Ok(1000));
+        assert_eq!(size("64KiB"), Ok(65536));
+        assert_eq!(size("64k"), Ok(65536));
+        assert_eq!(size("16MiB"), Ok(16 << 20));
+        assert_eq!(size("16 M"), Ok(16 << 20));
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert!(size("lots").unwrap_err().contains("is not a size"));
+        assert!(size("3TiB").unwrap_err().contains("not a size unit"));
+        assert!(size("99999999999999GiB").unwrap_err().contains("too large"));
+    }
+}

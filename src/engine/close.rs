@@ -1,0 +1,93 @@
+//! The end of a connection. Every path ends in [`Gateway::finish`], exactly once per connection:
+//! it is where sockets close, buffers go back to the pool and, later, counts are given back.
+
+use super::Gateway;
+use super::conn::{Phase, flag};
+
+impl Gateway {
+    /// Closes both sockets and frees everything the connection holds.
+    pub(super) fn finish(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut c = self.conns.remove(key);
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut c.client);
+        if let Some(mut b) = c.backend.take() {
+            let _ = registry.deregister(&mut b);
+        }
+        for id in [c.up.buf.take(), c.down.buf.take()].into_iter().flatten() {
+            self.pool.give(id);
+        }
+        if c.phase == Phase::Open {
+            self.stats.upgraded -= 1;
+        }
+        self.stats.open = self.conns.len();
+        log::debug!("connection from {} closed", c.peer);
+    }
+
+    /// A connection's deadline passed; what that means depends on where it is.
+    pub(super) fn on_timeout(&mut self, key: usize) {
+        let Some(c) = self.conns.get(key) else { return };
+        match c.phase {
+            Phase::Head => {
+                log::debug!("client {} did not send its head in time", c.peer);
+                self.respond(key, 408, "Request timeout", &[]);
+            }
+            Phase::Resolving | Phase::Connecting | Phase::BackendHead => {
+                let target =
+                    c.hs.as_ref()
+                        .map(|h| format!("{}:{}", h.target.host, h.target.port))
+                        .unwrap_or_default();
+                log::warn!("backend {target} did not complete the upgrade in time");
+                self.respond(key, 504, "Timeout", &[]);
+            }
+            Phase::Open => {
+                if c.has(flag::FAILING) || c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED)
+                {
+                    // The close handshake did not complete within the grace period.
+                    self.finish(key);
+                } else {
+                    log::debug!("connection from {} idle too long", c.peer);
+                    self.fail(
+                        key,
+                        Some((1001, "idle timeout")),
+                        Some((1001, "idle timeout")),
+                    );
+                }
+            }
+            Phase::Echo => {
+                if c.has(flag::FAILING) || c.has(flag::CLIENT_CLOSED) {
+                    self.finish(key);
+                } else {
+                    self.echo_close(key, 1001, "idle timeout");
+                }
+            }
+            Phase::Refused | Phase::Respond | Phase::Linger => self.finish(key),
+        }
+    }
+
+    /// Gateway shutdown: open WebSockets get close 1001 on both sides; connections still in
+    /// their handshake are closed at once.
+    pub(super) fn shutdown_conn(&mut self, key: usize) {
+        let Some(c) = self.conns.get(key) else { return };
+        match c.phase {
+            Phase::Open => {
+                if !c.has(flag::FAILING) {
+                    self.fail(
+                        key,
+                        Some((1001, "gateway shutting down")),
+                        Some((1001, "gateway shutting down")),
+                    );
+                }
+            }
+            Phase::Echo => self.echo_close(key, 1001, "gateway shutting down"),
+            Phase::Respond | Phase::Linger => {}
+            Phase::Head
+            | Phase::Resolving
+            | Phase::Connecting
+            | Phase::BackendHead
+            | Phase::Refused => self.finish(key),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The state of one client connection and, once it has one, its backend connection. One slab
+//! entry holds both; the client's token is `2 * key` and the backend's `2 * key + 1`.
+
+use super::pool::BufId;
+use crate::http::head::RequestHead;
+use crate::http::url::TargetUrl;
+use crate::model::{ApiIdx, Model};
+use crate::ws::frame::Decoder;
+use crate::ws::handshake::ClientUpgrade;
+use mio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the client's request head.
+    Head,
+    /// Waiting for the backend's name to resolve.
+    Resolving,
+    /// Connecting to the backend and sending it our upgrade request.
+    Connecting,
+    /// Reading the backend's answer to the upgrade.
+    BackendHead,
+    /// Relaying a non-101 backend answer to the client, then closing.
+    Refused,
+    /// Upgraded on both sides: relaying frames.
+    Open,
+    /// Writing a final answer to the client, then closing.
+    Respond,
+    /// Our answer is written and our side shut: reading and discarding until the client closes,
+    /// so that closing with unread bytes does not reset the connection before the answer is read.
+    Linger,
+    /// The built-in echo backend: upgraded, echoing frames.
+    Echo,
+}
+
+/// Readiness and close bookkeeping, one bit each.
+pub mod flag {
+    pub const CLIENT_READABLE: u16 = 1;
+    pub const CLIENT_WRITABLE: u16 = 1 << 1;
+    pub const BACKEND_READABLE: u16 = 1 << 2;
+    pub const BACKEND_WRITABLE: u16 = 1 << 3;
+    /// The client's close frame has passed to the backend.
+    pub const CLIENT_CLOSED: u16 = 1 << 4;
+    /// The backend's close frame has passed to the client.
+    pub const BACKEND_CLOSED: u16 = 1 << 5;
+    /// The gateway has sent its own close frames: input is discarded, output drains, then both
+    /// sockets go.
+    pub const FAILING: u16 = 1 << 6;
+    /// Read end of the client reached.
+    pub const CLIENT_EOF: u16 = 1 << 7;
+    pub const BACKEND_EOF: u16 = 1 << 8;
+    /// The client side was accepted on a TLS-offloaded or TLS listener.
+    pub const SECURE: u16 = 1 << 9;
+    /// The connection came in on the echo listener.
+    pub const ECHO: u16 = 1 << 10;
+    /// The connection came in on the admin listener.
+    pub const ADMIN: u16 = 1 << 11;
+}
+
+/// Bytes travelling in one direction, with the decoder that watches them.
+pub struct Flow {
+    pub dec: Decoder,
+    pub buf: Option<BufId>,
+    /// First byte not yet written to the destination.
+    pub head: u32,
+    /// End of the bytes ready for the destination; `out..end` is not decoded yet.
+    pub out: u32,
+    /// End of the bytes read.
+    pub end: u32,
+    /// Discarding the data message in progress (a message over a limit in `drop` mode).
+    pub dropping: bool,
+}
+
+impl Flow {
+    pub fn new(dec: Decoder) -> Flow {
+        Flow {
+            dec,
+            buf: None,
+            head: 0,
+            out: 0,
+            end: 0,
+            dropping: false,
+        }
+    }
+    pub fn pending_out(&self) -> bool {
+        self.head < self.out
+    }
+    pub fn is_empty(&self) -> bool {
+        self.head == self.end
+    }
+}
+
+/// What only the handshake needs; dropped once the connection is open.
+pub struct Handshake {
+    pub head: RequestHead,
+    pub upgrade: ClientUpgrade,
+    pub txn: String,
+    pub target: TargetUrl,
+    /// The `Sec-WebSocket-Key` we sent to the backend.
+    pub key: String,
+    /// Our upgrade request to the backend and how much of it is written.
+    pub request: Vec<u8>,
+    pub written: usize,
+    pub redirects: u8,
+    /// Which backend address of the resolved list is being tried.
+    pub attempt: u8,
+    /// Body bytes of a refused upgrade still to relay.
+    pub refused_left: u64,
+}
+
+pub struct Conn {
+    pub client: TcpStream,
+    pub backend: Option<TcpStream>,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    pub flags: u16,
+    /// Index of the listener that accepted the connection.
+    pub listener: u8,
+    pub api: ApiIdx,
+    /// The n-th websocket-upgrade of the API's assembly (depth-first), once chosen.
+    pub wsu: u16,
+    /// Distinguishes this connection from earlier ones that had the same slab key.
+    pub epoch: u32,
+    /// The tick at which the current timeout fires (0: none) and the tick of the wheel entry
+    /// that will look at it.
+    pub deadline: u32,
+    pub armed: u32,
+    pub model: Rc<Model>,
+    /// Client to backend.
+    pub up: Flow,
+    /// Backend to client.
+    pub down: Flow,
+    pub hs: Option<Box<Handshake>>,
+}
+
+impl Conn {
+    pub fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+    pub fn set(&mut self, f: u16) {
+        self.flags |= f
+    }
+    pub fn clear(&mut self, f: u16) {
+        self.flags &= !f
+    }
+}

@@ -1,0 +1,115 @@
+//! Listening sockets and accepting connections, within the global connection cap.
+
+use super::Gateway;
+use super::conn::{Conn, Flow, Phase, flag};
+use crate::ws::frame::{Decoder, Role};
+use mio::net::TcpListener;
+use mio::{Interest, Token};
+use std::io;
+use std::net::SocketAddr;
+
+pub enum Kind {
+    /// Serves the APIs. `secure`: the listener speaks TLS or sits behind a TLS terminator, so
+    /// it serves APIs whose schemes are `https`/`wss`.
+    Proxy { secure: bool },
+    /// The built-in echo backend.
+    Echo,
+    /// The admin listener.
+    Admin,
+}
+
+pub struct Listener {
+    pub socket: TcpListener,
+    pub addr: SocketAddr,
+    pub kind: Kind,
+}
+
+impl Listener {
+    pub fn bind(addr: SocketAddr, kind: Kind) -> io::Result<Listener> {
+        let socket = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let addr = socket.local_addr()?;
+        Ok(Listener { socket, addr, kind })
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Proxy { .. } => "plain",
+            Kind::Echo => "echo",
+            Kind::Admin => "admin",
+        }
+    }
+}
+
+impl Gateway {
+    /// Accepts until the backlog is empty or the connection cap is reached.
+    pub(super) fn accept(&mut self, index: usize) {
+        if self.stopping.is_some() || self.paused {
+            return;
+        }
+        let max = self.model.settings.bounds.max_connections;
+        loop {
+            if self.conns.len() >= max {
+                self.paused = true;
+                log::warn!("connection cap of {max} reached: new connections wait in the backlog");
+                return;
+            }
+            let Some(l) = self.listeners.get(index) else {
+                return;
+            };
+            let (mut stream, peer) = match l.socket.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors or memory: leave the rest in the backlog for now.
+                    log::warn!("accept on {} failed: {e}", l.addr);
+                    return;
+                }
+            };
+            let mut flags = 0;
+            match l.kind {
+                Kind::Proxy { secure: true } => flags |= flag::SECURE,
+                Kind::Proxy { secure: false } => {}
+                Kind::Echo => flags |= flag::ECHO,
+                Kind::Admin => flags |= flag::ADMIN,
+            }
+            let _ = stream.set_nodelay(true);
+            let bounds = &self.model.settings.bounds;
+            let max_msg = bounds.max_message_size;
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(key * 2),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("cannot register a connection from {peer}: {e}");
+                continue;
+            }
+            let epoch = self.next_epoch;
+            self.next_epoch = self.next_epoch.wrapping_add(1);
+            entry.insert(Conn {
+                client: stream,
+                backend: None,
+                peer,
+                phase: Phase::Head,
+                flags,
+                listener: index as u8,
+                api: 0,
+                wsu: 0,
+                epoch,
+                deadline: 0,
+                armed: 0,
+                model: self.model.clone(),
+                up: Flow::new(Decoder::new(Role::Client, 0, max_msg)),
+                down: Flow::new(Decoder::new(Role::Server, 0, max_msg)),
+                hs: None,
+            });
+            self.stats.accepted += 1;
+            self.stats.open = self.conns.len();
+            let t = self.model.settings.bounds.header_timeout;
+            self.set_timeout(key, t);
+        }
+    }
+}

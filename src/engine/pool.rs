@@ -1,0 +1,102 @@
+//! Buffers for bytes in flight. A connection takes a buffer when bytes arrive that cannot be
+//! passed on at once and gives it back as soon as it is empty, so an idle connection holds none.
+//! Freed buffers are kept for reuse up to a cap, so the steady state allocates nothing.
+
+/// Handle of a buffer lent out by the pool.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct BufId(u32);
+
+pub struct Pool {
+    size: usize,
+    /// Every buffer ever made; `None` while the slot is free and its memory released.
+    slots: Vec<Option<Box<[u8]>>>,
+    /// Slots holding a buffer that nobody uses.
+    idle: Vec<u32>,
+    /// Slots without a buffer.
+    empty: Vec<u32>,
+    in_use: usize,
+    keep_idle: usize,
+}
+
+impl Pool {
+    /// `size`: bytes per buffer; `keep_idle`: how many unused buffers to keep for reuse.
+    pub fn new(size: usize, keep_idle: usize) -> Pool {
+        Pool {
+            size,
+            slots: Vec::new(),
+            idle: Vec::new(),
+            empty: Vec::new(),
+            in_use: 0,
+            keep_idle,
+        }
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.size
+    }
+
+    pub fn take(&mut self) -> BufId {
+        self.in_use += 1;
+        if let Some(i) = self.idle.pop() {
+            return BufId(i);
+        }
+        let fresh = vec![0u8; self.size].into_boxed_slice();
+        if let Some(i) = self.empty.pop() {
+            self.slots[i as usize] = Some(fresh);
+            return BufId(i);
+        }
+        self.slots.push(Some(fresh));
+        BufId(self.slots.len() as u32 - 1)
+    }
+
+    pub fn give(&mut self, id: BufId) {
+        self.in_use -= 1;
+        if self.idle.len() < self.keep_idle {
+            self.idle.push(id.0);
+        } else {
+            self.slots[id.0 as usize] = None;
+            self.empty.push(id.0);
+        }
+    }
+
+    pub fn get(&mut self, id: BufId) -> &mut [u8] {
+        match &mut self.slots[id.0 as usize] {
+            Some(b) => b,
+            None => unreachable!("buffer {} used after it was given back", id.0),
+        }
+    }
+
+    /// Buffers lent out now.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Buffers kept for reuse.
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_and_releases() {
+        let mut p = Pool::new(16, 1);
+        let a = p.take();
+        let b = p.take();
+        assert_eq!(p.in_use(), 2);
+        p.get(a)[0] = 7;
+        p.give(a);
+        p.give(b);
+        // One kept for reuse, the other released.
+        assert_eq!(p.idle(), 1);
+        assert_eq!(p.in_use(), 0);
+        let c = p.take();
+        assert_eq!(p.get(c).len(), 16);
+        let d = p.take();
+        assert_ne!(c, d);
+        assert_eq!(p.in_use(), 2);
+    }
+}

@@ -1,0 +1,156 @@
+//! A hashed timer wheel. Each connection has at most one deadline that matters (header,
+//! handshake, connect, idle or close grace); moving it later costs nothing (the entry is checked
+//! when it fires and put back), moving it earlier adds one entry. Firing a slot looks only at the
+//! entries of that slot, never at every connection.
+
+use std::time::{Duration, Instant};
+
+/// Milliseconds per tick.
+const TICK_MS: u64 = 100;
+const SLOTS: usize = 1024;
+
+/// A point in time in ticks since the wheel started. 0 means "no deadline".
+pub type Tick = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: u32,
+    pub epoch: u32,
+    /// The deadline this entry was armed for.
+    pub at: Tick,
+}
+
+pub struct Wheel {
+    start: Instant,
+    slots: Vec<Vec<Entry>>,
+    /// The last tick whose slot has been processed.
+    done: Tick,
+    len: usize,
+}
+
+impl Wheel {
+    pub fn new(start: Instant) -> Wheel {
+        Wheel {
+            start,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            done: 0,
+            len: 0,
+        }
+    }
+
+    pub fn now_tick(&self, now: Instant) -> Tick {
+        (now.saturating_duration_since(self.start).as_millis() as u64 / TICK_MS) as Tick
+    }
+
+    /// The tick at or after which `after` has elapsed from `now` (never 0).
+    pub fn deadline(&self, now: Instant, after: Duration) -> Tick {
+        let ticks = after.as_millis().div_ceil(TICK_MS as u128) as u64;
+        let t = self.now_tick(now) as u64 + ticks.max(1);
+        t.min(Tick::MAX as u64) as Tick
+    }
+
+    pub fn insert(&mut self, e: Entry) {
+        let at = e.at.max(self.done + 1);
+        self.slots[at as usize % SLOTS].push(e);
+        self.len += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How long the loop may sleep before the next tick needs processing.
+    pub fn sleep(&self, now: Instant) -> Option<Duration> {
+        if self.len == 0 {
+            return None;
+        }
+        let next = Duration::from_millis((self.done as u64 + 1) * TICK_MS);
+        Some(next.saturating_sub(now.saturating_duration_since(self.start)))
+    }
+
+    /// Moves every entry whose slot has come up into `due`. Entries whose deadline lies a full
+    /// turn or more ahead stay in place. The caller checks each entry against the connection's
+    /// current deadline and re-inserts the ones that moved.
+    pub fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
+        let now = self.now_tick(now);
+        while self.done < now {
+            self.done += 1;
+            let t = self.done;
+            let slot = &mut self.slots[t as usize % SLOTS];
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].at <= t {
+                    due.push(slot.swap_remove(i));
+                    self.len -= 1;
+                } else {
+                    i += 1;
+                }
+            }
+            if self.len == 0 {
+                self.done = now;
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_at_deadline_not_before() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        let at = w.deadline(t0, Duration::from_millis(250));
+        assert_eq!(at, 3);
+        w.insert(Entry {
+            key: 1,
+            epoch: 1,
+            at,
+        });
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_millis(200), &mut due);
+        assert!(due.is_empty());
+        w.expire(t0 + Duration::from_millis(300), &mut due);
+        assert_eq!(
+            due,
+            vec![Entry {
+                key: 1,
+                epoch: 1,
+                at
+            }]
+        );
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn far_deadlines_survive_full_turns() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        let at = w.deadline(t0, Duration::from_secs(250)); // more than two turns
+        w.insert(Entry {
+            key: 9,
+            epoch: 2,
+            at,
+        });
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_secs(249), &mut due);
+        assert!(due.is_empty());
+        w.expire(t0 + Duration::from_secs(251), &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn sleep_points_at_next_tick() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        assert_eq!(w.sleep(t0), None);
+        w.insert(Entry {
+            key: 0,
+            epoch: 0,
+            at: 5,
+        });
+        assert_eq!(w.sleep(t0), Some(Duration::from_millis(100)));
+    }
+}

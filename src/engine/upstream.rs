@@ -1,0 +1,353 @@
+//! The backend side of the handshake: resolve, connect, send our upgrade request, check the
+//! answer. Only after the backend's 101 does the client get its own 101.
+
+use super::Gateway;
+use super::conn::{Phase, flag};
+use super::relay::{Io, read_once, write_out};
+use crate::http::head::{HeadError, parse_response};
+use crate::http::url::TargetUrl;
+use crate::ws::frame::{Decoder, Role};
+use crate::ws::handshake::{self, BackendAnswer};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// Redirects followed at most during one handshake.
+const MAX_REDIRECTS: u8 = 5;
+
+impl Gateway {
+    pub(super) fn start_connect(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_ref() else { return };
+        let (host, port) = (hs.target.host.clone(), hs.target.port);
+        let epoch = c.epoch;
+        match self.resolver.lookup(&host, port, key, epoch) {
+            Some(addrs) => self.connect(key, &addrs),
+            None => {
+                c.phase = Phase::Resolving;
+            }
+        }
+    }
+
+    /// The resolver answered; connections waiting for those names go on.
+    pub(super) fn on_resolved(&mut self) {
+        for (key, epoch, result) in self.resolver.drain() {
+            let Some(c) = self.conns.get(key) else {
+                continue;
+            };
+            if c.epoch != epoch || c.phase != Phase::Resolving {
+                continue;
+            }
+            match result {
+                Ok(addrs) => self.connect(key, &addrs),
+                Err(e) => {
+                    log::warn!("backend name did not resolve: {e}");
+                    self.respond(key, 500, "Could not connect to endpoint", &[]);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, key: usize, addrs: &[SocketAddr]) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_mut() else { return };
+        let Some(addr) = addrs.get(hs.attempt as usize).copied() else {
+            log::warn!("no address left to try for backend {}", hs.target.host);
+            return self.respond(key, 500, "Could not connect to endpoint", &[]);
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("connect to backend {addr} failed: {e}");
+                return self.respond(key, 500, "Could not connect to endpoint", &[]);
+            }
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key * 2 + 1),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a backend connection: {e}");
+            return self.respond(key, 500, "Could not connect to endpoint", &[]);
+        }
+        let _ = stream.set_nodelay(true);
+        c.backend = Some(stream);
+        c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
+        c.phase = Phase::Connecting;
+    }
+
+    pub(super) fn drive_upstream(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.phase == Phase::Connecting {
+            if !c.has(flag::BACKEND_WRITABLE) {
+                return;
+            }
+            let Some(b) = c.backend.as_mut() else { return };
+            // A writable event means the connect finished, one way or the other.
+            match b.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return self.connect_failed(key, e),
+            }
+            match b.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                    c.clear(flag::BACKEND_WRITABLE);
+                    return;
+                }
+                Err(e) => return self.connect_failed(key, e),
+            }
+            let Some(hs) = c.hs.as_mut() else { return };
+            while hs.written < hs.request.len() {
+                match b.write(&hs.request[hs.written..]) {
+                    Ok(n) => hs.written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        c.clear(flag::BACKEND_WRITABLE);
+                        return;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.connect_failed(key, e),
+                }
+            }
+            c.phase = Phase::BackendHead;
+        }
+        if c.phase == Phase::BackendHead {
+            self.read_backend_head(key);
+        }
+    }
+
+    fn connect_failed(&mut self, key: usize, e: std::io::Error) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let target =
+            c.hs.as_ref()
+                .map(|h| format!("{}:{}", h.target.host, h.target.port))
+                .unwrap_or_default();
+        log::warn!("backend {target} for client {}: {e}", c.peer);
+        self.respond(key, 500, "Could not connect to endpoint", &[]);
+    }
+
+    fn read_backend_head(&mut self, key: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !c.has(flag::BACKEND_READABLE) {
+                return;
+            }
+            let Some(b) = c.backend.as_mut() else { return };
+            match read_once(&mut self.pool, &mut c.down, b) {
+                Io::Blocked => {
+                    c.clear(flag::BACKEND_READABLE);
+                    return;
+                }
+                Io::Eof => {
+                    log::warn!("backend closed the connection before answering the upgrade");
+                    return self.respond(key, 502, "Invalid response from backend", &[]);
+                }
+                Io::Error(e) => return self.connect_failed(key, e),
+                Io::Full => {
+                    log::warn!("backend answer head too large");
+                    return self.respond(key, 502, "Invalid response from backend", &[]);
+                }
+                Io::Progress => {}
+            }
+            let Some(id) = c.down.buf else { return };
+            let (start, end) = (c.down.head as usize, c.down.end as usize);
+            let parsed = parse_response(&self.pool.get(id)[start..end]);
+            let (resp, used) = match parsed {
+                Ok(None) => continue,
+                Ok(Some(x)) => x,
+                Err(HeadError::TooLarge) | Err(HeadError::Malformed(_)) => {
+                    log::warn!("backend answered the upgrade with a malformed head");
+                    return self.respond(key, 502, "Invalid response from backend", &[]);
+                }
+            };
+            let Some(hs) = c.hs.as_mut() else { return };
+            let checked = handshake::check_backend_response(
+                &resp,
+                &hs.key,
+                hs.upgrade.protocols.as_deref(),
+                hs.upgrade.extensions.as_deref(),
+            );
+            match checked {
+                Ok(neg) => {
+                    let mut reply = Vec::with_capacity(256);
+                    handshake::client_101(&mut reply, &hs.upgrade.key, &neg, &hs.txn, &[]);
+                    let allow_rsv = if neg.extensions.is_some() { 0b111 } else { 0 };
+                    let max = self.model.settings.bounds.max_message_size;
+                    c.up.dec = Decoder::new(Role::Client, allow_rsv, max);
+                    c.down.dec = Decoder::new(Role::Server, allow_rsv, max);
+                    // The backend's bytes after its head are frames: they follow our 101.
+                    let buf = self.pool.get(id);
+                    let rest = start + used;
+                    let n = reply.len();
+                    if n <= rest {
+                        buf[rest - n..rest].copy_from_slice(&reply);
+                        c.down.head = (rest - n) as u32;
+                    } else {
+                        let extra = end - rest;
+                        if n + extra > buf.len() {
+                            return self.respond(key, 502, "Invalid response from backend", &[]);
+                        }
+                        buf.copy_within(rest..end, n);
+                        buf[..n].copy_from_slice(&reply);
+                        c.down.head = 0;
+                        c.down.end = (n + extra) as u32;
+                    }
+                    c.down.out = c.down.head + n as u32;
+                    c.hs = None;
+                    c.phase = Phase::Open;
+                    self.stats.upgraded += 1;
+                    self.stats.upgrades_total += 1;
+                    let idle = self.model.settings.bounds.idle_timeout;
+                    self.set_timeout(key, idle);
+                    self.drive_relay(key);
+                    return;
+                }
+                Err(BackendAnswer::NotUpgraded) => {
+                    let status = resp.status();
+                    let wsu = {
+                        let api = &c.model.apis[c.api as usize];
+                        super::front::first_upgrade(&api.assembly.execute)
+                            .map(|(_, w)| w.follow_redirects)
+                    };
+                    if wsu == Some(true)
+                        && hs.redirects < MAX_REDIRECTS
+                        && let Some(loc) = handshake::redirect_location(&resp)
+                    {
+                        let loc = loc.to_string();
+                        return self.redirect(key, &loc);
+                    }
+                    log::info!("backend refused the upgrade with status {status}");
+                    hs.refused_left = resp
+                        .header("content-length")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|len| len.saturating_sub((end - start - used) as u64))
+                        .unwrap_or(u64::MAX);
+                    // Relay the backend's answer as it came: head and the body bytes so far.
+                    c.down.out = c.down.end;
+                    c.phase = Phase::Refused;
+                    self.stats.upgrades_failed += 1;
+                    return self.drive_refused(key);
+                }
+                Err(BackendAnswer::Invalid(why)) => {
+                    log::warn!("backend's upgrade answer is not valid: {why}");
+                    return self.respond(key, 502, "Invalid response from backend", &[]);
+                }
+            }
+        }
+    }
+
+    fn redirect(&mut self, key: usize, location: &str) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_mut() else { return };
+        let target = match TargetUrl::parse(location) {
+            Ok(t) => t,
+            Err(_) => {
+                // A relative location keeps the scheme and authority of the current target.
+                let mut t = hs.target.clone();
+                t.path_and_query = location.to_string();
+                t
+            }
+        };
+        log::debug!("following a redirect to {location}");
+        hs.target = target;
+        hs.redirects += 1;
+        hs.attempt = 0;
+        if let Some(mut b) = c.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b);
+        }
+        if let Some(id) = c.down.buf.take() {
+            self.pool.give(id);
+        }
+        c.down.head = 0;
+        c.down.out = 0;
+        c.down.end = 0;
+        let model = c.model.clone();
+        let api = &model.apis[c.api as usize];
+        let Some((_, wsu)) = super::front::first_upgrade(&api.assembly.execute) else {
+            return;
+        };
+        let secure = c.has(flag::SECURE);
+        let peer = c.peer;
+        let port = self
+            .listeners
+            .get(c.listener as usize)
+            .map(|l| l.addr.port())
+            .unwrap_or(0);
+        let Some(hs) = self.conns[key].hs.as_mut() else {
+            return;
+        };
+        super::front::build_backend_request(hs, api, wsu, secure, peer, port);
+        self.start_connect(key);
+    }
+
+    /// Relays a backend's non-101 answer (head and a bounded body) to the client, then closes.
+    pub(super) fn drive_refused(&mut self, key: usize) {
+        let bound = self.model.settings.bounds.buffer_bound as u64;
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if c.down.pending_out() {
+                if !c.has(flag::CLIENT_WRITABLE) {
+                    return;
+                }
+                match write_out(&mut self.pool, &mut c.down, &mut c.client) {
+                    Io::Blocked => {
+                        c.clear(flag::CLIENT_WRITABLE);
+                        return;
+                    }
+                    Io::Error(_) | Io::Eof => return self.finish(key),
+                    _ => {}
+                }
+                continue;
+            }
+            let left = c.hs.as_ref().map_or(0, |h| h.refused_left);
+            if left == 0 || c.has(flag::BACKEND_EOF) {
+                break;
+            }
+            if !c.has(flag::BACKEND_READABLE) {
+                return;
+            }
+            let Some(hs) = c.hs.as_mut() else { return };
+            let Some(b) = c.backend.as_mut() else { break };
+            let before = c.down.end;
+            match read_once(&mut self.pool, &mut c.down, b) {
+                Io::Blocked => {
+                    c.clear(flag::BACKEND_READABLE);
+                    return;
+                }
+                Io::Progress => {
+                    let got = (c.down.end - before) as u64;
+                    hs.refused_left = hs.refused_left.saturating_sub(got);
+                    hs.refused_left = hs.refused_left.min(bound);
+                    c.down.out = c.down.end;
+                }
+                _ => c.set(flag::BACKEND_EOF),
+            }
+        }
+        // Everything relayed: close the client side gently.
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(mut b) = c.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b);
+        }
+        let _ = c.client.shutdown(std::net::Shutdown::Write);
+        c.phase = Phase::Linger;
+        let grace = self.model.settings.bounds.close_grace;
+        self.set_timeout(key, grace);
+        self.drive_respond(key);
+    }
+}

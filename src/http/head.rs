@@ -1,0 +1,585 @@
+//! Incremental parsing of HTTP/1.x request and response heads.
+//!
+//! The driver calls [`parse_request`] (or [`parse_response`]) with everything received so far;
+//! `Ok(None)` means "read more". A parsed head owns one copy of its raw bytes plus small ranges
+//! into it, so a head costs two allocations, made once per handshake.
+
+use std::fmt;
+
+/// Largest accepted head (request line or status line, headers and the blank line).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header fields accepted in one head.
+pub const MAX_HEADERS: usize = 64;
+
+/// Why a head cannot be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Longer than [`MAX_HEAD`] or more than [`MAX_HEADERS`] fields (answered with 431).
+    TooLarge,
+    /// Not a valid HTTP/1.x head (answered with 400).
+    Malformed(&'static str),
+}
+
+impl fmt::Display for HeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeadError::TooLarge => f.write_str("request head too large"),
+            HeadError::Malformed(why) => write!(f, "malformed head: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// A byte range of the raw head. `u16` is enough because heads are at most [`MAX_HEAD`] long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn get(self, raw: &str) -> &str {
+        raw.get(self.start as usize..self.end as usize)
+            .unwrap_or("")
+    }
+}
+
+/// Where `sub` lies inside `buf`, with surrounding spaces and tabs trimmed. httparse hands out
+/// sub-slices of the input, but a few fields (an undecodable reason phrase) may be a static
+/// empty string instead, which is mapped to an empty span.
+fn span_of(buf: &[u8], sub: &[u8]) -> Span {
+    let base = buf.as_ptr() as usize;
+    let at = sub.as_ptr() as usize;
+    if sub.is_empty() || at < base || at + sub.len() > base + buf.len() {
+        return Span::default();
+    }
+    let mut start = at - base;
+    let mut end = start + sub.len();
+    while start < end && matches!(buf[start], b' ' | b'\t') {
+        start += 1;
+    }
+    while end > start && matches!(buf[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    // Both are at most MAX_HEAD because only that much of the input is ever parsed.
+    Span {
+        start: start as u16,
+        end: end as u16,
+    }
+}
+
+/// Whether a comma-separated token list (`Connection: keep-alive, Upgrade`) contains `token`,
+/// compared without regard to ASCII case.
+pub fn has_token(list: &str, token: &str) -> bool {
+    list.split(',')
+        .any(|t| t.trim_matches([' ', '\t']).eq_ignore_ascii_case(token))
+}
+
+/// The header fields of a head, in the order received, over one raw copy of the head.
+#[derive(Debug, Clone)]
+struct Fields {
+    raw: String,
+    list: Vec<(Span, Span)>,
+}
+
+impl Fields {
+    fn build(
+        buf: &[u8],
+        head_len: usize,
+        headers: &[httparse::Header<'_>],
+    ) -> Result<Fields, HeadError> {
+        let list = headers
+            .iter()
+            .map(|h| (span_of(buf, h.name.as_bytes()), span_of(buf, h.value)))
+            .collect();
+        let raw = std::str::from_utf8(&buf[..head_len])
+            .map_err(|_| HeadError::Malformed("head is not valid UTF-8"))?
+            .to_owned();
+        Ok(Fields { raw, list })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.list
+            .iter()
+            .map(|&(n, v)| (n.get(&self.raw), v.get(&self.raw)))
+    }
+
+    fn all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.all(name).any(|v| has_token(v, token))
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    fields: Fields,
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Option<Span>,
+    minor: u8,
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &str {
+        self.method.get(&self.fields.raw)
+    }
+    /// The request target exactly as sent (path and query, or an absolute URL).
+    pub fn target(&self) -> &str {
+        self.target.get(&self.fields.raw)
+    }
+    /// The path of the target without query or fragment. For an absolute-form target
+    /// (`http://host/p?q`) this is the path part (`/p`, or `/` when empty).
+    pub fn path(&self) -> &str {
+        let p = self.path.get(&self.fields.raw);
+        if p.is_empty() { "/" } else { p }
+    }
+    /// The query without the `?`; `None` when the target has no `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|q| q.get(&self.fields.raw))
+    }
+    /// The minor version of HTTP/1.x.
+    pub fn minor_version(&self) -> u8 {
+        self.minor
+    }
+    /// The first value of a header, name compared without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.fields.all(name).next()
+    }
+    /// Every value of a header, in order.
+    pub fn headers<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+        self.fields.all(name)
+    }
+    /// Every header as (name as sent, value), in order.
+    pub fn headers_iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields.iter()
+    }
+    /// Whether any `name` header's token list contains `token` (both case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.fields.has_token(name, token)
+    }
+    /// The raw head, request line to the blank line included.
+    pub fn raw(&self) -> &str {
+        &self.fields.raw
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    fields: Fields,
+    status: u16,
+    reason: Span,
+    minor: u8,
+}
+
+/// How the body after a response head is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// The body runs until the connection closes.
+    UntilClose,
+}
+
+impl ResponseHead {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    pub fn reason(&self) -> &str {
+        self.reason.get(&self.fields.raw)
+    }
+    pub fn minor_version(&self) -> u8 {
+        self.minor
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.fields.all(name).next()
+    }
+    pub fn headers<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+        self.fields.all(name)
+    }
+    pub fn headers_iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields.iter()
+    }
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.fields.has_token(name, token)
+    }
+    /// The raw head, status line to the blank line included (to relay it as received).
+    pub fn raw(&self) -> &str {
+        &self.fields.raw
+    }
+    /// How the body is delimited, for a response to a GET. Conflicting or invalid
+    /// `Content-Length` values are an error, since the body's end would be ambiguous.
+    pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
+        if self.status < 200 || self.status == 204 || self.status == 304 {
+            return Ok(BodyFraming::None);
+        }
+        if self.headers("transfer-encoding").next().is_some() {
+            // Chunked must be the last coding; anything else can only end at close.
+            let last = self
+                .headers("transfer-encoding")
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim_matches([' ', '\t']))
+                .filter(|t| !t.is_empty())
+                .last();
+            return Ok(match last {
+                Some(t) if t.eq_ignore_ascii_case("chunked") => BodyFraming::Chunked,
+                _ => BodyFraming::UntilClose,
+            });
+        }
+        let mut length = None;
+        for v in self.headers("content-length").flat_map(|v| v.split(',')) {
+            let v = v.trim_matches([' ', '\t']);
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::Malformed("invalid Content-Length"));
+            }
+            let n: u64 = v
+                .parse()
+                .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length"));
+            }
+            length = Some(n);
+        }
+        Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+    }
+}
+
+fn map_err(e: httparse::Error) -> HeadError {
+    use httparse::Error as E;
+    HeadError::Malformed(match e {
+        E::TooManyHeaders => return HeadError::TooLarge,
+        E::HeaderName => "invalid header name",
+        E::HeaderValue => "invalid header value",
+        E::NewLine => "invalid line ending",
+        E::Status => "invalid status",
+        E::Token => "invalid token",
+        E::Version => "unsupported HTTP version",
+    })
+}
+
+/// The part of `buf` that may hold a head, and whether a still incomplete head is too large.
+fn window(buf: &[u8]) -> (&[u8], bool) {
+    if buf.len() >= MAX_HEAD {
+        (&buf[..MAX_HEAD], true)
+    } else {
+        (buf, false)
+    }
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
+/// `Ok(Some((head, n)))`: the head took the first `n` bytes; what follows belongs to the body
+/// or, after an upgrade, to the WebSocket stream. Header values must be UTF-8.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let (buf, full) = window(buf);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf).map_err(map_err)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial if full => return Err(HeadError::TooLarge),
+        httparse::Status::Partial => return Ok(None),
+    };
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let method = span_of(buf, method.as_bytes());
+    let target_span = span_of(buf, target.as_bytes());
+    // Path and query, ignoring any fragment a client should not have sent.
+    let (path_off, path_len, query) = split_target(target);
+    let t0 = target_span.start;
+    let path = Span {
+        start: t0 + path_off as u16,
+        end: t0 + (path_off + path_len) as u16,
+    };
+    let query = query.map(|(off, len)| Span {
+        start: t0 + off as u16,
+        end: t0 + (off + len) as u16,
+    });
+    let fields = Fields::build(buf, n, req.headers)?;
+    Ok(Some((
+        RequestHead {
+            fields,
+            method,
+            target: target_span,
+            path,
+            query,
+            minor,
+        },
+        n,
+    )))
+}
+
+/// Splits a request target into (path offset, path length, query (offset, length)).
+fn split_target(target: &str) -> (usize, usize, Option<(usize, usize)>) {
+    let end = target.find('#').unwrap_or(target.len());
+    let t = &target[..end];
+    let mut start = 0;
+    // Absolute form: skip scheme and authority.
+    if !t.starts_with('/')
+        && let Some(i) = t.find("://")
+        && i > 0
+        && t[..i]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        let after = i + 3;
+        start = t[after..].find(['/', '?']).map_or(t.len(), |j| after + j);
+    }
+    match t[start..].find('?') {
+        Some(q) => (start, q, Some((start + q + 1, t.len() - start - q - 1))),
+        None => (start, t.len() - start, None),
+    }
+}
+
+/// Parses a response head from the start of `buf`, with the same bounds as [`parse_request`].
+pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let (buf, full) = window(buf);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(buf).map_err(map_err)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial if full => return Err(HeadError::TooLarge),
+        httparse::Status::Partial => return Ok(None),
+    };
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+        return Err(HeadError::Malformed("incomplete status line"));
+    };
+    let reason = resp
+        .reason
+        .map_or(Span::default(), |r| span_of(buf, r.as_bytes()));
+    let fields = Fields::build(buf, n, resp.headers)?;
+    Ok(Some((
+        ResponseHead {
+            fields,
+            status,
+            reason,
+            minor,
+        },
+        n,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"GET /chat/room?a=1&b=2 HTTP/1.1\r\n\
+        Host: example.com:8080\r\n\
+        Upgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\n\
+        X-Multi: one\r\n\
+        x-multi:  two \r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        \r\n";
+
+    fn req(bytes: &[u8]) -> RequestHead {
+        parse_request(bytes).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn parses_request_fields() {
+        let mut buf = REQ.to_vec();
+        buf.extend_from_slice(b"\x81\x00");
+        let (h, n) = parse_request(&buf).unwrap().unwrap();
+        assert_eq!(n, REQ.len());
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/chat/room?a=1&b=2");
+        assert_eq!(h.path(), "/chat/room");
+        assert_eq!(h.query(), Some("a=1&b=2"));
+        assert_eq!(h.minor_version(), 1);
+        assert_eq!(h.header("HOST"), Some("example.com:8080"));
+        assert_eq!(h.header("x-multi"), Some("one"));
+        assert_eq!(h.headers("X-MULTI").collect::<Vec<_>>(), ["one", "two"]);
+        assert_eq!(h.header("absent"), None);
+        assert_eq!(h.headers_iter().count(), 6);
+        assert_eq!(h.headers_iter().nth(4), Some(("x-multi", "two")));
+        assert!(h.has_token("connection", "upgrade"));
+        assert!(h.has_token("Connection", "KEEP-ALIVE"));
+        assert!(!h.has_token("Connection", "close"));
+        assert_eq!(h.raw().as_bytes(), REQ);
+    }
+
+    #[test]
+    fn every_split_is_incomplete_until_the_end() {
+        for cut in 0..REQ.len() {
+            assert_eq!(
+                parse_request(&REQ[..cut]).unwrap().map(|x| x.1),
+                None,
+                "cut {cut}"
+            );
+        }
+        assert!(parse_request(REQ).unwrap().is_some());
+        let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        for cut in 0..resp.len() {
+            assert!(parse_response(&resp[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        assert!(parse_response(resp).unwrap().is_some());
+    }
+
+    #[test]
+    fn query_and_path_forms() {
+        let h = req(b"GET /p HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/p", None));
+        let h = req(b"GET /p? HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/p", Some("")));
+        let h = req(b"GET /p?x#frag HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/p", Some("x")));
+        let h = req(b"GET http://h:1/a/b?q=1 HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/a/b", Some("q=1")));
+        assert_eq!(h.target(), "http://h:1/a/b?q=1");
+        let h = req(b"GET http://h?q HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/", Some("q")));
+        let h = req(b"GET /x HTTP/1.0\r\n\r\n");
+        assert_eq!(h.minor_version(), 0);
+    }
+
+    fn head_of_len(len: usize) -> Vec<u8> {
+        let start = b"GET / HTTP/1.1\r\nX-Pad: ";
+        let mut v = start.to_vec();
+        v.resize(len - 4, b'a');
+        v.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(v.len(), len);
+        v
+    }
+
+    #[test]
+    fn size_bound() {
+        let ok = head_of_len(MAX_HEAD);
+        let (_, n) = parse_request(&ok).unwrap().unwrap();
+        assert_eq!(n, MAX_HEAD);
+        let big = head_of_len(MAX_HEAD + 1);
+        assert_eq!(parse_request(&big).unwrap_err(), HeadError::TooLarge);
+        // Incomplete and already at the bound: no point waiting for more.
+        assert_eq!(
+            parse_request(&big[..MAX_HEAD]).unwrap_err(),
+            HeadError::TooLarge
+        );
+        assert!(parse_request(&big[..MAX_HEAD - 1]).unwrap().is_none());
+        let mut resp = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        resp.resize(MAX_HEAD + 10, b'b');
+        assert_eq!(parse_response(&resp).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn header_count_bound() {
+        let mut v = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            v.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
+        }
+        let mut ok = v.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(req(&ok).headers_iter().count(), MAX_HEADERS);
+        v.extend_from_slice(b"one-more: v\r\n\r\n");
+        assert_eq!(parse_request(&v).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn malformed_heads() {
+        for bad in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / FOO/1.1\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: \xff\xfe\r\n\r\n",
+            b"GET / HTTP/1.1\r\n folded\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_request(bad), Err(HeadError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 abc OK\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn response_fields_and_framing() {
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\nX-A: 1\r\n\r\nbody";
+        let (h, n) = parse_response(raw).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(
+            (h.status(), h.reason(), h.minor_version()),
+            (404, "Not Found", 1)
+        );
+        assert_eq!(h.header("x-a"), Some("1"));
+        assert_eq!(h.body_framing(), Ok(BodyFraming::Length(12)));
+        let frame = |s: &[u8]| parse_response(s).unwrap().unwrap().0.body_framing();
+        assert_eq!(frame(b"HTTP/1.1 101 S\r\n\r\n"), Ok(BodyFraming::None));
+        assert_eq!(
+            frame(b"HTTP/1.1 304 N\r\nContent-Length: 5\r\n\r\n"),
+            Ok(BodyFraming::None)
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\n\r\n"),
+            Ok(BodyFraming::UntilClose)
+        );
+        assert_eq!(
+            frame(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\nContent-Length: 3\r\n\r\n"
+            ),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Ok(BodyFraming::UntilClose)
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n"),
+            Ok(BodyFraming::Length(3))
+        );
+        assert!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").is_err()
+        );
+        assert!(frame(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n").is_err());
+        assert!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n").is_err()
+        );
+        // A status line without a reason phrase is valid.
+        let (h, _) = parse_response(b"HTTP/1.1 200\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.status(), h.reason()), (200, ""));
+    }
+
+    #[test]
+    fn token_lists() {
+        assert!(has_token("Upgrade", "upgrade"));
+        assert!(has_token("keep-alive,Upgrade", "upgrade"));
+        assert!(has_token(" keep-alive ,\tUpgrade\t", "upgrade"));
+        assert!(!has_token("keep-alive, Upgraded", "upgrade"));
+        assert!(!has_token("", "upgrade"));
+        assert!(!has_token("up grade", "upgrade"));
+        let h = req(b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: upgrade\r\n\r\n");
+        assert!(h.has_token("connection", "Upgrade"));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic sweep over mutated heads; the real fuzzing lives elsewhere.
+        let mut x: u32 = 12345;
+        for _ in 0..2000 {
+            let mut v = REQ.to_vec();
+            for _ in 0..4 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let i = (x >> 8) as usize % v.len();
+                v[i] = (x >> 20) as u8;
+            }
+            if let Ok(Some((h, n))) = parse_request(&v) {
+                assert!(n <= v.len());
+                let _ = (h.path(), h.query(), h.headers_iter().count());
+            }
+            let _ = parse_response(&v);
+        }
+    }
+}

@@ -1,0 +1,1118 @@
+//! The WebSocket opening handshake (RFC 6455 §4) on both sides of the gateway: checking the
+//! client's upgrade request, writing the backend's upgrade request, checking the backend's
+//! 101 and writing the client's 101. Everything works on parsed heads and output buffers.
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use base64::prelude::*;
+use sha1::{Digest, Sha1};
+
+use crate::http::head::{RequestHead, ResponseHead};
+use crate::http::response::write_header;
+use crate::http::url::TargetUrl;
+use crate::model::Control;
+
+/// The fixed GUID of RFC 6455 §1.3 that the accept key is derived with.
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Writes the accept value for `key` into `buf` (SHA-1 is 20 bytes, so always 28 base64 chars).
+fn accept_into<'b>(key: &str, buf: &'b mut [u8; 28]) -> &'b str {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(GUID);
+    let digest = sha.finalize();
+    let n = BASE64_STANDARD.encode_slice(&digest[..], buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
+pub fn accept_key(client_key: &str) -> String {
+    let mut buf = [0u8; 28];
+    accept_into(client_key, &mut buf).to_owned()
+}
+
+/// A `Sec-WebSocket-Key` from 16 random bytes supplied by the driver's PRNG.
+pub fn new_key(random: [u8; 16]) -> String {
+    BASE64_STANDARD.encode(random)
+}
+
+/// Whether a key is base64 of exactly 16 bytes (RFC 6455 §4.1).
+fn key_is_valid(key: &str) -> bool {
+    let mut out = [0u8; 24];
+    key.len() == 24 && BASE64_STANDARD.decode_slice(key, &mut out) == Ok(16)
+}
+
+/// `request.websocket` (spec decision 3 and §2.4): GET, `Upgrade: websocket`, `Connection`
+/// containing `upgrade`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`. This is the
+/// routing test; [`validate_client`] does the full check when the upgrade policy runs.
+pub fn is_websocket_request(head: &RequestHead) -> bool {
+    head.method() == "GET"
+        && head.has_token("upgrade", "websocket")
+        && head.has_token("connection", "upgrade")
+        && head.header("sec-websocket-version") == Some("13")
+        && head
+            .header("sec-websocket-key")
+            .is_some_and(|k| !k.is_empty())
+}
+
+/// Why a client's upgrade request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeError {
+    /// Answer 400 with this text.
+    BadRequest(&'static str),
+    /// A `Sec-WebSocket-Version` other than 13: answer 426 with `Sec-WebSocket-Version: 13`.
+    Version,
+}
+
+impl UpgradeError {
+    pub fn status(self) -> u16 {
+        match self {
+            UpgradeError::BadRequest(_) => 400,
+            UpgradeError::Version => 426,
+        }
+    }
+    /// The text for `moreInformation`.
+    pub fn message(self) -> &'static str {
+        match self {
+            UpgradeError::BadRequest(m) => m,
+            UpgradeError::Version => "Unsupported WebSocket version; 13 is supported",
+        }
+    }
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for UpgradeError {}
+
+/// What the client asked for, for the backend request and the final 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientUpgrade {
+    pub key: String,
+    /// `Sec-WebSocket-Protocol` values, comma-joined when repeated.
+    pub protocols: Option<String>,
+    /// `Sec-WebSocket-Extensions` values, comma-joined when repeated.
+    pub extensions: Option<String>,
+}
+
+/// The non-empty values of a header joined with `, `; `None` when there are none.
+fn joined(values: impl Iterator<Item = impl AsRef<str>>) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in values {
+        let v = v.as_ref();
+        if v.is_empty() {
+            continue;
+        }
+        match &mut out {
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
+}
+
+/// The server-side checks of RFC 6455 §4.2.1 on a client's request.
+pub fn validate_client(head: &RequestHead) -> Result<ClientUpgrade, UpgradeError> {
+    use UpgradeError::BadRequest;
+    if head.method() != "GET" {
+        return Err(BadRequest("WebSocket upgrade requires GET"));
+    }
+    if head.minor_version() < 1 {
+        return Err(BadRequest("WebSocket upgrade requires HTTP/1.1"));
+    }
+    match head.headers("host").count() {
+        0 => return Err(BadRequest("missing Host header")),
+        1 => {}
+        _ => return Err(BadRequest("more than one Host header")),
+    }
+    if !head.has_token("upgrade", "websocket") {
+        return Err(BadRequest("missing Upgrade: websocket"));
+    }
+    if !head.has_token("connection", "upgrade") {
+        return Err(BadRequest("missing Connection: Upgrade"));
+    }
+    // Bytes after the head are WebSocket frames; a request body would be misread as frames.
+    if head.header("transfer-encoding").is_some()
+        || head.headers("content-length").any(|v| v != "0")
+    {
+        return Err(BadRequest("WebSocket upgrade request must not have a body"));
+    }
+    let mut versions = head.headers("sec-websocket-version");
+    match (versions.next(), versions.next()) {
+        (None, _) => return Err(BadRequest("missing Sec-WebSocket-Version")),
+        (Some("13"), None) => {}
+        _ => return Err(UpgradeError::Version),
+    }
+    let mut keys = head.headers("sec-websocket-key");
+    let key = match (keys.next(), keys.next()) {
+        (None, _) => return Err(BadRequest("missing Sec-WebSocket-Key")),
+        (Some(k), None) if key_is_valid(k) => k,
+        (Some(_), None) => return Err(BadRequest("invalid Sec-WebSocket-Key")),
+        (Some(_), Some(_)) => return Err(BadRequest("more than one Sec-WebSocket-Key")),
+    };
+    Ok(ClientUpgrade {
+        key: key.to_owned(),
+        protocols: joined(head.headers("sec-websocket-protocol")),
+        extensions: joined(head.headers("sec-websocket-extensions")),
+    })
+}
+
+/// Everything the backend's upgrade request is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendRequest<'a> {
+    /// The client's request.
+    pub client: &'a RequestHead,
+    pub target: &'a TargetUrl,
+    /// The client's query string (without `?`), filtered by `parameter_control` and appended.
+    pub client_query: Option<&'a str>,
+    /// Which client headers are copied (names compared case-insensitively).
+    pub header_control: &'a Control,
+    /// Which client query parameters are copied (names compared case-sensitively).
+    pub parameter_control: &'a Control,
+    /// A fresh key from [`new_key`].
+    pub key: &'a str,
+    pub inject_proxy_headers: bool,
+    pub client_ip: IpAddr,
+    /// The client's `Host`, for `X-Forwarded-Host`.
+    pub original_host: Option<&'a str>,
+    /// The gateway port the client connected to, for `X-Forwarded-Port`.
+    pub listener_port: u16,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'a str,
+    /// Basic credentials (username, password) for the backend.
+    pub credentials: Option<(&'a str, &'a str)>,
+    /// Lower-case names of the client id and secret headers and query parameters; never sent.
+    pub strip: &'a [&'a str],
+}
+
+/// Headers the gateway writes itself or that only concern the client connection.
+const GATEWAY_OWNED: &[&str] = &[
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "host",
+    "content-length",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
+const XFF: &str = "x-forwarded-for";
+const PROXY_HEADERS: [&str; 3] = ["x-forwarded-host", "x-forwarded-port", "x-forwarded-proto"];
+
+impl BackendRequest<'_> {
+    /// Whether a client header passes every filter (ownership, hop-by-hop, strip list,
+    /// credentials and header-control).
+    fn copies_header(&self, name: &str) -> bool {
+        let is = |other: &str| name.eq_ignore_ascii_case(other);
+        !(GATEWAY_OWNED.iter().any(|h| is(h))
+            || name
+                .as_bytes()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
+            // Hop-by-hop headers nominated by the client's Connection header (RFC 9110 §7.6.1).
+            || self.client.has_token("connection", name)
+            || self.strip.iter().any(|h| is(h))
+            || (self.credentials.is_some() && is("authorization")))
+            && self.header_control.copies(name, true)
+    }
+
+    fn copies_param(&self, name: &str) -> bool {
+        !name.is_empty()
+            && !self.strip.iter().any(|s| name.eq_ignore_ascii_case(s))
+            && self.parameter_control.copies(name, false)
+    }
+}
+
+/// Writes `name: v1, v2` from the non-empty values, or nothing.
+fn write_joined<'v>(out: &mut Vec<u8>, name: &str, values: impl Iterator<Item = &'v str>) {
+    let mut first = true;
+    for v in values.filter(|v| !v.is_empty()) {
+        out.extend_from_slice(if first { name.as_bytes() } else { b", " });
+        if first {
+            out.extend_from_slice(b": ");
+        }
+        out.extend_from_slice(v.as_bytes());
+        first = false;
+    }
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends request-target text, percent-encoding any byte that cannot appear in a request
+/// line (space, controls, `#`, non-ASCII). Parsed targets and client queries never have
+/// such bytes; this keeps a hand-built value from breaking the request line.
+fn push_target(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'#' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+/// Writes the upgrade request to the backend.
+pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
+    let client = req.client;
+    out.extend_from_slice(b"GET ");
+    push_target(out, &req.target.path_and_query);
+    // Client parameters go after the target's own query.
+    let mut sep: &[u8] = match req.target.query() {
+        None => b"?",
+        Some(q) if q.is_empty() || q.ends_with('&') => b"",
+        Some(_) => b"&",
+    };
+    for param in req.client_query.unwrap_or("").split('&') {
+        let name = param.split('=').next().unwrap_or("");
+        if req.copies_param(name) {
+            out.extend_from_slice(sep);
+            push_target(out, param);
+            sep = b"&";
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // Through write_header: the fields of a TargetUrl are public, so not necessarily parsed.
+    write_header(out, "Host", &req.target.host_header().to_string());
+    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    write_header(out, "Sec-WebSocket-Key", req.key);
+    out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
+    write_joined(
+        out,
+        "Sec-WebSocket-Protocol",
+        client.headers("sec-websocket-protocol"),
+    );
+    write_joined(
+        out,
+        "Sec-WebSocket-Extensions",
+        client.headers("sec-websocket-extensions"),
+    );
+
+    let inject = req.inject_proxy_headers;
+    let mut present = [false; 3];
+    for (name, value) in client.headers_iter() {
+        if !req.copies_header(name) || (inject && name.eq_ignore_ascii_case(XFF)) {
+            continue;
+        }
+        for (seen, h) in present.iter_mut().zip(PROXY_HEADERS) {
+            *seen |= name.eq_ignore_ascii_case(h);
+        }
+        write_header(out, name, value);
+    }
+    if inject {
+        // One X-Forwarded-For: the copied values with the client's address appended.
+        let copied = client
+            .headers_iter()
+            .filter(|(n, v)| n.eq_ignore_ascii_case(XFF) && !v.is_empty() && req.copies_header(n));
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for (_, v) in copied {
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(out, "{}\r\n", req.client_ip);
+        if !present[0]
+            && let Some(host) = req.original_host
+        {
+            write_header(out, "X-Forwarded-Host", host);
+        }
+        if !present[1] {
+            let _ = write!(out, "X-Forwarded-Port: {}\r\n", req.listener_port);
+        }
+        if !present[2] {
+            write_header(out, "X-Forwarded-Proto", req.proto);
+        }
+    }
+    if let Some((user, password)) = req.credentials {
+        let mut plain = String::with_capacity(user.len() + 1 + password.len());
+        plain.push_str(user);
+        plain.push(':');
+        plain.push_str(password);
+        out.extend_from_slice(b"Authorization: Basic ");
+        out.extend_from_slice(BASE64_STANDARD.encode(plain).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What the backend agreed to in its 101.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Negotiated {
+    pub protocol: Option<String>,
+    pub extensions: Option<String>,
+}
+
+/// Why the backend's answer is not a usable upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAnswer {
+    /// Not a 101: relay the response to the client.
+    NotUpgraded,
+    /// A 101 that breaks RFC 6455 §4.1: answer the client 502.
+    Invalid(&'static str),
+}
+
+/// Splits a header list on commas outside quoted strings (extension parameters may be
+/// quoted), trimming each element.
+fn list_elements(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, b) in r.bytes().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match b {
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    rest = Some(&r[i + 1..]);
+                    return Some(r[..i].trim_matches([' ', '\t']));
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(r.trim_matches([' ', '\t']))
+    })
+}
+
+/// The extension names of a `Sec-WebSocket-Extensions` list.
+fn extension_names(s: &str) -> impl Iterator<Item = &str> {
+    list_elements(s)
+        .filter(|e| !e.is_empty())
+        .map(|e| e.split(';').next().unwrap_or("").trim_matches([' ', '\t']))
+}
+
+/// The client-side checks of RFC 6455 §4.1 on the backend's answer. `offered_*` are what the
+/// backend request carried (the client's values, see [`ClientUpgrade`]).
+pub fn check_backend_response(
+    resp: &ResponseHead,
+    sent_key: &str,
+    offered_protocols: Option<&str>,
+    offered_extensions: Option<&str>,
+) -> Result<Negotiated, BackendAnswer> {
+    use BackendAnswer::Invalid;
+    if resp.status() != 101 {
+        return Err(BackendAnswer::NotUpgraded);
+    }
+    if !resp.has_token("upgrade", "websocket") {
+        return Err(Invalid("backend 101 without Upgrade: websocket"));
+    }
+    if !resp.has_token("connection", "upgrade") {
+        return Err(Invalid("backend 101 without Connection: Upgrade"));
+    }
+    let mut buf = [0u8; 28];
+    let expected = accept_into(sent_key, &mut buf);
+    let mut accepts = resp.headers("sec-websocket-accept");
+    match (accepts.next(), accepts.next()) {
+        (Some(a), None) if a == expected => {}
+        (None, _) => return Err(Invalid("backend 101 without Sec-WebSocket-Accept")),
+        _ => return Err(Invalid("backend 101 with a wrong Sec-WebSocket-Accept")),
+    }
+
+    let mut protocols = resp
+        .headers("sec-websocket-protocol")
+        .filter(|p| !p.is_empty());
+    let protocol = match (protocols.next(), protocols.next()) {
+        (None, _) => None,
+        (Some(p), None) => {
+            // Subprotocol names are compared exactly; the backend must pick one offered.
+            let offered =
+                offered_protocols.is_some_and(|o| list_elements(o).any(|candidate| candidate == p));
+            if p.contains(',') || !offered {
+                return Err(Invalid(
+                    "backend chose a subprotocol the client did not offer",
+                ));
+            }
+            Some(p.to_owned())
+        }
+        (Some(_), Some(_)) => return Err(Invalid("backend 101 with several subprotocols")),
+    };
+
+    for value in resp.headers("sec-websocket-extensions") {
+        for name in extension_names(value) {
+            let offered = offered_extensions
+                .is_some_and(|o| extension_names(o).any(|n| n.eq_ignore_ascii_case(name)));
+            if name.is_empty() || !offered {
+                return Err(Invalid(
+                    "backend chose an extension the client did not offer",
+                ));
+            }
+        }
+    }
+    Ok(Negotiated {
+        protocol,
+        extensions: joined(resp.headers("sec-websocket-extensions")),
+    })
+}
+
+/// The target of a backend redirect (301, 302, 307, 308), for `follow-redirects`.
+pub fn redirect_location(resp: &ResponseHead) -> Option<&str> {
+    match resp.status() {
+        301 | 302 | 307 | 308 => resp.header("location").filter(|l| !l.is_empty()),
+        _ => None,
+    }
+}
+
+/// Writes the gateway's 101 to the client. `extra_headers` carries limit headers and the like.
+pub fn client_101(
+    out: &mut Vec<u8>,
+    client_key: &str,
+    negotiated: &Negotiated,
+    txn_id: &str,
+    extra_headers: &[(&str, &str)],
+) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+    );
+    let mut buf = [0u8; 28];
+    write_header(
+        out,
+        "Sec-WebSocket-Accept",
+        accept_into(client_key, &mut buf),
+    );
+    if let Some(p) = &negotiated.protocol {
+        write_header(out, "Sec-WebSocket-Protocol", p);
+    }
+    if let Some(e) = &negotiated.extensions {
+        write_header(out, "Sec-WebSocket-Extensions", e);
+    }
+    write_header(out, "X-Global-Transaction-ID", txn_id);
+    for (name, value) in extra_headers {
+        write_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{parse_request, parse_response};
+    use crate::policy::pattern::Pattern;
+    use std::net::Ipv4Addr;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    fn req(text: &str) -> RequestHead {
+        parse_request(text.as_bytes()).unwrap().unwrap().0
+    }
+
+    fn resp(text: &str) -> ResponseHead {
+        parse_response(text.as_bytes()).unwrap().unwrap().0
+    }
+
+    fn upgrade(extra: &str) -> String {
+        format!(
+            "GET /chat?room=1 HTTP/1.1\r\nHost: gw.example\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    }
+
+    fn control(allow: bool, names: &[&str]) -> Control {
+        Control {
+            allow,
+            patterns: names.iter().map(|n| Pattern::compile(n).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn rfc_accept_example() {
+        assert_eq!(accept_key(KEY), ACCEPT);
+    }
+
+    #[test]
+    fn new_keys_are_valid() {
+        let k = new_key([7; 16]);
+        assert_eq!(k, "BwcHBwcHBwcHBwcHBwcHBw==");
+        assert!(key_is_valid(&k));
+        assert!(key_is_valid(KEY));
+        assert!(!key_is_valid("dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!key_is_valid("dGhlIHNhbXBsZSBub25jZXg="));
+        assert!(!key_is_valid("not base64 at all!!!!!!!"));
+    }
+
+    #[test]
+    fn request_websocket_flag() {
+        assert!(is_websocket_request(&req(&upgrade(""))));
+        let plain = req("GET /chat HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(!is_websocket_request(&plain));
+        let post = upgrade("").replacen("GET", "POST", 1);
+        assert!(!is_websocket_request(&req(&post)));
+        let v8 = upgrade("").replace("Version: 13", "Version: 8");
+        assert!(!is_websocket_request(&req(&v8)));
+        let mixed = upgrade("")
+            .replace("Upgrade: websocket", "Upgrade: WebSocket")
+            .replace("Connection: Upgrade", "Connection: keep-alive, upgrade");
+        assert!(is_websocket_request(&req(&mixed)));
+    }
+
+    #[test]
+    fn valid_client_upgrade() {
+        let h = req(&upgrade(
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: superchat\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        ));
+        let c = validate_client(&h).unwrap();
+        assert_eq!(c.key, KEY);
+        assert_eq!(c.protocols.as_deref(), Some("chat, superchat"));
+        assert_eq!(
+            c.extensions.as_deref(),
+            Some("permessage-deflate; client_max_window_bits")
+        );
+        let bare = validate_client(&req(&upgrade(""))).unwrap();
+        assert_eq!((bare.protocols, bare.extensions), (None, None));
+        let zero_body = upgrade("Content-Length: 0\r\n");
+        assert!(validate_client(&req(&zero_body)).is_ok());
+    }
+
+    #[test]
+    fn each_client_failure() {
+        use UpgradeError::*;
+        let base = upgrade("");
+        let cases: Vec<(String, UpgradeError)> = vec![
+            (
+                base.replacen("GET", "POST", 1),
+                BadRequest("WebSocket upgrade requires GET"),
+            ),
+            (
+                base.replacen("HTTP/1.1", "HTTP/1.0", 1),
+                BadRequest("WebSocket upgrade requires HTTP/1.1"),
+            ),
+            (
+                base.replace("Host: gw.example\r\n", ""),
+                BadRequest("missing Host header"),
+            ),
+            (
+                upgrade("Host: other\r\n"),
+                BadRequest("more than one Host header"),
+            ),
+            (
+                base.replace("Upgrade: websocket", "Upgrade: h2c"),
+                BadRequest("missing Upgrade: websocket"),
+            ),
+            (
+                base.replace("Connection: Upgrade", "Connection: keep-alive"),
+                BadRequest("missing Connection: Upgrade"),
+            ),
+            (
+                upgrade("Content-Length: 5\r\n"),
+                BadRequest("WebSocket upgrade request must not have a body"),
+            ),
+            (
+                upgrade("Transfer-Encoding: chunked\r\n"),
+                BadRequest("WebSocket upgrade request must not have a body"),
+            ),
+            (
+                base.replace("Sec-WebSocket-Version: 13\r\n", ""),
+                BadRequest("missing Sec-WebSocket-Version"),
+            ),
+            (base.replace("Version: 13", "Version: 8"), Version),
+            (upgrade("Sec-WebSocket-Version: 8\r\n"), Version),
+            (
+                base.replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), ""),
+                BadRequest("missing Sec-WebSocket-Key"),
+            ),
+            (
+                base.replace(KEY, "c2hvcnQ="),
+                BadRequest("invalid Sec-WebSocket-Key"),
+            ),
+            (
+                base.replace(KEY, "dGhlIHNhbXBsZSBub25jZXg="),
+                BadRequest("invalid Sec-WebSocket-Key"),
+            ),
+            (
+                upgrade(&format!("Sec-WebSocket-Key: {KEY}\r\n")),
+                BadRequest("more than one Sec-WebSocket-Key"),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(validate_client(&req(&text)), Err(expected), "{text}");
+        }
+        assert_eq!(UpgradeError::Version.status(), 426);
+        assert_eq!(BadRequest("x").status(), 400);
+    }
+
+    struct Fixture {
+        head: RequestHead,
+        target: TargetUrl,
+        headers: Control,
+        params: Control,
+    }
+
+    impl Fixture {
+        fn new(client: &str, target: &str) -> Fixture {
+            Fixture {
+                head: req(client),
+                target: TargetUrl::parse(target).unwrap(),
+                headers: Control::copy_all(),
+                params: Control::copy_none(),
+            }
+        }
+        fn request(&self) -> BackendRequest<'_> {
+            BackendRequest {
+                client: &self.head,
+                target: &self.target,
+                client_query: self.head.query(),
+                header_control: &self.headers,
+                parameter_control: &self.params,
+                key: "AQIDBAUGBwgJCgsMDQ4PEA==",
+                inject_proxy_headers: false,
+                client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+                original_host: self.head.header("host"),
+                listener_port: 9443,
+                proto: "https",
+                credentials: None,
+                strip: &["x-ibm-client-id", "x-ibm-client-secret", "client_id"],
+            }
+        }
+    }
+
+    fn write(r: &BackendRequest) -> (RequestHead, String) {
+        let mut out = Vec::new();
+        backend_request(&mut out, r);
+        let text = String::from_utf8(out).unwrap();
+        let (head, n) = parse_request(text.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, text.len());
+        (head, text)
+    }
+
+    fn names(h: &RequestHead) -> Vec<String> {
+        h.headers_iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect()
+    }
+
+    const CLIENT: &str = "GET /api/chat?room=1&client_id=abc&Client_Id=x&debug HTTP/1.1\r\n\
+        Host: gw.example:9443\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Protocol: graphql-ws\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\
+        Origin: https://app.example\r\nX-IBM-Client-Id: abc\r\nx-ibm-client-secret: s\r\n\
+        X-Hop: 1\r\nKeep-Alive: 5\r\nProxy-Authorization: Basic x\r\nTE: trailers\r\n\
+        Authorization: Bearer t\r\nX-Block: 1\r\nCookie: a=b\r\n\r\n";
+
+    #[test]
+    fn backend_request_defaults() {
+        let f = Fixture::new(CLIENT, "wss://backend.internal:8443/ws?v=2");
+        let (h, text) = write(&f.request());
+        // parameter-control missing means copy none: only the target's own query.
+        assert_eq!(h.target(), "/ws?v=2");
+        assert_eq!(h.header("host"), Some("backend.internal:8443"));
+        assert_eq!(h.header("upgrade"), Some("websocket"));
+        assert_eq!(h.header("connection"), Some("Upgrade"));
+        assert_eq!(
+            h.header("sec-websocket-key"),
+            Some("AQIDBAUGBwgJCgsMDQ4PEA==")
+        );
+        assert_eq!(h.header("sec-websocket-version"), Some("13"));
+        assert_eq!(h.header("sec-websocket-protocol"), Some("graphql-ws"));
+        assert_eq!(
+            h.header("sec-websocket-extensions"),
+            Some("permessage-deflate")
+        );
+        assert_eq!(
+            names(&h),
+            [
+                "host",
+                "upgrade",
+                "connection",
+                "sec-websocket-key",
+                "sec-websocket-version",
+                "sec-websocket-protocol",
+                "sec-websocket-extensions",
+                "origin",
+                "authorization",
+                "x-block",
+                "cookie",
+            ]
+        );
+        assert!(text.starts_with("GET /ws?v=2 HTTP/1.1\r\nHost: backend.internal:8443\r\n"));
+        assert!(!text.contains("X-Forwarded"));
+        assert!(is_websocket_request(&h));
+        assert!(validate_client(&h).is_ok());
+    }
+
+    #[test]
+    fn query_filtering() {
+        let mut f = Fixture::new(CLIENT, "http://b/ws");
+        f.params = Control::copy_all();
+        // client_id is stripped whatever its case; a valueless parameter is kept as sent.
+        assert_eq!(write(&f.request()).0.target(), "/ws?room=1&debug");
+        f.params = control(true, &["room"]);
+        assert_eq!(write(&f.request()).0.target(), "/ws?room=1");
+        f.params = control(false, &["room"]);
+        assert_eq!(write(&f.request()).0.target(), "/ws?debug");
+        f.params = control(false, &["Room"]);
+        // Parameter names are case-sensitive.
+        assert_eq!(write(&f.request()).0.target(), "/ws?room=1&debug");
+        f.params = Control::copy_all();
+        for (target, expected) in [
+            ("http://b/ws?v=2", "/ws?v=2&room=1&debug"),
+            ("http://b/ws?", "/ws?room=1&debug"),
+            ("http://b/ws?v=2&", "/ws?v=2&room=1&debug"),
+            ("http://b", "/?room=1&debug"),
+        ] {
+            f.target = TargetUrl::parse(target).unwrap();
+            assert_eq!(write(&f.request()).0.target(), expected);
+        }
+        let mut r = f.request();
+        r.client_query = None;
+        assert_eq!(write(&r).0.target(), "/");
+        r.client_query = Some("&&client_id=1&=x&");
+        assert_eq!(write(&r).0.target(), "/");
+        r.client_query = Some("a=1 HTTP/1.1\r\nX: y#");
+        assert_eq!(write(&r).0.target(), "/?a=1%20HTTP/1.1%0D%0AX:%20y%23");
+        let mut t = TargetUrl::parse("ws://b/x").unwrap();
+        t.path_and_query = "/a b".into();
+        t.host = "evil\r\nX: y".into();
+        r.target = &t;
+        r.client_query = None;
+        let (h, _) = write(&r);
+        assert_eq!(h.target(), "/a%20b");
+        assert_eq!(h.header("host"), None);
+        assert_eq!(h.header("x"), None);
+    }
+
+    #[test]
+    fn header_control_allow_and_block() {
+        let mut f = Fixture::new(CLIENT, "ws://b/ws");
+        f.headers = control(false, &["x-block", "cookie"]);
+        let (h, _) = write(&f.request());
+        assert_eq!(h.header("x-block"), None);
+        assert_eq!(h.header("cookie"), None);
+        assert_eq!(h.header("origin"), Some("https://app.example"));
+        f.headers = control(true, &["Origin"]);
+        let (h, _) = write(&f.request());
+        assert_eq!(
+            names(&h),
+            [
+                "host",
+                "upgrade",
+                "connection",
+                "sec-websocket-key",
+                "sec-websocket-version",
+                "sec-websocket-protocol",
+                "sec-websocket-extensions",
+                "origin",
+            ]
+        );
+        // An allowlist can never pull in a stripped or gateway-owned header.
+        f.headers = control(true, &["x-ibm-client-id", "keep-alive", "host", "x-hop"]);
+        let (h, _) = write(&f.request());
+        assert_eq!(h.header("x-ibm-client-id"), None);
+        assert_eq!(h.header("keep-alive"), None);
+        assert_eq!(h.header("x-hop"), None);
+        assert_eq!(h.headers("host").count(), 1);
+    }
+
+    #[test]
+    fn proxy_headers_injected_when_absent() {
+        let f = Fixture::new(CLIENT, "ws://b/ws");
+        let mut r = f.request();
+        r.inject_proxy_headers = true;
+        let (h, _) = write(&r);
+        assert_eq!(h.header("x-forwarded-for"), Some("192.0.2.7"));
+        assert_eq!(h.header("x-forwarded-host"), Some("gw.example:9443"));
+        assert_eq!(h.header("x-forwarded-port"), Some("9443"));
+        assert_eq!(h.header("x-forwarded-proto"), Some("https"));
+    }
+
+    #[test]
+    fn proxy_headers_kept_and_xff_appended() {
+        let client = upgrade(
+            "X-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Host: front.example\r\n\
+             x-forwarded-for: 198.51.100.2, 198.51.100.3\r\nX-Forwarded-Proto: http\r\n",
+        );
+        let mut f = Fixture::new(&client, "ws://b/ws");
+        let mut r = f.request();
+        r.inject_proxy_headers = true;
+        r.client_ip = "2001:db8::9".parse().unwrap();
+        let (h, _) = write(&r);
+        assert_eq!(
+            h.headers("x-forwarded-for").collect::<Vec<_>>(),
+            ["203.0.113.1, 198.51.100.2, 198.51.100.3, 2001:db8::9"]
+        );
+        assert_eq!(
+            h.headers("x-forwarded-host").collect::<Vec<_>>(),
+            ["front.example"]
+        );
+        assert_eq!(h.headers("x-forwarded-proto").collect::<Vec<_>>(), ["http"]);
+        assert_eq!(h.header("x-forwarded-port"), Some("9443"));
+        // Without injection the client's headers pass untouched.
+        let (h, _) = write(&f.request());
+        assert_eq!(h.headers("x-forwarded-for").count(), 2);
+        assert_eq!(h.header("x-forwarded-port"), None);
+        // A blocked client header is not "already in the request": ours is injected.
+        f.headers = control(false, &["x-forwarded-for", "x-forwarded-host"]);
+        let mut r = f.request();
+        r.inject_proxy_headers = true;
+        let (h, _) = write(&r);
+        assert_eq!(
+            h.headers("x-forwarded-for").collect::<Vec<_>>(),
+            ["192.0.2.7"]
+        );
+        assert_eq!(
+            h.headers("x-forwarded-host").collect::<Vec<_>>(),
+            ["gw.example"]
+        );
+    }
+
+    #[test]
+    fn basic_credentials_replace_client_authorization() {
+        let f = Fixture::new(CLIENT, "ws://b/ws");
+        let mut r = f.request();
+        r.credentials = Some(("Aladdin", "open sesame"));
+        let (h, _) = write(&r);
+        assert_eq!(
+            h.headers("authorization").collect::<Vec<_>>(),
+            ["Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="]
+        );
+    }
+
+    #[test]
+    fn ipv6_target_host() {
+        let f = Fixture::new(CLIENT, "ws://[::1]:8080/x");
+        assert_eq!(write(&f.request()).0.header("host"), Some("[::1]:8080"));
+    }
+
+    fn ok101(extra: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {ACCEPT}\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn backend_101_accepted() {
+        let n = check_backend_response(&resp(&ok101("")), KEY, None, None).unwrap();
+        assert_eq!(n, Negotiated::default());
+        let n = check_backend_response(
+            &resp(&ok101(
+                "Sec-WebSocket-Protocol: superchat\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+            )),
+            KEY,
+            Some("chat, superchat"),
+            Some("permessage-deflate; client_max_window_bits, x-webkit-deflate-frame"),
+        )
+        .unwrap();
+        assert_eq!(n.protocol.as_deref(), Some("superchat"));
+        assert_eq!(
+            n.extensions.as_deref(),
+            Some("permessage-deflate; server_no_context_takeover")
+        );
+        let lenient = ok101("").replace("Upgrade: websocket", "Upgrade: WebSocket");
+        assert!(check_backend_response(&resp(&lenient), KEY, None, None).is_ok());
+    }
+
+    #[test]
+    fn backend_101_rejected() {
+        use BackendAnswer::*;
+        let check = |text: &str, p: Option<&str>, e: Option<&str>| {
+            check_backend_response(&resp(text), KEY, p, e)
+        };
+        assert_eq!(
+            check(
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+                None,
+                None
+            ),
+            Err(NotUpgraded)
+        );
+        assert!(matches!(
+            check(
+                &ok101("").replace(ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                None,
+                None
+            ),
+            Err(Invalid(_))
+        ));
+        let no_accept = ok101("").replace(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"), "");
+        assert!(matches!(check(&no_accept, None, None), Err(Invalid(_))));
+        let twice = ok101(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"));
+        assert!(matches!(check(&twice, None, None), Err(Invalid(_))));
+        assert!(matches!(
+            check(&ok101("").replace("Upgrade: websocket\r\n", ""), None, None),
+            Err(Invalid(_))
+        ));
+        assert!(matches!(
+            check(
+                &ok101("").replace("Connection: Upgrade", "Connection: close"),
+                None,
+                None
+            ),
+            Err(Invalid(_))
+        ));
+        let proto = ok101("Sec-WebSocket-Protocol: other\r\n");
+        assert!(matches!(check(&proto, None, None), Err(Invalid(_))));
+        assert!(matches!(
+            check(&proto, Some("chat, superchat"), None),
+            Err(Invalid(_))
+        ));
+        // Subprotocols are compared exactly.
+        let case = ok101("Sec-WebSocket-Protocol: Chat\r\n");
+        assert!(matches!(check(&case, Some("chat"), None), Err(Invalid(_))));
+        let two = ok101("Sec-WebSocket-Protocol: chat, superchat\r\n");
+        assert!(matches!(
+            check(&two, Some("chat, superchat"), None),
+            Err(Invalid(_))
+        ));
+        let ext = ok101("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert!(matches!(check(&ext, None, None), Err(Invalid(_))));
+        assert!(matches!(
+            check(&ext, None, Some("x-other")),
+            Err(Invalid(_))
+        ));
+        let ext2 = ok101("Sec-WebSocket-Extensions: permessage-deflate, x-foo; a=\"1,2\"\r\n");
+        assert!(matches!(
+            check(&ext2, None, Some("permessage-deflate")),
+            Err(Invalid(_))
+        ));
+        assert!(check(&ext2, None, Some("x-foo; a=\"3,4\", permessage-deflate")).is_ok());
+    }
+
+    #[test]
+    fn redirects() {
+        for s in [301, 302, 307, 308] {
+            let r = resp(&format!("HTTP/1.1 {s} X\r\nLocation: ws://other/x\r\n\r\n"));
+            assert_eq!(redirect_location(&r), Some("ws://other/x"));
+        }
+        assert_eq!(
+            redirect_location(&resp("HTTP/1.1 303 X\r\nLocation: /x\r\n\r\n")),
+            None
+        );
+        assert_eq!(redirect_location(&resp("HTTP/1.1 302 X\r\n\r\n")), None);
+    }
+
+    #[test]
+    fn client_101_bytes() {
+        let mut out = Vec::new();
+        client_101(
+            &mut out,
+            KEY,
+            &Negotiated {
+                protocol: Some("chat".into()),
+                extensions: None,
+            },
+            "t1",
+            &[("x-countlimit-remaining", "name=conn,1;")],
+        );
+        let expected = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {ACCEPT}\r\nSec-WebSocket-Protocol: chat\r\n\
+             X-Global-Transaction-ID: t1\r\nx-countlimit-remaining: name=conn,1;\r\n\r\n"
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
+        // The gateway's own 101 passes its own backend check.
+        let h = parse_response(&out).unwrap().unwrap().0;
+        assert!(check_backend_response(&h, KEY, Some("chat"), None).is_ok());
+    }
+
+    /// An in-memory stream for tungstenite: reads what was queued, then would block.
+    #[derive(Default)]
+    struct Pipe {
+        input: std::io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl std::io::Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.input.read(buf)? {
+                0 if !buf.is_empty() => Err(std::io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            }
+        }
+    }
+
+    impl std::io::Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn interop_backend_request_with_tungstenite_server() {
+        let f = Fixture::new(CLIENT, "ws://b/ws");
+        let mut request = Vec::new();
+        backend_request(&mut request, &f.request());
+        let pipe = Pipe {
+            input: std::io::Cursor::new(request),
+            output: Vec::new(),
+        };
+        // tungstenite's callback signature fixes the error type.
+        #[allow(clippy::result_large_err)]
+        fn pick(
+            _: &tungstenite::handshake::server::Request,
+            mut r: tungstenite::handshake::server::Response,
+        ) -> Result<
+            tungstenite::handshake::server::Response,
+            tungstenite::handshake::server::ErrorResponse,
+        > {
+            r.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
+            Ok(r)
+        }
+        let ws = tungstenite::accept_hdr(pipe, pick).unwrap();
+        let (answer, _) = parse_response(&ws.get_ref().output).unwrap().unwrap();
+        let n = check_backend_response(
+            &answer,
+            "AQIDBAUGBwgJCgsMDQ4PEA==",
+            Some("graphql-ws"),
+            Some("permessage-deflate"),
+        )
+        .unwrap();
+        assert_eq!(n.protocol.as_deref(), Some("graphql-ws"));
+    }
+
+    #[test]
+    fn interop_client_101_with_tungstenite_client() {
+        use tungstenite::client::IntoClientRequest;
+        use tungstenite::handshake::{HandshakeError, client::ClientHandshake};
+        let mut request = "ws://gw.example/chat".into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "v2.chat, v1.chat".parse().unwrap(),
+        );
+        let mid = ClientHandshake::start(Pipe::default(), request, None).unwrap();
+        let Err(HandshakeError::Interrupted(mut mid)) = mid.handshake() else {
+            panic!("the handshake should wait for the 101");
+        };
+        let sent = mid.get_mut().get_mut().output.clone();
+        let head = parse_request(&sent).unwrap().unwrap().0;
+        assert!(is_websocket_request(&head));
+        let client = validate_client(&head).unwrap();
+        assert_eq!(client.protocols.as_deref(), Some("v2.chat, v1.chat"));
+        let mut answer = Vec::new();
+        let negotiated = Negotiated {
+            protocol: Some("v1.chat".into()),
+            extensions: None,
+        };
+        client_101(&mut answer, &client.key, &negotiated, "t", &[]);
+        mid.get_mut().get_mut().input = std::io::Cursor::new(answer);
+        let (_, response) = mid.handshake().unwrap();
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "v1.chat"
+        );
+    }
+}
