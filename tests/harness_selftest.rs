@@ -100,8 +100,25 @@ fn echo_backend_modes_silent_close_and_flood() {
         size: 64 * 1024,
         count: None,
     });
-    let (ws_blocked, _) = ws_connect(&backend.url("/flood-block"), &[]).unwrap();
+    let (mut reader, _) = ws_connect(&backend.url("/flood-block"), &[]).unwrap();
     assert!(backend.wait_until(DEADLINE, |s| s.flood_blocked == 1));
+    // Once blocked, `flood_sent` is the whole flood: reading it all, then an echo, proves it.
+    let sent = backend.state(|s| s.flood_sent) - 50;
+    assert!(
+        sent > 1,
+        "a 64 KiB flood blocks only after several messages"
+    );
+    for seq in 0..sent {
+        match recv_data(&mut reader).unwrap() {
+            Message::Binary(b) => assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), seq),
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    roundtrip(&mut reader, Message::text("after the flood"));
+
+    // A second blocked flood stays blocked until the backend stops.
+    let (ws_blocked, _) = ws_connect(&backend.url("/flood-block-2"), &[]).unwrap();
+    assert!(backend.wait_until(DEADLINE, |s| s.flood_blocked == 2));
 
     // Stopping closes the silent, blocked and idle connections alike.
     drop(raw);
@@ -209,6 +226,12 @@ sys.stderr.write("args: %s\n" % " ".join(sys.argv[2:]))
 if mode == "exit-early":
     sys.stderr.write("config error: no such product\n")
     sys.exit(3)
+# The handler goes in before the listener lines: the harness may signal right after them.
+def term(*_):
+    sys.stderr.write("shutting down\n")
+    sys.stderr.flush()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-term" else term)
 socks = []
 for kind in ("plain", "admin"):
     s = socket.socket()
@@ -218,11 +241,6 @@ for kind in ("plain", "admin"):
     sys.stderr.write("[2026-01-01T00:00:00Z INFO  wsgate::engine] listening on 127.0.0.1:%d (%s)\n"
                      % (s.getsockname()[1], kind))
 sys.stderr.flush()
-def term(*_):
-    sys.stderr.write("shutting down\n")
-    sys.stderr.flush()
-    sys.exit(0)
-signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-term" else term)
 while True:
     signal.pause()
 "#;

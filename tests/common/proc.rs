@@ -222,7 +222,7 @@ impl Drop for Proc {
                 self.name,
                 self.pid,
                 if running {
-                    ", killed by the harness"
+                    ", stopped by the harness"
                 } else {
                     ""
                 },
