@@ -272,6 +272,9 @@ fn gateway_helper_drives_a_stand_in() {
     std::net::TcpStream::connect(plain).expect("the logged plain address accepts");
     assert!(gw.log_contains(&format!("args: --config {} --property a=b", path.display())));
     assert_eq!(gw.url("/x"), format!("ws://{plain}/x"));
+    assert!(gw.wait_log_count("listening on", 2, DEADLINE));
+    assert!(!gw.wait_log_count("listening on", 3, Duration::from_millis(50)));
+    assert_eq!(gw.log_count("listening on"), 2);
     assert!(gw.fd_count() >= 3);
     assert!(gw.rss_kib() > 0);
     assert!(gw.status_kib("VmHWM") >= gw.rss_kib() / 2);
@@ -306,4 +309,30 @@ fn gateway_helper_drives_a_stand_in() {
         .err()
         .expect("the echo listener never appears");
     assert!(err.contains("did not log"), "{err}");
+}
+
+#[test]
+fn gateway_helper_drives_the_real_binary() {
+    // The built-in echo backend alone.
+    let mut echo = Gateway::start_echo();
+    let (mut ws, _) = ws_connect(&format!("ws://{}/", echo.addr("echo")), &[]).expect("echo");
+    roundtrip(&mut ws, Message::text("built-in"));
+    close_and_wait(&mut ws, 1000, "");
+    assert!(echo.stop().success());
+
+    // The gateway in front of the recording backend, with the keyless API.
+    let backend = EchoBackend::start();
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let path = GatewayYaml::open(&backend.target_url()).write(&conf);
+    let mut gw = Gateway::start(&path, &[]);
+    let (mut ws, _) = ws_connect(&gw.url("/open/?q=1"), &[]).expect("upgrade through wsgate");
+    roundtrip(&mut ws, Message::binary(vec![1u8; 1000]));
+    let closed = close_and_wait(&mut ws, 4000, "bye");
+    assert_eq!(closed.code(), Some(4000), "{closed:?}");
+    assert!(backend.wait_open(0, DEADLINE));
+    assert_eq!(backend.closes(), vec![(0, Some((4000, "bye".to_string())))]);
+    assert!(gw.wait_log("listening on", DEADLINE));
+    assert!(gw.fd_count() > 0 && gw.rss_kib() > 0);
+    assert!(gw.stop().success());
 }
