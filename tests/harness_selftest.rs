@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use tungstenite::Message;
 
 #[test]
@@ -98,8 +100,25 @@ fn echo_backend_modes_silent_close_and_flood() {
         size: 64 * 1024,
         count: None,
     });
-    let (ws_blocked, _) = ws_connect(&backend.url("/flood-block"), &[]).unwrap();
+    let (mut reader, _) = ws_connect(&backend.url("/flood-block"), &[]).unwrap();
     assert!(backend.wait_until(DEADLINE, |s| s.flood_blocked == 1));
+    // Once blocked, `flood_sent` is the whole flood: reading it all, then an echo, proves it.
+    let sent = backend.state(|s| s.flood_sent) - 50;
+    assert!(
+        sent > 1,
+        "a 64 KiB flood blocks only after several messages"
+    );
+    for seq in 0..sent {
+        match recv_data(&mut reader).unwrap() {
+            Message::Binary(b) => assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), seq),
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    roundtrip(&mut reader, Message::text("after the flood"));
+
+    // A second blocked flood stays blocked until the backend stops.
+    let (ws_blocked, _) = ws_connect(&backend.url("/flood-block-2"), &[]).unwrap();
+    assert!(backend.wait_until(DEADLINE, |s| s.flood_blocked == 2));
 
     // Stopping closes the silent, blocked and idle connections alike.
     drop(raw);
@@ -197,4 +216,123 @@ fn templates_fill_and_refuse_leftovers() {
         Some(conf::DEMO_CLIENT_ID)
     );
     assert_eq!(v["listeners"][0]["tls-offloaded"].as_bool(), Some(true));
+}
+
+/// Stands in for wsgate: logs two listener lines like the gateway does, then waits for SIGTERM.
+const FAKE_GATEWAY: &str = r#"
+import signal, socket, sys
+mode = sys.argv[1]
+sys.stderr.write("args: %s\n" % " ".join(sys.argv[2:]))
+if mode == "exit-early":
+    sys.stderr.write("config error: no such product\n")
+    sys.exit(3)
+# The handler goes in before the listener lines: the harness may signal right after them.
+def term(*_):
+    sys.stderr.write("shutting down\n")
+    sys.stderr.flush()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-term" else term)
+socks = []
+for kind in ("plain", "admin"):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    socks.append(s)
+    sys.stderr.write("[2026-01-01T00:00:00Z INFO  wsgate::engine] listening on 127.0.0.1:%d (%s)\n"
+                     % (s.getsockname()[1], kind))
+sys.stderr.flush()
+while True:
+    signal.pause()
+"#;
+
+fn fake(
+    conf: &std::path::Path,
+    py: &std::path::Path,
+    mode: &str,
+) -> common::gateway::GatewayBuilder {
+    Gateway::builder(conf).program(py, &["-c", FAKE_GATEWAY, mode])
+}
+
+#[test]
+fn gateway_helper_drives_a_stand_in() {
+    let Some(py) = python() else {
+        return;
+    };
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let path = GatewayYaml::open("ws://127.0.0.1:9/").write(&conf);
+
+    let mut gw = fake(&path, &py, "serve")
+        .arg("--property")
+        .arg("a=b")
+        .start();
+    let plain = gw.addr("plain");
+    assert_ne!(plain.port(), 0);
+    assert_ne!(gw.addr("admin"), plain);
+    std::net::TcpStream::connect(plain).expect("the logged plain address accepts");
+    assert!(gw.log_contains(&format!("args: --config {} --property a=b", path.display())));
+    assert_eq!(gw.url("/x"), format!("ws://{plain}/x"));
+    assert!(gw.wait_log_count("listening on", 2, DEADLINE));
+    assert!(!gw.wait_log_count("listening on", 3, Duration::from_millis(50)));
+    assert_eq!(gw.log_count("listening on"), 2);
+    assert!(gw.fd_count() >= 3);
+    assert!(gw.rss_kib() > 0);
+    assert!(gw.status_kib("VmHWM") >= gw.rss_kib() / 2);
+    let pid = gw.pid();
+    let status = gw.stop();
+    assert!(status.success(), "{status}");
+    assert!(gw.log_contains("shutting down"));
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    // A process that exits before listening fails the start with its log.
+    let err = fake(&path, &py, "exit-early")
+        .try_start()
+        .err()
+        .expect("start must fail");
+    assert!(
+        err.contains("exited") && err.contains("config error"),
+        "{err}"
+    );
+
+    // One that ignores SIGTERM is killed after the grace.
+    let mut stubborn = fake(&path, &py, "ignore-term").start();
+    let status = stubborn.stop_within(Duration::from_millis(200));
+    assert_eq!(status.code(), None, "killed by a signal");
+
+    // A listener the config declares but the process never logs fails the start.
+    let path = GatewayYaml::open("ws://127.0.0.1:9/")
+        .echo_backend(true)
+        .write(&conf);
+    let err = fake(&path, &py, "serve")
+        .deadline(Duration::from_secs(1))
+        .try_start()
+        .err()
+        .expect("the echo listener never appears");
+    assert!(err.contains("did not log"), "{err}");
+}
+
+#[test]
+fn gateway_helper_drives_the_real_binary() {
+    // The built-in echo backend alone.
+    let mut echo = Gateway::start_echo();
+    let (mut ws, _) = ws_connect(&format!("ws://{}/", echo.addr("echo")), &[]).expect("echo");
+    roundtrip(&mut ws, Message::text("built-in"));
+    close_and_wait(&mut ws, 1000, "");
+    assert!(echo.stop().success());
+
+    // The gateway in front of the recording backend, with the keyless API.
+    let backend = EchoBackend::start();
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let path = GatewayYaml::open(&backend.target_url()).write(&conf);
+    let mut gw = Gateway::start(&path, &[]);
+    let (mut ws, _) = ws_connect(&gw.url("/open/?q=1"), &[]).expect("upgrade through wsgate");
+    roundtrip(&mut ws, Message::binary(vec![1u8; 1000]));
+    let closed = close_and_wait(&mut ws, 4000, "bye");
+    assert_eq!(closed.code(), Some(4000), "{closed:?}");
+    assert!(backend.wait_open(0, DEADLINE));
+    assert_eq!(backend.closes(), vec![(0, Some((4000, "bye".to_string())))]);
+    assert!(gw.wait_log("listening on", DEADLINE));
+    assert!(gw.fd_count() > 0 && gw.rss_kib() > 0);
+    assert!(gw.stop().success());
 }

@@ -116,7 +116,8 @@ pub struct State {
     pub closes: Vec<(usize, Option<(u16, String)>)>,
     /// Connections that ended without a close handshake or with an error: (conn, error).
     pub errors: Vec<(usize, String)>,
-    /// Flood messages fully written.
+    /// Flood messages written or queued for writing. With `count: None` this is the final
+    /// number once `flood_blocked` is set (the message that blocked is included).
     pub flood_sent: u64,
     /// Flood connections whose socket would block.
     pub flood_blocked: usize,
@@ -432,14 +433,17 @@ fn flood(
         match r {
             Ok(()) => state.update(|s| s.flood_sent += 1),
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The message sits in tungstenite's write buffer; it goes out with the next flush.
-                if !blocked {
-                    blocked = true;
-                    state.update(|s| s.flood_blocked += 1);
-                }
+                // The message sits in tungstenite's write buffer and goes out with the flush
+                // below: count it now, so `flood_sent` is final once `flood_blocked` is seen.
+                state.update(|s| {
+                    s.flood_sent += 1;
+                    if !blocked {
+                        s.flood_blocked += 1;
+                    }
+                });
+                blocked = true;
                 ws.get_ref().inner.set_nonblocking(false)?;
                 ws.flush()?;
-                state.update(|s| s.flood_sent += 1);
                 if count.is_none() {
                     break;
                 }

@@ -80,15 +80,27 @@ fn covers(seen: &[(String, SocketAddr)], expect: &[String]) -> bool {
 }
 
 pub struct GatewayBuilder {
-    conf: PathBuf,
+    /// `None` runs without `--config` (the `echo` subcommand).
+    conf: Option<PathBuf>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     rust_log: String,
     expect: Option<Vec<String>>,
     deadline: Duration,
+    program: Option<(PathBuf, Vec<String>)>,
 }
 
 impl GatewayBuilder {
+    /// Runs `program prefix_args... --config FILE args...` instead of the wsgate binary (the
+    /// harness self-test uses a stand-in).
+    pub fn program<S: AsRef<str>>(mut self, program: impl AsRef<Path>, prefix_args: &[S]) -> Self {
+        self.program = Some((
+            program.as_ref().to_path_buf(),
+            prefix_args.iter().map(|a| a.as_ref().to_string()).collect(),
+        ));
+        self
+    }
+
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
@@ -139,12 +151,22 @@ impl GatewayBuilder {
     /// Starts the gateway and waits for its listeners; on failure returns a message with the
     /// exit status and the log so far (the process is stopped).
     pub fn try_start(self) -> Result<Gateway, String> {
-        let expect = self
-            .expect
-            .clone()
-            .unwrap_or_else(|| expected_from_config(&self.conf, &self.args));
-        let mut cmd = Command::new(wsgate_bin());
-        cmd.arg("--config").arg(&self.conf).args(&self.args);
+        let expect = self.expect.clone().unwrap_or_else(|| match &self.conf {
+            Some(conf) => expected_from_config(conf, &self.args),
+            None => Vec::new(),
+        });
+        let mut cmd = match &self.program {
+            Some((p, prefix)) => {
+                let mut c = Command::new(p);
+                c.args(prefix);
+                c
+            }
+            None => Command::new(wsgate_bin()),
+        };
+        if let Some(conf) = &self.conf {
+            cmd.arg("--config").arg(conf);
+        }
+        cmd.args(&self.args);
         cmd.env("RUST_LOG", &self.rust_log);
         // The log is parsed: no colour codes around the addresses.
         cmd.env("RUST_LOG_STYLE", "never");
@@ -156,10 +178,12 @@ impl GatewayBuilder {
             s.stderr_eof || covers(&parse_listeners(&s.stderr), &expect)
         });
         let log = proc.stderr();
-        if ready && covers(&parse_listeners(&log), &expect) {
+        let listeners = parse_listeners(&log);
+        if ready && covers(&listeners, &expect) {
             return Ok(Gateway {
                 proc,
-                conf: self.conf,
+                conf: self.conf.unwrap_or_default(),
+                listeners: std::sync::Mutex::new(listeners),
             });
         }
         let status = if ready {
@@ -177,9 +201,11 @@ impl GatewayBuilder {
         };
         proc.kill();
         Err(format!(
-            "{what}; expected {expect:?}, saw {:?}\nconfig {}\n--- stderr ---\n{}",
-            parse_listeners(&log),
-            self.conf.display(),
+            "{what}; expected {expect:?}, saw {listeners:?}\nconfig {}\n--- stderr ---\n{}",
+            self.conf
+                .as_deref()
+                .unwrap_or(Path::new("(none)"))
+                .display(),
             tail(&log, 200)
         ))
     }
@@ -188,6 +214,9 @@ impl GatewayBuilder {
 pub struct Gateway {
     proc: Proc,
     conf: PathBuf,
+    /// Listener lines seen so far; refreshed from the log only when a kind is missing, so
+    /// `addr`/`url` stay cheap in loops over thousands of connections.
+    listeners: std::sync::Mutex<Vec<(String, SocketAddr)>>,
 }
 
 impl Gateway {
@@ -196,14 +225,24 @@ impl Gateway {
         Gateway::builder(conf).args(extra_args).start()
     }
 
+    /// `wsgate echo --listen 127.0.0.1:0`, the built-in echo backend alone; `addr("echo")`.
+    pub fn start_echo() -> Gateway {
+        let mut b = Gateway::builder("");
+        b.conf = None;
+        b.args(&["echo", "--listen", "127.0.0.1:0"])
+            .expect(&["echo"])
+            .start()
+    }
+
     pub fn builder(conf: impl AsRef<Path>) -> GatewayBuilder {
         GatewayBuilder {
-            conf: conf.as_ref().to_path_buf(),
+            conf: Some(conf.as_ref().to_path_buf()),
             args: Vec::new(),
             envs: Vec::new(),
             rust_log: DEFAULT_RUST_LOG.to_string(),
             expect: None,
             deadline: DEADLINE,
+            program: None,
         }
     }
 
@@ -217,16 +256,25 @@ impl Gateway {
 
     /// Every listener logged so far: (kind, address).
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
-        parse_listeners(&self.log())
+        let fresh = parse_listeners(&self.log());
+        *self.listeners.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
     }
 
     /// All addresses of one kind, in log order.
     pub fn addrs(&self, kind: &str) -> Vec<SocketAddr> {
-        self.listeners()
-            .into_iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, a)| a)
-            .collect()
+        let pick = |l: &[(String, SocketAddr)]| -> Vec<SocketAddr> {
+            l.iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        let cached = pick(&self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        if cached.is_empty() {
+            pick(&self.listeners())
+        } else {
+            cached
+        }
     }
 
     /// The first address of a kind (`plain`, `tls`, `admin`, `echo`); panics if there is none.
@@ -270,8 +318,18 @@ impl Gateway {
 
     /// Waits until at least `n` log lines contain `pattern`; false after `timeout`.
     pub fn wait_log_count(&self, pattern: &str, n: usize, timeout: Duration) -> bool {
+        // Scan only what arrived since the last wake-up: logs of big tests run to megabytes.
+        let (mut scanned, mut found) = (0usize, 0usize);
         self.proc.streams().wait_until(timeout, |s| {
-            s.stderr.lines().filter(|l| l.contains(pattern)).count() >= n
+            let complete = s.stderr[scanned..]
+                .rfind('\n')
+                .map_or(scanned, |i| scanned + i + 1);
+            found += s.stderr[scanned..complete]
+                .lines()
+                .filter(|l| l.contains(pattern))
+                .count();
+            scanned = complete;
+            found >= n
         })
     }
 

@@ -1,5 +1,6 @@
 //! A child process whose stdout and stderr are drained by threads into shared buffers, stopped by
-//! its process id and never left behind: `Drop` kills and reaps it, also when a test panics.
+//! its process id and never left behind: `Drop` stops it (SIGTERM, 5 s, SIGKILL) and reaps it,
+//! also when a test panics.
 //!
 //! The `Child` is only reaped by this struct, so its pid cannot be reused by another process
 //! while a signal may still be sent to it.
@@ -212,7 +213,8 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let running = self.try_status().is_none();
         if running {
-            self.kill();
+            // SIGTERM first so a script can stop its own children from its trap.
+            self.stop(Duration::from_secs(5));
         }
         if thread::panicking() {
             eprintln!(
@@ -220,7 +222,7 @@ impl Drop for Proc {
                 self.name,
                 self.pid,
                 if running {
-                    ", killed by the harness"
+                    ", stopped by the harness"
                 } else {
                     ""
                 },

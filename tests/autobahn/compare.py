@@ -1,0 +1,98 @@
+"""Compares two agents' Autobahn results case by case (behavior and behaviorClose).
+
+usage: compare.py [--ids-out FILE] INDEX_A AGENT_A INDEX_B AGENT_B [INDEX_A AGENT_A INDEX_B AGENT_B]...
+
+Each group of four is one round; an INDEX is an index.json written by wstest or kosoku, an empty
+AGENT means the file's only agent. The first round defines the cases. Later rounds re-ran only
+the cases that differed: a case passes when the two agents agreed in any round (some cases
+depend on how TCP segments the frames, so a single difference can be chance; such cases are
+listed as "agreed on recheck").
+
+Prints A's own results, the cases that still differ, and the closing line `N passed, N failed`.
+--ids-out writes the ids still differing, one per line. Exit 1 on any difference or when no case
+was compared. Runs on Python 2.7 and 3.
+"""
+from __future__ import print_function
+
+import json
+import sys
+
+
+def load(path, agent):
+    with open(path) as f:
+        index = json.load(f)
+    if not agent:
+        if len(index) != 1:
+            sys.exit("%s: %d agents (%s), name one" % (path, len(index), ", ".join(sorted(index))))
+        agent = list(index)[0]
+    if agent not in index:
+        sys.exit("%s: no agent %r (have %s)" % (path, agent, ", ".join(sorted(index))))
+    return agent, index[agent]
+
+
+def case_key(case_id):
+    return [int(p) if p.isdigit() else p for p in case_id.split(".")]
+
+
+def show(result):
+    if result is None:
+        return "(missing)"
+    return "%s/%s close=%s" % (result.get("behavior"), result.get("behaviorClose"),
+                              result.get("remoteCloseCode"))
+
+
+def same(ra, rb):
+    return (ra is not None and rb is not None and
+            (ra.get("behavior"), ra.get("behaviorClose")) == (rb.get("behavior"), rb.get("behaviorClose")))
+
+
+def main(argv):
+    ids_out = None
+    if len(argv) > 2 and argv[1] == "--ids-out":
+        ids_out = argv[2]
+        argv = argv[:1] + argv[3:]
+    args = argv[1:]
+    if not args or len(args) % 4:
+        sys.exit(__doc__)
+    rounds = []
+    for i in range(0, len(args), 4):
+        name_a, a = load(args[i], args[i + 1])
+        name_b, b = load(args[i + 2], args[i + 3])
+        rounds.append((a, b))
+    first_a, first_b = rounds[0]
+    cases = sorted(set(first_a) | set(first_b), key=case_key)
+
+    passed, failed, rechecked, rows = 0, 0, [], []
+    for case in cases:
+        agreed_in = [n for n, (a, b) in enumerate(rounds) if same(a.get(case), b.get(case))]
+        if agreed_in:
+            passed += 1
+            if agreed_in[0] > 0:
+                rechecked.append(case)
+        else:
+            failed += 1
+            rows.append((case, show(first_a.get(case)), show(first_b.get(case))))
+
+    tally = {}
+    for r in first_a.values():
+        key = "%s/%s" % (r.get("behavior"), r.get("behaviorClose"))
+        tally[key] = tally.get(key, 0) + 1
+    print("%s on its own: %s" % (name_a, ", ".join("%d %s" % (n, k) for k, n in sorted(tally.items()))))
+    if rechecked:
+        print("agreed on recheck: %s" % " ".join(rechecked))
+    if rows:
+        width = max(len(r[1]) for r in rows + [("", name_a, "")])
+        print("differences (%s vs %s, first round):" % (name_a, name_b))
+        print("  %-10s %-*s  %s" % ("case", width, name_a, name_b))
+        for case, sa, sb in rows:
+            print("  %-10s %-*s  %s" % (case, width, sa, sb))
+    if ids_out:
+        with open(ids_out, "w") as f:
+            for case, _, _ in rows:
+                f.write(case + "\n")
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
