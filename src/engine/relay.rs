@@ -8,7 +8,7 @@ use super::conn::{Flow, MessageLimit, Phase, flag};
 use super::pool::Pool;
 use crate::model::OverLimitAction;
 use crate::policy::limits::Counters;
-use crate::ws::frame::{self, Next};
+use crate::ws::frame::{self, Next, opcode};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
@@ -127,6 +127,8 @@ pub(super) struct Seen {
     pub violation: Option<(u16, &'static str)>,
     /// A message over a hard limit, in `close` mode: the close code for the client.
     pub over_limit: Option<u16>,
+    /// Decoding stopped in front of a close frame that was asked to be held back.
+    pub held_close: bool,
 }
 
 /// What happens to a data message, decided at its first frame.
@@ -140,11 +142,13 @@ pub(super) enum Admit {
 
 /// Decodes `flow.out..flow.end`, keeping the bytes to forward and dropping the rest in place.
 /// `admit` is asked once per data message, at its first frame, before any of it is forwarded.
+/// With `hold_close`, decoding stops in front of a close frame and leaves it undecoded.
 /// A partial frame header stays after `flow.out` until more bytes arrive.
 pub(super) fn decode(
     pool: &mut Pool,
     flow: &mut Flow,
     seen: &mut Seen,
+    hold_close: bool,
     admit: &mut dyn FnMut() -> Admit,
 ) {
     let Some(id) = flow.buf else { return };
@@ -155,6 +159,10 @@ pub(super) fn decode(
         if flow.dec.closed() {
             // Nothing may follow a close frame: whatever does is dropped.
             r = end;
+            break;
+        }
+        if hold_close && flow.dec.remaining() == 0 && buf[r] & 0x0f == opcode::CLOSE {
+            seen.held_close = true;
             break;
         }
         let control_payload = flow.dec.in_control();
@@ -264,8 +272,14 @@ impl Gateway {
             return;
         }
         if c.has(flag::BACKEND_EOF) {
-            if c.has(flag::BACKEND_CLOSED) {
-                // The backend closed properly; once its close reached the client we are done.
+            if c.client_fail != 0 {
+                // The backend ended after our close: now the client learns why.
+                let code = c.client_fail;
+                return self.fail(key, Some((code, close_reason(code))), None);
+            }
+            if c.has(flag::BACKEND_CLOSED) || c.has(flag::CLIENT_CLOSED) {
+                // The backend closed properly, or answered the client's close by closing the
+                // connection: once what it sent reached the client we are done.
                 if flushed {
                     return self.finish(key);
                 }
@@ -275,8 +289,8 @@ impl Gateway {
             return self.fail(key, Some((1001, "backend went away")), None);
         }
         if c.has(flag::CLIENT_EOF) {
-            if c.has(flag::CLIENT_CLOSED) {
-                if flushed && c.has(flag::BACKEND_CLOSED) {
+            if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
+                if flushed {
                     return self.finish(key);
                 }
                 return;
@@ -339,9 +353,9 @@ impl Gateway {
         if c.flags & src_readable == 0 || c.flags & src_eof != 0 {
             return moved;
         }
-        let failing = c.flags & flag::FAILING != 0;
+        // Closing, or the client broke the protocol: what the source still sends is not forwarded.
+        let failing = c.flags & flag::FAILING != 0 || (up && c.client_fail != 0);
         if failing {
-            // Closing: what the source still sends is not forwarded.
             discard(src, &mut c.flags, src_readable, src_eof);
             return moved;
         }
@@ -369,7 +383,8 @@ impl Gateway {
             None => Admit::Forward,
             Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),
         };
-        decode(&mut self.pool, flow, &mut seen, &mut admit);
+        let hold_close = !up && c.client_fail != 0;
+        decode(&mut self.pool, flow, &mut seen, hold_close, &mut admit);
         release_if_empty(&mut self.pool, flow);
         if let Some(code) = seen.over_limit {
             log::info!(
@@ -392,15 +407,41 @@ impl Gateway {
                 "protocol error from {}: {reason}",
                 if up { "client" } else { "backend" }
             );
-            let (to_client, to_backend) = if up {
-                (Some((code, reason)), Some((1001, "")))
+            if up {
+                self.client_failed(key, code);
             } else {
-                (Some((1001, "")), Some((code, reason)))
-            };
-            self.fail(key, to_client, to_backend);
+                self.fail(key, Some((1001, "")), Some((code, reason)));
+            }
+            return false;
+        }
+        if seen.held_close {
+            // The backend's answer to our close, after a client protocol error: the client gets
+            // the gateway's own close instead.
+            let code = c.client_fail;
+            self.fail(key, Some((code, close_reason(code))), None);
             return false;
         }
         true
+    }
+
+    /// The client broke the protocol. Its input stops here and the backend gets close 1001 at
+    /// once, but what the backend already sent (echoes of earlier messages) still reaches the
+    /// client; the client's close (`code`) replaces the backend's close frame, so the client
+    /// sees the same as it would from the backend alone.
+    fn client_failed(&mut self, key: usize, code: u16) {
+        let mask = self.random().to_le_bytes();
+        let Some(c) = self.conns.get_mut(key) else { return };
+        c.client_fail = code;
+        c.set(flag::CLIENT_CLOSED);
+        let mut frame = [0u8; 131];
+        let m = [mask[0], mask[1], mask[2], mask[3]];
+        let n = frame::write_close(&mut frame, 1001, "", Some(m));
+        if c.has(flag::BACKEND_CLOSED) || !inject(&mut self.pool, &mut c.up, &frame[..n]) {
+            return self.fail(key, Some((code, close_reason(code))), None);
+        }
+        let grace = self.model.settings.bounds.close_grace;
+        self.set_timeout(key, grace);
+        self.drive_relay(key);
     }
 
     /// Ends a relay from the gateway's side: sends each side the given close frame (or nothing),
@@ -483,5 +524,14 @@ pub(super) fn discard(src: &mut TcpStream, flags: &mut u16, readable: u16, eof: 
                 return;
             }
         }
+    }
+}
+
+/// The reason text sent with a close code the gateway chose.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        1002 => "protocol error",
+        1009 => "message too big",
+        _ => "",
     }
 }
