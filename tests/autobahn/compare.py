@@ -8,7 +8,9 @@ the cases that differed: a case passes when the two agents agreed in any round (
 depend on how TCP segments the frames, so a single difference can be chance; such cases are
 listed as "agreed on recheck").
 
-One difference is accepted: when the backend fails a connection by dropping TCP without a close
+Two differences are accepted, each listed on its own line: a case that is NON-STRICT directly
+and OK through wsgate (wsgate delivers the echo of the messages before a client's protocol
+error, then closes with 1002); and when the backend fails a connection by dropping TCP without a close
 frame, wsgate sends the client close 1001 ("backend went away") rather than dropping it too. Such
 cases pass when their verdict (behavior) is the same; they are listed separately.
 
@@ -60,6 +62,15 @@ def backend_vanished(ra, rb):
             rb.get("remoteCloseCode") == 1001)
 
 
+def stricter(ra, rb):
+    """wsgate passes strictly where the backend alone passes only non-strictly: after a client's
+    protocol error wsgate still delivers what the backend sent for the messages before it, so
+    the echo the case waits for arrives, and then closes with 1002."""
+    return (ra is not None and rb is not None and
+            ra.get("behavior") == "NON-STRICT" and ra.get("behaviorClose") == "OK" and
+            rb.get("behavior") == "OK" and rb.get("behaviorClose") == "OK")
+
+
 def main(argv):
     ids_out = None
     if len(argv) > 2 and argv[1] == "--ids-out":
@@ -76,12 +87,15 @@ def main(argv):
     first_a, first_b = rounds[0]
     cases = sorted(set(first_a) | set(first_b), key=case_key)
 
-    passed, failed, rechecked, rows, vanished = 0, 0, [], [], []
+    passed, failed, rechecked, rows, vanished, better = 0, 0, [], [], [], []
     for case in cases:
         agreed_in = [n for n, (a, b) in enumerate(rounds) if same(a.get(case), b.get(case))]
         if not agreed_in and any(backend_vanished(a.get(case), b.get(case)) for a, b in rounds):
             passed += 1
             vanished.append(case)
+        elif not agreed_in and any(stricter(a.get(case), b.get(case)) for a, b in rounds):
+            passed += 1
+            better.append(case)
         elif agreed_in:
             passed += 1
             if agreed_in[0] > 0:
@@ -97,6 +111,8 @@ def main(argv):
     print("%s on its own: %s" % (name_a, ", ".join("%d %s" % (n, k) for k, n in sorted(tally.items()))))
     if rechecked:
         print("agreed on recheck: %s" % " ".join(rechecked))
+    if better:
+        print("stricter through wsgate (OK where the backend alone is NON-STRICT): %s" % " ".join(better))
     if vanished:
         print("same verdict; the backend dropped TCP and wsgate sent close 1001 (documented): %s"
               % " ".join(vanished))
