@@ -84,6 +84,21 @@ impl Flow {
             dropping: false,
         }
     }
+    /// The flow's buffer, taken from the pool (empty) if it has none.
+    pub fn buffer(&mut self, pool: &mut super::pool::Pool) -> BufId {
+        match self.buf {
+            Some(id) => id,
+            None => {
+                let id = pool.take();
+                self.buf = Some(id);
+                self.head = 0;
+                self.out = 0;
+                self.end = 0;
+                id
+            }
+        }
+    }
+
     pub fn pending_out(&self) -> bool {
         self.head < self.out
     }

@@ -275,9 +275,6 @@ impl Gateway {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.phase == Phase::Open {
-            self.stats.upgraded -= 1;
-        }
         if let Some(mut b) = c.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
         }
@@ -288,21 +285,15 @@ impl Gateway {
         c.up.head = 0;
         c.up.out = 0;
         c.up.end = 0;
-        if c.phase != Phase::Open && c.phase != Phase::Echo && c.phase != Phase::Head {
+        // Answers come before an upgrade; past the head, they end a failed one.
+        if c.phase != Phase::Head {
             self.stats.upgrades_failed += 1;
         }
         c.phase = Phase::Respond;
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
-        let id = match c.down.buf {
-            Some(id) => id,
-            None => {
-                let id = self.pool.take();
-                c.down.buf = Some(id);
-                id
-            }
-        };
+        let id = c.down.buffer(&mut self.pool);
         let buf = self.pool.get(id);
         let n = bytes.len().min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);

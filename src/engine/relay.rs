@@ -35,17 +35,7 @@ pub(super) fn read_leaving(
     src: &mut TcpStream,
     reserve: usize,
 ) -> Io {
-    let id = match flow.buf {
-        Some(id) => id,
-        None => {
-            let id = pool.take();
-            flow.buf = Some(id);
-            flow.head = 0;
-            flow.out = 0;
-            flow.end = 0;
-            id
-        }
-    };
+    let id = flow.buffer(pool);
     let buf = pool.get(id);
     let cap = buf.len().saturating_sub(reserve);
     if flow.end as usize >= cap && flow.head > 0 {
@@ -218,17 +208,7 @@ pub(super) fn inject(pool: &mut Pool, flow: &mut Flow, frame: &[u8]) -> bool {
     if flow.dec.remaining() > 0 {
         return false;
     }
-    let id = match flow.buf {
-        Some(id) => id,
-        None => {
-            let id = pool.take();
-            flow.buf = Some(id);
-            flow.head = 0;
-            flow.out = 0;
-            flow.end = 0;
-            id
-        }
-    };
+    let id = flow.buffer(pool);
     let buf = pool.get(id);
     flow.end = flow.out;
     if flow.out as usize + frame.len() > buf.len() {
@@ -430,7 +410,9 @@ impl Gateway {
     /// sees the same as it would from the backend alone.
     fn client_failed(&mut self, key: usize, code: u16) {
         let mask = self.random().to_le_bytes();
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         c.client_fail = code;
         c.set(flag::CLIENT_CLOSED);
         let mut frame = [0u8; 131];
