@@ -124,13 +124,14 @@ pub struct State {
     /// Bytes read on `Mode::Silent` connections.
     pub silent_bytes: u64,
     stopping: bool,
-    streams: Vec<(usize, TcpStream)>,
+    /// The sockets, shared with their threads (no dup: a test process has 20,000 descriptors).
+    streams: Vec<(usize, Arc<TcpStream>)>,
 }
 
 /// Wraps the socket to record the request head as it is read, before tungstenite parses it, so
 /// heads that tungstenite refuses are recorded too.
 struct HeadTap {
-    inner: TcpStream,
+    inner: Arc<TcpStream>,
     head: Vec<u8>,
     done: bool,
     conn: usize,
@@ -143,7 +144,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 impl Read for HeadTap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = (&*self.inner).read(buf)?;
         if !self.done {
             self.head.extend_from_slice(&buf[..n]);
             if let Some(end) = head_end(&self.head) {
@@ -159,10 +160,10 @@ impl Read for HeadTap {
 
 impl Write for HeadTap {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        (&*self.inner).write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        (&*self.inner).flush()
     }
 }
 
@@ -312,9 +313,8 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
         }
         let id = next_id;
         next_id += 1;
-        let Ok(clone) = stream.try_clone() else {
-            continue;
-        };
+        let stream = Arc::new(stream);
+        let clone = stream.clone();
         state.update(|s| {
             s.accepted += 1;
             s.open += 1;
@@ -344,7 +344,7 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
 
 // The callback's error type is tungstenite's `ErrorResponse`; its size is not ours to choose.
 #[allow(clippy::result_large_err)]
-fn serve(id: usize, stream: TcpStream, mode: Mode, shared: Arc<Watch<State>>) {
+fn serve(id: usize, stream: Arc<TcpStream>, mode: Mode, shared: Arc<Watch<State>>) {
     let _ = stream.set_nodelay(true);
     let state: &Watch<State> = &shared;
     let tap = HeadTap {
