@@ -71,17 +71,24 @@ fn slow_reader_pauses_the_backend_and_resumes() {
         held <= bound,
         "gateway buffered {held} bytes, bound {bound}"
     );
-    // Now read everything: every message arrives, in order.
-    for i in 0..sent {
-        match recv_data(&mut ws).expect("flood message") {
+    // Now read everything: every message arrives, in order, then the echo of a new one.
+    ws.send(Message::text("flowing again")).expect("send");
+    let mut next = 0u64;
+    loop {
+        match recv_data(&mut ws).expect("flood message or echo") {
             Message::Binary(b) => {
                 assert_eq!(b.len(), 16 * 1024);
-                assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), i);
+                assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), next);
+                next += 1;
+            }
+            Message::Text(t) => {
+                assert_eq!(t.as_str(), "flowing again");
+                break;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    roundtrip(&mut ws, Message::text("flowing again"));
+    assert!(next >= sent, "only {next} of {sent} flood messages arrived");
     assert!(
         wait_stat(&gw, "buffers_in_use", 0),
         "buffers went back to the pool"
@@ -155,4 +162,17 @@ fn sigterm_closes_both_sides_with_1001_and_exits_0() {
     for (_, c) in backend.closes() {
         assert_eq!(c.map(|c| c.0), Some(1001));
     }
+}
+
+#[test]
+fn idle_connection_is_closed_with_1001_on_both_sides() {
+    let backend = EchoBackend::start();
+    let (_c, gw) = start(&backend.target_url(), &[("idle-timeout", "1s")]);
+    let (mut ws, _) = ws_connect(&gw.url(BASE), &[]).expect("upgrade");
+    roundtrip(&mut ws, Message::text("then silence"));
+    let closed = read_until_closed(&mut ws);
+    assert_eq!(closed.code(), Some(1001));
+    assert!(backend.wait_until(DEADLINE, |s| !s.closes.is_empty()));
+    assert_eq!(backend.closes()[0].1.as_ref().map(|c| c.0), Some(1001));
+    assert!(wait_stat(&gw, "open", 0));
 }

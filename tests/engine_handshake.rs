@@ -245,3 +245,64 @@ fn message_over_the_size_bound_closes_with_1009() {
     c.send_frame(true, 2, &[7u8; 1025]).expect("over the bound");
     expect_close(&mut c, 1009);
 }
+
+/// A backend that answers every upgrade with a redirect to `location`, counting the requests.
+fn redirector(
+    location: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind redirector");
+    let addr = l.local_addr().expect("addr");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn redirects_are_followed_only_when_the_policy_says_so() {
+    let backend = EchoBackend::start();
+    let (from, hits) = redirector(backend.target_url());
+    // follow-redirects: true → the upgrade ends at the real backend.
+    let conf = TempConf::new();
+    api_with_timeout(&conf, 60);
+    let api = std::fs::read_to_string(conf.file(conf::OPEN_API)).expect("read api");
+    conf.write(
+        conf::OPEN_API,
+        &api.replace("follow-redirects: false", "follow-redirects: true"),
+    );
+    let path = conf.write(
+        "gateway.yaml",
+        &GatewayYaml::open(&format!("ws://{from}/")).render(),
+    );
+    let gw = Gateway::start(&path, &[]);
+    let (mut ws, _) = ws_connect(&gw.url(BASE), &[]).expect("upgrade after a redirect");
+    roundtrip(&mut ws, tungstenite::Message::text("redirected"));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(backend.accepted(), 1);
+    // follow-redirects: false → the client sees the 302 as the backend sent it.
+    let (_c, gw) = start(&format!("ws://{from}/"), 60, &[]);
+    let host = gw.addr("plain").to_string();
+    let r = answer(&gw, &upgrade_request(&host, BASE, &[]));
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some(backend.target_url().as_str()));
+}

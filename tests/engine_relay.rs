@@ -104,7 +104,6 @@ fn client_headers_reach_the_backend_but_not_the_client_id() {
             ("X-IBM-Client-Id", "demo-client-id"),
             ("User-Agent", "wscat-like/1.0"),
             ("X-Custom", "kept"),
-            ("Sec-WebSocket-Protocol", "chat"),
         ],
     )
     .expect("upgrade with the demo client id");
@@ -112,7 +111,6 @@ fn client_headers_reach_the_backend_but_not_the_client_id() {
     let seen = backend.last_request().expect("the backend saw the upgrade");
     assert_eq!(seen.header("x-custom"), Some("kept"));
     assert_eq!(seen.header("user-agent"), Some("wscat-like/1.0"));
-    assert_eq!(seen.header("sec-websocket-protocol"), Some("chat"));
     assert_eq!(
         seen.header("x-ibm-client-id"),
         None,
@@ -183,4 +181,41 @@ fn python_websockets_both_ends_through_the_gateway() {
         "python client through the gateway failed: {run:?}"
     );
     let _ = echo.stop();
+}
+
+#[test]
+fn subprotocol_is_negotiated_end_to_end_with_the_builtin_echo() {
+    // `wsgate echo` as the backend: it picks the first subprotocol the client offers.
+    let mut cmd = std::process::Command::new(gateway::wsgate_bin());
+    cmd.args(["echo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("RUST_LOG_STYLE", "never");
+    let echo = proc::Proc::spawn("wsgate echo", cmd).expect("spawn wsgate echo");
+    assert!(
+        echo.streams()
+            .wait_until(DEADLINE, |s| s.stderr.contains("(echo)"))
+    );
+    let (_, echo_addr) = gateway::parse_listeners(&echo.stderr())
+        .into_iter()
+        .find(|(k, _)| k == "echo")
+        .expect("echo listener");
+    let conf = TempConf::new();
+    conf.write_open_api(BASE);
+    let path = conf.write(
+        "gateway.yaml",
+        &GatewayYaml::open(&format!("ws://{echo_addr}/")).render(),
+    );
+    let gw = Gateway::start(&path, &[]);
+    let (mut ws, resp) = ws_connect(
+        &gw.url(BASE),
+        &[("Sec-WebSocket-Protocol", "chat, superchat")],
+    )
+    .expect("upgrade with subprotocols");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("chat")
+    );
+    roundtrip(&mut ws, Message::text("negotiated"));
 }

@@ -4,8 +4,8 @@ use super::assembly;
 use super::node::{Anchor, Diags, Doc, Node, scalar_text};
 use super::template::Scope;
 use crate::model::{
-    ActivityLog, Api, ApiKey, Assembly, Cors, LimitDef, LimitIdx, LogContent, Methods, Operation,
-    Plan, PlanIdx, Schemes, Security, SecurityRequirement, TlsProfile,
+    ActivityLog, Api, ApiKey, Assembly, Cors, LimitDef, LimitIdx, Listener, LogContent, Methods,
+    Operation, Plan, PlanIdx, Schemes, Security, SecurityRequirement, TlsProfile,
 };
 use serde_yaml::Value;
 use std::rc::Rc;
@@ -32,6 +32,7 @@ pub struct Env<'a> {
     pub catalog_named: &'a [(String, Vec<LimitIdx>)],
     pub gateway_named: &'a [(String, Vec<LimitIdx>)],
     pub tls_profiles: &'a [TlsProfile],
+    pub listeners: &'a [Listener],
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -202,9 +203,10 @@ fn set_variables(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, String)> {
+/// Effective API properties: (name, value, where the value comes from).
+fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, String, String)> {
     let ibm = root.get("x-ibm-configuration");
-    let mut props: Vec<(String, String)> = Vec::new();
+    let mut props: Vec<(String, String, String)> = Vec::new();
     if let Some(p) = ibm.as_ref().and_then(|c| c.get("properties")) {
         for (name, pn) in p.entries(d) {
             pn.known(&["value", "description", "encoded"], false, d);
@@ -213,15 +215,21 @@ fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, S
             } else {
                 pn.text(d).unwrap_or_default()
             };
-            props.push((name, value));
+            props.push((
+                name,
+                value,
+                "the API's x-ibm-configuration.properties".into(),
+            ));
         }
     }
-    let set = |props: &mut Vec<(String, String)>, name: &str, value: &str| match props
-        .iter_mut()
-        .find(|(n, _)| n == name)
-    {
-        Some((_, v)) => *v = value.to_string(),
-        None => props.push((name.to_string(), value.to_string())),
+    let set = |props: &mut Vec<(String, String, String)>, name: &str, value: &str, from: String| {
+        match props.iter_mut().find(|(n, _, _)| n == name) {
+            Some(p) => {
+                p.1 = value.to_string();
+                p.2 = from;
+            }
+            None => props.push((name.to_string(), value.to_string(), from)),
+        }
     };
     // Lowest to highest precedence: API value, API catalog value, gateway catalog, command line.
     if let Some(cats) = ibm.as_ref().and_then(|c| c.get("catalogs")) {
@@ -233,14 +241,29 @@ fn effective_properties(root: &Node, env: &Env, d: &mut Diags) -> Vec<(String, S
             if let Some(p) = cn.get("properties") {
                 for (name, v) in p.entries(d) {
                     if let Some(val) = v.text(d) {
-                        set(&mut props, &name, &val);
+                        let from =
+                            format!("the API's x-ibm-configuration.catalogs.{cat}.properties");
+                        set(&mut props, &name, &val, from);
                     }
                 }
             }
         }
     }
-    for (name, value) in env.catalog_props.iter().chain(env.overrides) {
-        set(&mut props, name, value);
+    for (name, value) in env.catalog_props {
+        set(
+            &mut props,
+            name,
+            value,
+            "catalog.properties in the gateway config".into(),
+        );
+    }
+    for (name, value) in env.overrides {
+        set(
+            &mut props,
+            name,
+            value,
+            "--property on the command line".into(),
+        );
     }
     props
 }
@@ -492,6 +515,30 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
         }
     };
 
+    // An API no listener can serve is almost certainly a mistake in the listeners.
+    let secure = env
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_some() || l.tls_offloaded);
+    let plain = env
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_none() && !l.tls_offloaded);
+    let reachable = (schemes.secure() && secure) || (schemes.plain() && plain);
+    if !env.listeners.is_empty() && !reachable {
+        let at = root.get("schemes").unwrap_or_else(|| root.clone());
+        d.warn(
+            &at,
+            if schemes.secure() {
+                "the API's schemes are https/wss but no listener has tls or tls-offloaded: true, \
+                 so it is not reachable"
+            } else {
+                "the API's schemes are http/ws but every listener is TLS or TLS-offloaded, so it \
+                 is not reachable"
+            },
+        );
+    }
+
     let properties = effective_properties(&root, env, d);
     let mut runtime = Vec::new();
     if let Some(a) = ibm.as_ref().and_then(|c| c.get("assembly")) {
@@ -500,8 +547,14 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
     let property = |name: &str| {
         properties
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.clone())
+    };
+    let property_origin = |name: &str| {
+        properties
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, o)| o.clone())
     };
     let is_runtime = |name: &str| runtime.iter().any(|r| r == name);
     let scope = Scope {
@@ -529,6 +582,7 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
 
     let ctx = assembly::Ctx {
         scope,
+        property_origin: &property_origin,
         api_plans: &src.plans,
         env,
     };
@@ -551,7 +605,7 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
         base_path,
         schemes,
         operations: operations(&root, d),
-        properties: properties.clone(),
+        properties: properties.into_iter().map(|(n, v, _)| (n, v)).collect(),
         security: security(&root, d),
         cors,
         activity_log,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 pub struct Ctx<'a> {
     pub scope: Scope<'a>,
+    /// Where an effective property value comes from, for messages.
+    pub property_origin: &'a dyn Fn(&str) -> Option<String>,
     /// Plans that include the API being compiled.
     pub api_plans: &'a [PlanIdx],
     pub env: &'a Env<'a>,
@@ -213,7 +215,22 @@ impl Ctx<'_> {
             }
         };
         let t = self.template(&n, d);
-        check_target(&t, &n, d);
+        if let Some(problem) = check_target(&t) {
+            let written = n.text(d).unwrap_or_default();
+            let mut msg = format!("target-url '{written}'");
+            let resolved = template::show(&t);
+            if resolved != written {
+                msg.push_str(&format!(" resolves to '{resolved}', which"));
+            }
+            msg.push_str(&format!(" {problem}"));
+            let from: Vec<String> = referenced(&written)
+                .filter_map(|p| (self.property_origin)(p).map(|o| format!("'{p}' comes from {o}")))
+                .collect();
+            if !from.is_empty() {
+                msg.push_str(&format!(" ({})", from.join("; ")));
+            }
+            d.error(&n, msg);
+        }
         Some(t)
     }
 
@@ -260,10 +277,13 @@ impl Ctx<'_> {
                 };
                 let mut missing = Vec::new();
                 let mut other = None;
+                let mut quiet = false;
                 for &pi in self.api_plans {
                     let Some(plan) = self.env.plans.get(pi as usize) else {
                         continue;
                     };
+                    // A name declared with no usable entry was reported at its definition.
+                    let mut declared_empty = false;
                     let idx: Vec<LimitIdx> = if source == LimitSource::PlanDefault {
                         let list = if kind == LimitKind::Burst {
                             &plan.burst_limits
@@ -275,15 +295,15 @@ impl Ctx<'_> {
                             .filter(|&i| limits.get(i as usize).is_some_and(|l| l.name == name))
                             .collect()
                     } else {
-                        plan.named
-                            .iter()
-                            .find(|(n, _)| *n == name)
-                            .map(|(_, v)| v.clone())
-                            .unwrap_or_default()
+                        let found = plan.named.iter().find(|(n, _)| *n == name);
+                        declared_empty = found.is_some_and(|(_, v)| v.is_empty());
+                        found.map(|(_, v)| v.clone()).unwrap_or_default()
                     };
                     let (same, o) = split(&idx);
                     other = other.or(o);
-                    if same.is_empty() {
+                    if declared_empty {
+                        quiet = true;
+                    } else if same.is_empty() {
                         missing.push(plan.name.clone());
                     } else {
                         out.per_plan.push((pi, same));
@@ -297,7 +317,7 @@ impl Ctx<'_> {
                              enforced"
                         ),
                     );
-                } else if out.per_plan.is_empty() {
+                } else if out.per_plan.is_empty() && !quiet {
                     d.warn(
                         at,
                         format!(
@@ -329,8 +349,9 @@ impl Ctx<'_> {
                     .find(|(n, _)| *n == name)
                     .map(|(_, v)| v.as_slice())
                     .unwrap_or_default();
+                let declared = named.iter().any(|(n, _)| *n == name);
                 let (same, other) = split(idx);
-                if same.is_empty() {
+                if same.is_empty() && !(declared && idx.is_empty()) {
                     d.warn(
                         at,
                         format!(
@@ -347,31 +368,31 @@ impl Ctx<'_> {
     }
 }
 
-fn check_target(t: &Template, n: &Node, d: &mut Diags) {
+/// What is wrong with a target URL after static resolution, if anything can be told.
+fn check_target(t: &Template) -> Option<String> {
     const EXPECTED: &str = "expected a ws://, wss://, http:// or https:// URL";
     match t.parts.first() {
-        None => d.error(
-            n,
-            format!("target-url is empty after resolving properties: {EXPECTED}"),
-        ),
+        None => Some(format!("is empty after resolving properties: {EXPECTED}")),
         Some(Part::Literal(s)) => match s.find("://") {
             Some(i) => {
                 let scheme = s[..i].to_ascii_lowercase();
-                if !matches!(scheme.as_str(), "ws" | "wss" | "http" | "https") {
-                    d.error(
-                        n,
-                        format!("target-url '{s}' has scheme '{scheme}': {EXPECTED}"),
-                    );
-                }
+                (!matches!(scheme.as_str(), "ws" | "wss" | "http" | "https"))
+                    .then(|| format!("has scheme '{scheme}': {EXPECTED}"))
             }
-            None if t.parts.len() == 1 => d.error(
-                n,
-                format!("target-url '{s}' is not an absolute URL: {EXPECTED}"),
-            ),
-            None => {}
+            None if t.parts.len() == 1 => Some(format!("is not an absolute URL: {EXPECTED}")),
+            None => None,
         },
-        Some(Part::Var(_)) => {}
+        Some(Part::Var(_)) => None,
     }
+}
+
+/// Property names referenced as `$(name)` or `$(api.properties.name)` in `text`.
+fn referenced(text: &str) -> impl Iterator<Item = &str> {
+    text.split("$(").skip(1).filter_map(|chunk| {
+        let name = chunk.split(')').next()?.trim();
+        let name = name.strip_prefix("api.properties.").unwrap_or(name);
+        (!name.contains('.')).then_some(name)
+    })
 }
 
 fn source(n: &Node, d: &mut Diags) -> Option<LimitSource> {

@@ -231,8 +231,23 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     if let Some(s) = size("max-message-size", 1, d) {
         b.max_message_size = s;
     }
-    if let Some(s) = size("buffer-bound", 1024, d) {
+    if let Some(s) = size("buffer-bound", 1, d) {
         b.buffer_bound = usize::try_from(s).unwrap_or(usize::MAX);
+        // The engine needs a whole request head plus its 101 in one buffer.
+        let min = crate::engine::MIN_BUFFER;
+        if b.buffer_bound < min
+            && let Some(v) = n.get("buffer-bound")
+        {
+            d.warn(
+                &v,
+                format!(
+                    "buffer-bound {} is below the {min} bytes one buffer needs (a whole 16KiB \
+                     request head and the 101 answer); {min} is used",
+                    b.buffer_bound
+                ),
+            );
+            b.buffer_bound = min;
+        }
     }
     if let Some(t) = duration("idle-timeout", false, d) {
         b.idle_timeout = t;
@@ -390,10 +405,13 @@ pub fn parse(
     root.known(TOP_KEYS, false, d);
 
     let mut listeners = Vec::new();
+    let mut written = 0;
     if let Some(ls) = root.get("listeners") {
-        for item in ls.items(d) {
+        let items = ls.items(d);
+        written = items.len();
+        for item in items {
             if let Some(l) = listener(doc, &item, d) {
-                if listeners.iter().any(|x: &Listener| x.addr == l.addr) {
+                if l.addr.port() != 0 && listeners.iter().any(|x: &Listener| x.addr == l.addr) {
                     d.error(
                         &item,
                         format!("listener address {} is listed twice", l.addr),
@@ -405,16 +423,19 @@ pub fn parse(
         }
     }
     if let Some(over) = &overrides.listen {
-        // Command-line listeners stand behind a TLS terminator, like the shipped config's.
-        listeners = over
+        // They replace the plain listeners and keep their tls-offloaded setting (true when the
+        // file has none, as in the shipped config); TLS listeners stay.
+        let offloaded = listeners
             .iter()
-            .map(|&addr| Listener {
-                addr,
-                tls: None,
-                tls_offloaded: true,
-            })
-            .collect();
-    } else if listeners.is_empty() {
+            .find(|l| l.tls.is_none())
+            .is_none_or(|l| l.tls_offloaded);
+        listeners.retain(|l| l.tls.is_some());
+        listeners.extend(over.iter().map(|&addr| Listener {
+            addr,
+            tls: None,
+            tls_offloaded: offloaded,
+        }));
+    } else if written == 0 {
         let at = root.get("listeners").unwrap_or_else(|| root.clone());
         d.error(
             &at,
@@ -425,6 +446,21 @@ pub fn parse(
     let admin = root.get("admin").and_then(|a| addr(&a, d));
     let admin = overrides.admin.or(admin);
     let echo = root.get("echo-backend").and_then(|a| addr(&a, d));
+    // One socket cannot serve two roles.
+    for (key, a) in [("admin", admin), ("echo-backend", echo)] {
+        let Some(a) = a else { continue };
+        // Port 0 asks the system for a free port each time, so it never clashes.
+        let clash = a.port() != 0
+            && (listeners.iter().any(|l| l.addr == a)
+                || (key == "echo-backend" && admin == Some(a)));
+        if clash {
+            let at = root.get(key).unwrap_or_else(|| root.clone());
+            d.error(
+                &at,
+                format!("{a} is already used by a listener or the admin endpoint: {key} needs its own address"),
+            );
+        }
+    }
 
     let products = file_list(doc, root.get("products"), d);
     let api_files = file_list(doc, root.get("apis"), d);

@@ -131,7 +131,8 @@ impl<'a> Text<'a> {
             return (1, 1);
         };
         let upto = off.clamp(a, b);
-        (idx + 1, self.s[a..upto].chars().count() + 1)
+        let col = self.s.get(a..upto).map_or(0, |t| t.chars().count());
+        (idx + 1, col + 1)
     }
 
     fn node_at(&self, line: usize, col: usize) -> Node {
@@ -325,8 +326,10 @@ fn read_quoted(s: &str, at: usize) -> Option<(String, usize)> {
             return Some((out, i + 1));
         }
         if q == b'"' && c == b'\\' && i + 1 < b.len() {
-            out.push(b[i + 1] as char);
-            i += 2;
+            // The escaped character may be multi-byte: step over it whole.
+            let ch = s[i + 1..].chars().next()?;
+            out.push(ch);
+            i += 1 + ch.len_utf8();
             continue;
         }
         let ch = s[i..].chars().next()?;
@@ -568,6 +571,45 @@ nested:
         let t2 = "a:\n  b: 1\nc:\n  b: 2\n";
         assert_eq!(locate(t2, &p("c.b")), (4, 6));
         assert_eq!(locate(t2, &p("a.c")), (1, 1));
+    }
+
+    #[test]
+    fn never_panics_on_truncated_or_odd_text() {
+        let odd = "k: \"a\\é\"\n\"q\\é\": {x: [1, 'it''s', \"\\\"\"]}\n- - é: ü\n  ? complex\n";
+        let paths = [
+            p("plans.gold.assembly-count-limits.conns[1].value"),
+            p("plans.gold.apis.a"),
+            p("list[2].four"),
+            p("nested[0][1]"),
+            vec![Seg::Key("qé".into()), Seg::Key("x".into()), Seg::Idx(2)],
+            vec![Seg::Idx(0), Seg::Idx(0), Seg::Key("é".into())],
+        ];
+        for text in [DOC, odd] {
+            for (i, _) in text.char_indices() {
+                for path in &paths {
+                    let (line, col) = locate(&text[..i], path);
+                    assert!(line >= 1 && col >= 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn json_documents() {
+        let json = "{\n  \"info\": {\"x-ibm-name\": \"a\"},\n  \"paths\": {\n    \"/\": {\n      \"get\": {}\n    }\n  },\n  \"schemes\": [\"https\", \"wss\"]\n}\n";
+        assert_eq!(locate(json, &p("info.x-ibm-name")), (2, 26));
+        assert_eq!(
+            locate(
+                json,
+                &[
+                    Seg::Key("paths".into()),
+                    Seg::Key("/".into()),
+                    Seg::Key("get".into())
+                ]
+            ),
+            (5, 14)
+        );
+        assert_eq!(locate(json, &p("schemes[1]")), (8, 24));
     }
 
     #[test]

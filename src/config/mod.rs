@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 pub struct Overrides {
     /// `--property NAME=VALUE`: wins over every other source of an API property.
     pub properties: Vec<(String, String)>,
-    /// `--listen`: replaces the file's listeners with plain, TLS-offloaded ones.
+    /// `--listen`: replaces the file's plain listeners; they keep the first plain listener's
+    /// `tls-offloaded` (true when the file has no plain listener). TLS listeners stay.
     pub listen: Option<Vec<SocketAddr>>,
     /// `--admin`: replaces the file's admin address.
     pub admin: Option<SocketAddr>,
@@ -91,11 +92,14 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
     let mut products = Vec::new();
     let mut plans = Vec::new();
     let mut srcs = Vec::new();
+    let mut product_failed = false;
     for (file, at) in &gw.products {
         if let Some(doc) = Doc::load(file, Some(at), &mut d)
             && let Some(p) = product::parse(&doc, &mut products, &mut plans, &mut limits, &mut d)
         {
             srcs.push(p);
+        } else {
+            product_failed = true;
         }
     }
 
@@ -232,6 +236,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
         catalog_named: &gw.catalog_named,
         gateway_named: &gw.gateway_named,
         tls_profiles: &gw.tls_profiles,
+        listeners: &gw.listeners,
     };
     let mut model_apis = Vec::new();
     for (src, idx) in apis.iter().zip(&api_idx) {
@@ -258,7 +263,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
         model_apis.push(api);
     }
 
-    let applications = applications(&gw.apps, &products, &plans, &mut d);
+    let applications = applications(&gw.apps, &products, &plans, product_failed, &mut d);
 
     if d.has_errors() {
         return Err(d.list);
@@ -287,6 +292,7 @@ fn applications(
     specs: &[gateway::AppSpec],
     products: &[crate::model::Product],
     plans: &[crate::model::Plan],
+    product_failed: bool,
     d: &mut Diags,
 ) -> Vec<Application> {
     let mut out: Vec<Application> = Vec::new();
@@ -311,6 +317,8 @@ fn applications(
             .collect();
         let product = match found.as_slice() {
             [p] => *p,
+            // The product may be in a file that failed to load; that error is already there.
+            [] if product_failed => continue,
             [] => {
                 let known: Vec<String> = products
                     .iter()

@@ -84,7 +84,15 @@ impl Doc {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                let msg = format!("cannot read '{}': {e}", file.display());
+                let msg = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "file '{}' does not exist (a relative path is relative to the file that \
+                         names it)",
+                        file.display()
+                    )
+                } else {
+                    format!("cannot read '{}': {e}", file.display())
+                };
                 match from {
                     Some(a) => d.error_at(a, msg),
                     None => d.file_error(file, 0, 0, msg),
@@ -104,14 +112,63 @@ impl Doc {
             })),
             Err(e) => {
                 let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-                let mut msg = e.to_string();
-                if let Some(i) = msg.rfind(" at line ") {
-                    msg.truncate(i);
-                }
+                let msg = strip_position(&e.to_string());
                 d.file_error(file, line, col, format!("not valid YAML: {msg}"));
                 None
             }
         }
+    }
+}
+
+/// Drops serde_yaml's " at line N column M" from a message: the diagnostic says it already.
+fn strip_position(msg: &str) -> String {
+    let Some(i) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[i + " at line ".len()..];
+    let skip_num = |s: &str| {
+        s.trim_start_matches(|c: char| c.is_ascii_digit())
+            .to_string()
+    };
+    let rest = skip_num(rest);
+    let rest = match rest.strip_prefix(" column ") {
+        Some(r) => skip_num(r),
+        None => rest,
+    };
+    format!("{}{rest}", &msg[..i])
+}
+
+/// Edit distance, for "did you mean" hints on short keys.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn unknown_key_message(key: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (distance(&key.to_ascii_lowercase().replace('_', "-"), k), *k))
+        .min();
+    match best {
+        Some((dist, k)) if dist <= 2 => {
+            format!("unknown key '{key}' is ignored; did you mean '{k}'?")
+        }
+        _ if known.len() <= 12 => {
+            format!(
+                "unknown key '{key}' is ignored (known here: {})",
+                known.join(", ")
+            )
+        }
+        _ => format!("unknown key '{key}' is ignored"),
     }
 }
 
@@ -341,11 +398,40 @@ impl<'a> Node<'a> {
                 Severity::Warning,
                 self.doc,
                 &path,
-                format!(
-                    "unknown key '{key}' is ignored (known here: {})",
-                    known.join(", ")
-                ),
+                unknown_key_message(&key, known),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let known = ["hard-limit", "is-client", "value"];
+        assert_eq!(
+            super::unknown_key_message("hard_limit", &known),
+            "unknown key 'hard_limit' is ignored; did you mean 'hard-limit'?"
+        );
+        assert_eq!(
+            super::unknown_key_message("vaule", &known),
+            "unknown key 'vaule' is ignored; did you mean 'value'?"
+        );
+        assert_eq!(
+            super::unknown_key_message("colour", &known),
+            "unknown key 'colour' is ignored (known here: hard-limit, is-client, value)"
+        );
+        assert_eq!(super::distance("", "abc"), 3);
+        assert_eq!(super::distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn yaml_messages_lose_their_position() {
+        assert_eq!(
+            super::strip_position("did not find ',' at line 10 column 12, while parsing"),
+            "did not find ',', while parsing"
+        );
+        assert_eq!(super::strip_position("bad at line 3"), "bad");
+        assert_eq!(super::strip_position("plain"), "plain");
     }
 }

@@ -4,7 +4,7 @@ use super::limits::kind_name;
 use super::template::show;
 use crate::model::{
     Control, LimitLevel, LimitOp, LimitSource, LimitValue, LogContent, Methods, Model, Policy,
-    PolicyKind, Schemes,
+    PolicyKind, Schemes, SetOp,
 };
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -168,13 +168,16 @@ fn policies(m: &Model, list: &[Policy], depth: usize, out: &mut String) {
             PolicyKind::SetVariable(actions) => {
                 let _ = writeln!(out, "set-variable \"{}\"", p.title);
                 for a in actions {
-                    let _ = writeln!(
-                        out,
-                        "{pad}    {:?} {} = {}",
-                        a.op,
-                        a.variable,
-                        show(&a.value)
-                    );
+                    let _ = match a.op {
+                        SetOp::Clear => writeln!(out, "{pad}    clear {}", a.variable),
+                        SetOp::Set | SetOp::Add => writeln!(
+                            out,
+                            "{pad}    {} {} = {}",
+                            if a.op == SetOp::Set { "set" } else { "add" },
+                            a.variable,
+                            show(&a.value)
+                        ),
+                    };
                 }
             }
             PolicyKind::Throw(t) => {

@@ -6,10 +6,42 @@ use crate::http::head::RequestHead;
 
 impl Gateway {
     pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) {
+        // The request's own buffer is not part of what the answer reports.
+        if let Some(c) = self.conns.get_mut(key) {
+            if let Some(id) = c.up.buf.take() {
+                self.pool.give(id);
+            }
+            c.up.head = 0;
+            c.up.out = 0;
+            c.up.end = 0;
+        }
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
-            (_, "/healthz" | "/stats") => (405, "method not allowed\n".to_string()),
+            ("GET", "/limits") => (200, self.limits_json()),
+            ("DELETE", p) if p.starts_with("/limits/") => {
+                // /limits/NAME resets every key of that limit, /limits/NAME/KEY one key.
+                let rest = &p["/limits/".len()..];
+                let (name, key_text) = match rest.split_once('/') {
+                    Some((n, k)) => (n, Some(percent_decode(k))),
+                    None => (rest, None),
+                };
+                let n = self
+                    .counters
+                    .reset(&percent_decode(name), key_text.as_deref());
+                (200, format!("{{\"reset\":{n}}}\n"))
+            }
+            ("POST", "/clock/advance") if self.test_clock => {
+                let secs = head
+                    .query()
+                    .and_then(|q| q.strip_prefix("seconds="))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                self.clock_offset += secs;
+                self.now_secs += secs;
+                (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
+            }
+            (_, "/healthz" | "/stats" | "/limits") => (405, "method not allowed\n".to_string()),
             _ => (404, "not found\n".to_string()),
         };
         let kind = if body.starts_with('{') {
@@ -25,12 +57,41 @@ impl Gateway {
         self.answer(key, reply.as_bytes());
     }
 
+    /// Every live counter: limit, key, window, value and maximum.
+    fn limits_json(&self) -> String {
+        let mut out = String::from("[");
+        for (i, v) in self.counters.snapshot(self.now_secs).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let window = v
+                .window_start
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "null".to_string());
+            out.push_str(&format!(
+                "{{\"limit\":{},\"kind\":\"{:?}\",\"key\":{},\"window_start\":{window},\"value\":{},\"max\":{}}}",
+                json_string(&v.limit),
+                v.kind,
+                json_string(&v.key),
+                v.value,
+                v.max
+            ));
+        }
+        out.push_str("]\n");
+        out
+    }
+
     fn stats_json(&self) -> String {
         let s = &self.stats;
         // Bytes held in gateway buffers, per connection at most two buffers.
         let mut buffered = 0u64;
         let mut max_conn = 0u64;
+        let mut open = 0usize;
         for (_, c) in self.conns.iter() {
+            if c.has(super::conn::flag::ADMIN) {
+                continue;
+            }
+            open += 1;
             let b = (c.up.end - c.up.head) as u64 + (c.down.end - c.down.head) as u64;
             buffered += b;
             max_conn = max_conn.max(b);
@@ -43,7 +104,7 @@ impl Gateway {
                 "\"connection_state_bytes\":{}}}\n"
             ),
             s.accepted,
-            self.conns.len(),
+            open,
             s.upgraded,
             s.upgrades_total,
             s.upgrades_failed,
@@ -55,4 +116,40 @@ impl Gateway {
             std::mem::size_of::<super::conn::Conn>(),
         )
     }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `%XX` escapes in a path segment (limit keys contain `:` and `=`, which clients may encode).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

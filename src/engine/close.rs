@@ -10,6 +10,7 @@ impl Gateway {
         if !self.conns.contains(key) {
             return;
         }
+        self.release_limits(key);
         let mut c = self.conns.remove(key);
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut c.client);
@@ -24,6 +25,19 @@ impl Gateway {
         }
         self.stats.open = self.conns.len();
         log::debug!("connection from {} closed", c.peer);
+    }
+
+    /// Gives back what the connection holds of count limits (auto-decrement). Taking the ledger
+    /// empties it, so this happens once whichever path ends the connection.
+    pub(super) fn release_limits(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(l) = c.limits.as_mut() {
+            for (slot, w) in l.held.take_all() {
+                self.counters.dec(slot, w);
+            }
+        }
     }
 
     /// A connection's deadline passed; what that means depends on where it is.

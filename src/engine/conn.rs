@@ -5,6 +5,7 @@ use super::pool::BufId;
 use crate::http::head::RequestHead;
 use crate::http::url::TargetUrl;
 use crate::model::{ApiIdx, Model};
+use crate::policy::limits::{Held, Slot};
 use crate::ws::frame::Decoder;
 use crate::ws::handshake::ClientUpgrade;
 use mio::net::TcpStream;
@@ -107,6 +108,28 @@ pub struct Handshake {
     pub attempt: u8,
     /// Body bytes of a refused upgrade still to relay.
     pub refused_left: u64,
+    /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
+    pub reply_headers: Vec<(String, String)>,
+}
+
+/// One rate limit counted on every data message of one direction, resolved at the handshake so
+/// that a message costs one counter update and no lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimit {
+    pub slot: Slot,
+    pub weight: u32,
+    /// Client to backend (`request-assembly`) or backend to client (`response-assembly`).
+    pub upstream: bool,
+    pub is_client: bool,
+}
+
+/// The limit state of a connection that has any: what it holds of count limits (given back
+/// exactly once when it ends) and the message limits of both directions. Connections without
+/// limits carry none of it.
+#[derive(Debug, Default)]
+pub struct ConnLimits {
+    pub held: Held,
+    pub messages: Vec<MessageLimit>,
 }
 
 pub struct Conn {
@@ -132,6 +155,7 @@ pub struct Conn {
     /// Backend to client.
     pub down: Flow,
     pub hs: Option<Box<Handshake>>,
+    pub limits: Option<Box<ConnLimits>>,
 }
 
 impl Conn {
@@ -143,5 +167,27 @@ impl Conn {
     }
     pub fn clear(&mut self, f: u16) {
         self.flags &= !f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one connection costs in the slab, whatever it does. The heap parts come on top
+    /// only while they are needed: the handshake box until the 101, the limit box for
+    /// connections that have limits, and pool buffers while bytes are in flight.
+    #[test]
+    fn connection_state_stays_small() {
+        let conn = std::mem::size_of::<Conn>();
+        let slab_entry = std::mem::size_of::<slab::Slab<Conn>>(); // the slab itself, once
+        println!(
+            "Conn: {conn} bytes (Flow {} each, Decoder {}), ConnLimits {} when limited, Handshake {} during the upgrade; slab header {slab_entry}",
+            std::mem::size_of::<Flow>(),
+            std::mem::size_of::<Decoder>(),
+            std::mem::size_of::<ConnLimits>(),
+            std::mem::size_of::<Handshake>(),
+        );
+        assert!(conn <= 256, "Conn grew to {conn} bytes");
     }
 }

@@ -2,12 +2,16 @@
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
 use super::Gateway;
-use super::conn::{Handshake, Phase, flag};
+use super::conn::{ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::head::{HeadError, RequestHead, parse_request};
 use crate::http::response;
 use crate::http::url::TargetUrl;
-use crate::model::{Api, Policy, PolicyKind, WebSocketUpgrade};
+use crate::model::{Api, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
+use crate::policy::assembly::{self, LimitHeaders, Limiter, Step};
+use crate::policy::context::Vars;
+use crate::policy::limits::{Consumer, Held, Lookup};
+use crate::policy::preflow;
 use crate::route::Route;
 use crate::ws::handshake::{self, UpgradeError};
 
@@ -70,7 +74,8 @@ impl Gateway {
         }
         let model = c.model.clone();
         let secure = c.has(flag::SECURE);
-        let (api_idx, _op) = match self.routes.lookup(head.path(), head.method()) {
+        let peer = c.peer;
+        let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
             Route::NoApi => return self.respond(key, 404, "API not found for requested URI", &[]),
             Route::NoResource { .. } => {
@@ -86,6 +91,7 @@ impl Gateway {
             }
         };
         let api = &model.apis[api_idx as usize];
+        let operation = api.operations.get(op);
         // Spec §1.2: an API is reachable only on listeners of the schemes it declares.
         let reachable = if secure {
             api.schemes.secure()
@@ -95,38 +101,105 @@ impl Gateway {
         if !reachable {
             return self.respond(key, 404, "API not found for requested URI", &[]);
         }
-        let Some((n, wsu)) = first_upgrade(&api.assembly.execute) else {
-            return self.respond(
-                key,
-                501,
-                "This API's assembly has no websocket-upgrade policy; plain HTTP calls are not served yet",
-                &[],
-            );
-        };
-        if head.header("upgrade").is_none() {
-            return self.respond(
-                key,
-                426,
-                "This API accepts only WebSocket upgrade requests",
-                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-            );
+        if let Some(headers) = preflow::preflight(&head, api, operation) {
+            return self.respond_headers(key, 200, &headers);
         }
-        let upgrade = match handshake::validate_client(&head) {
-            Ok(u) => u,
-            Err(UpgradeError::Version) => {
-                return self.respond(
-                    key,
-                    426,
-                    "Unsupported WebSocket version",
-                    &[("Sec-WebSocket-Version", "13")],
-                );
+        // A request that asks for an upgrade must be a valid one before anything is counted.
+        let upgrade = if head.header("upgrade").is_some() {
+            match handshake::validate_client(&head) {
+                Ok(u) => Some(u),
+                Err(UpgradeError::Version) => {
+                    return self.respond(
+                        key,
+                        426,
+                        "Unsupported WebSocket version",
+                        &[("Sec-WebSocket-Version", "13")],
+                    );
+                }
+                Err(UpgradeError::BadRequest(why)) => return self.respond(key, 400, why, &[]),
             }
-            Err(UpgradeError::BadRequest(why)) => return self.respond(key, 400, why, &[]),
+        } else {
+            None
         };
-        let url = wsu
-            .target_url
-            .expand(&|name| request_variable(&head, api, secure, name));
-        let target = match TargetUrl::parse(&url) {
+        let caller = match preflow::identify(&model, api_idx, &head) {
+            Ok(c) => c,
+            Err(r) => return self.respond(key, r.status, r.message, &[]),
+        };
+        let mut held = Held::new();
+        let mut checked: LimitHeaders = Vec::new();
+        let mut messages = Vec::new();
+        let now = self.now_secs;
+        let mut vars = Vars {
+            head: &head,
+            model: &model,
+            api,
+            operation,
+            app: caller.app.map(|a| &model.applications[a as usize]),
+            plan: caller.plan.map(|p| &model.plans[p as usize]),
+            plan_idx: caller.plan,
+            websocket: upgrade.is_some(),
+            secure,
+            set: Vec::new(),
+            status: None,
+        };
+        let mut lim = Limiter {
+            counters: &mut self.counters,
+            consumer: Consumer {
+                app: caller.app,
+                remote_ip: peer.ip(),
+                api: api_idx,
+                dynamic: None,
+            },
+            now,
+            held: &mut held,
+            headers: &mut checked,
+        };
+        let outcome = match preflow::plan_limits(&model, caller, &mut lim) {
+            Err(r) => Err((r.status, r.message.to_string())),
+            Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
+                Step::Upgrade { policy, nth } => {
+                    message_limits(policy, &vars, &mut lim, &mut messages);
+                    Ok((policy, nth))
+                }
+                Step::Fail(e) => Err((e.status, e.message)),
+                Step::Invoke(_) => Err((
+                    501,
+                    "The invoke policy is not supported yet; this gateway serves WebSocket upgrades"
+                        .to_string(),
+                )),
+                Step::Done => Err((500, "The assembly ended without a backend call".to_string())),
+            },
+        };
+        let mut reply_headers = preflow::limit_headers(&checked);
+        reply_headers.extend(preflow::cors_headers(&head, api));
+        let (wsu, nth) = match outcome {
+            Ok(x) => x,
+            Err((status, message)) => {
+                for (slot, w) in held.take_all() {
+                    self.counters.dec(slot, w);
+                }
+                let mut extra: Vec<(&str, &str)> = reply_headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                if status == 426 {
+                    extra.push(("Upgrade", "websocket"));
+                    extra.push(("Sec-WebSocket-Version", "13"));
+                }
+                return self.respond(key, status, &message, &extra);
+            }
+        };
+        let Some(upgrade) = upgrade else {
+            // The assembly only returns an upgrade for a WebSocket request.
+            return self.respond(key, 500, "Internal error", &[]);
+        };
+        let url = vars.expand(&wsu.target_url);
+        let target = TargetUrl::parse(&url);
+        drop(vars);
+        let limits = (!held.is_empty() || !messages.is_empty())
+            .then(|| Box::new(ConnLimits { held, messages }));
+        self.conns[key].limits = limits;
+        let target = match target {
             Ok(t) => t,
             Err(why) => {
                 log::error!("api {}: target-url {url:?} is not usable: {why}", api.name);
@@ -135,34 +208,27 @@ impl Gateway {
         };
         let txn = self.txn.next();
         let nonce = self.random16();
-        let key_b64 = handshake::new_key(nonce);
         let mut hs = Box::new(Handshake {
             head,
             upgrade,
             txn,
             target,
-            key: key_b64,
+            key: handshake::new_key(nonce),
             request: Vec::new(),
             written: 0,
             redirects: 0,
             attempt: 0,
             refused_left: 0,
+            reply_headers,
         });
-        build_backend_request(
-            &mut hs,
-            api,
-            wsu,
-            secure,
-            self.conns[key].peer,
-            self.listener_port(key),
-        );
+        let port = self.listener_port(key);
+        build_backend_request(&mut hs, api, wsu, secure, peer, port);
         let c = &mut self.conns[key];
         c.api = api_idx;
-        c.wsu = n;
+        c.wsu = nth;
         c.hs = Some(hs);
         c.phase = Phase::Resolving;
-        let timeout = wsu.timeout;
-        self.set_timeout(key, timeout);
+        self.set_timeout(key, wsu.timeout);
         self.start_connect(key);
     }
 
@@ -182,8 +248,30 @@ impl Gateway {
         self.answer(key, &out);
     }
 
-    /// Sends `bytes` as the client's final answer, then lingers and closes.
+    /// A 200 with headers and no body (a CORS preflight).
+    pub(super) fn respond_headers(
+        &mut self,
+        key: usize,
+        status: u16,
+        headers: &[(String, String)],
+    ) {
+        let txn = self.txn.next();
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nX-Global-Transaction-ID: {txn}\r\n",
+            response::reason(status)
+        )
+        .into_bytes();
+        for (n, v) in headers {
+            response::write_header(&mut out, n, v);
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        self.answer(key, &out);
+    }
+
+    /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
+    /// ends here: what it holds of count limits is given back now.
     pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
+        self.release_limits(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -261,44 +349,81 @@ impl Gateway {
     }
 }
 
-/// The first `websocket-upgrade` of an execute list, with its depth-first number.
-/// Switch cases are chosen by the policy engine; until then only the top level is searched.
-pub(super) fn first_upgrade(execute: &[Policy]) -> Option<(u16, &WebSocketUpgrade)> {
-    execute
-        .iter()
-        .filter_map(|p| match &p.kind {
-            PolicyKind::WebSocketUpgrade(w) => Some(&**w),
-            _ => None,
-        })
-        .next()
-        .map(|w| (0, w))
+/// The `nth` websocket-upgrade of a policy tree, depth first (as the assembly numbers them).
+pub(super) fn nth_upgrade(policies: &[Policy], nth: u16) -> Option<&WebSocketUpgrade> {
+    fn walk<'p>(list: &'p [Policy], n: &mut u16, want: u16) -> Option<&'p WebSocketUpgrade> {
+        for p in list {
+            match &p.kind {
+                PolicyKind::WebSocketUpgrade(w) => {
+                    if *n == want {
+                        return Some(w);
+                    }
+                    *n += 1;
+                }
+                PolicyKind::Switch(s) => {
+                    for c in &s.cases {
+                        if let Some(w) = walk(&c.execute, n, want) {
+                            return Some(w);
+                        }
+                    }
+                    if let Some(o) = &s.otherwise
+                        && let Some(w) = walk(o, n, want)
+                    {
+                        return Some(w);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    walk(policies, &mut 0, nth)
 }
 
-/// The context variables a `target-url` may refer to (spec §1.7).
-fn request_variable(head: &RequestHead, api: &Api, secure: bool, name: &str) -> Option<String> {
-    Some(match name {
-        "request.path" => head.path().to_string(),
-        "request.search" => head.query().map(|q| format!("?{q}")).unwrap_or_default(),
-        "request.querystring" => head.query().unwrap_or("").to_string(),
-        "request.verb" => head.method().to_string(),
-        "request.uri" => {
-            let scheme = if secure { "https" } else { "http" };
-            format!(
-                "{scheme}://{}{}",
-                head.header("host").unwrap_or(""),
-                head.target()
-            )
-        }
-        "api.root" => api.base_path.clone(),
-        "api.name" => api.name.clone(),
-        "api.version" => api.version.clone(),
-        _ => {
-            if let Some(h) = name.strip_prefix("request.headers.") {
-                return head.header(h).map(str::to_string);
+/// Resolves the message limits of a websocket-upgrade's request and response assemblies to
+/// counters, once, at the handshake.
+fn message_limits(
+    wsu: &WebSocketUpgrade,
+    vars: &Vars<'_>,
+    lim: &mut Limiter<'_>,
+    out: &mut Vec<MessageLimit>,
+) {
+    for (flow, upstream) in [
+        (&wsu.request_assembly, true),
+        (&wsu.response_assembly, false),
+    ] {
+        for p in flow {
+            let PolicyKind::RateLimit(r) = &p.kind else {
+                continue;
+            };
+            for e in &r.entries {
+                if e.op != LimitOp::Consume {
+                    continue;
+                }
+                for &idx in assembly::resolve(e, r.source, vars.plan_idx) {
+                    let def = &vars.model.limits[idx as usize];
+                    let dynamic = def.dynamic_value.as_ref().map(|t| vars.expand(t));
+                    let who = Consumer {
+                        dynamic: dynamic.as_deref(),
+                        ..lim.consumer
+                    };
+                    match lim.counters.slot(idx, &who, lim.now) {
+                        Lookup::Counter(slot) => out.push(MessageLimit {
+                            slot,
+                            weight: assembly::weight(def).min(u32::MAX as u64) as u32,
+                            upstream,
+                            is_client: def.is_client,
+                        }),
+                        Lookup::Unlimited => {}
+                        Lookup::Full => log::warn!(
+                            "limit {}: the table of run-time keys is full; not counted",
+                            def.name
+                        ),
+                    }
+                }
             }
-            return None;
         }
-    })
+    }
 }
 
 pub(super) fn build_backend_request(

@@ -105,6 +105,7 @@ impl Gateway {
                 up: Flow::new(Decoder::new(Role::Client, 0, max_msg)),
                 down: Flow::new(Decoder::new(Role::Server, 0, max_msg)),
                 hs: None,
+                limits: None,
             });
             self.stats.accepted += 1;
             self.stats.open = self.conns.len();

@@ -34,6 +34,12 @@ use timer::{Entry, Wheel};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const RESOLVER: Token = Token(usize::MAX - 2);
+/// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
+/// room for our 101 in front of frames that arrive with the backend's.
+pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
+/// Capacity of the table for limit keys known only at run time (remote addresses of keyless
+/// calls, dynamic values).
+const DYNAMIC_KEYS: usize = 65_536;
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 16;
 
@@ -71,6 +77,14 @@ pub struct Gateway {
     resolver: resolve::Resolver,
     signals: signals::Signals,
     stats: Stats,
+    /// Every limit counter of the gateway.
+    counters: crate::policy::limits::Counters,
+    /// Unix time in seconds, read once per loop turn; limit windows use it.
+    now_secs: u64,
+    /// Seconds added to the clock; moved only through the admin listener when the gateway runs
+    /// with `WSGATE_TEST_CLOCK=1`, so tests can cross a limit window without waiting.
+    clock_offset: u64,
+    test_clock: bool,
     /// Accepting is paused because the connection cap is reached.
     paused: bool,
     /// Shutting down since this instant.
@@ -109,8 +123,8 @@ impl Gateway {
         let signals = signals::Signals::install(poll.registry(), SIGNAL)?;
         let resolver = resolve::Resolver::new(poll.registry(), RESOLVER, &model)?;
         let bounds = &model.settings.bounds;
-        // A buffer must hold a whole request head (16 KiB) plus one byte to tell it is too big.
-        let buf_size = bounds.buffer_bound.max(crate::http::head::MAX_HEAD + 1);
+
+        let buf_size = bounds.buffer_bound.max(MIN_BUFFER);
         let now = Instant::now();
         Ok(Gateway {
             poll,
@@ -126,6 +140,10 @@ impl Gateway {
             resolver,
             signals,
             stats: Stats::default(),
+            counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
+            now_secs: unix_now(),
+            clock_offset: 0,
+            test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
             paused: false,
             stopping: None,
             now,
@@ -185,6 +203,7 @@ impl Gateway {
                 return Err(e);
             }
             self.now = Instant::now();
+            self.now_secs = unix_now() + self.clock_offset;
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.on_signal(),
@@ -343,6 +362,13 @@ impl Gateway {
         out[8..].copy_from_slice(&self.random().to_le_bytes());
         out
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn seed() -> u64 {

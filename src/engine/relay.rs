@@ -4,8 +4,10 @@
 //! is full the loop stops reading that direction's source until the destination drains.
 
 use super::Gateway;
-use super::conn::{Flow, Phase, flag};
+use super::conn::{Flow, MessageLimit, Phase, flag};
 use super::pool::Pool;
+use crate::model::OverLimitAction;
+use crate::policy::limits::Counters;
 use crate::ws::frame::{self, Next};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -22,6 +24,17 @@ pub(super) enum Io {
 /// Reads once into the free space of the flow's buffer, taking a buffer from the pool if the
 /// flow has none.
 pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -> Io {
+    read_leaving(pool, flow, src, 0)
+}
+
+/// Like [`read_once`], but leaves `reserve` bytes of the buffer free (room for the gateway's
+/// own answer in front of what was read).
+pub(super) fn read_leaving(
+    pool: &mut Pool,
+    flow: &mut Flow,
+    src: &mut TcpStream,
+    reserve: usize,
+) -> Io {
     let id = match flow.buf {
         Some(id) => id,
         None => {
@@ -34,7 +47,8 @@ pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -
         }
     };
     let buf = pool.get(id);
-    if flow.end as usize == buf.len() && flow.head > 0 {
+    let cap = buf.len().saturating_sub(reserve);
+    if flow.end as usize >= cap && flow.head > 0 {
         // Make room by moving what is left to the front.
         let (h, e) = (flow.head as usize, flow.end as usize);
         buf.copy_within(h..e, 0);
@@ -42,11 +56,11 @@ pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -
         flow.end -= flow.head;
         flow.head = 0;
     }
-    if flow.end as usize == buf.len() {
+    if flow.end as usize >= cap {
         return Io::Full;
     }
     loop {
-        match src.read(&mut buf[flow.end as usize..]) {
+        match src.read(&mut buf[flow.end as usize..cap]) {
             Ok(0) => {
                 release_if_empty(pool, flow);
                 return Io::Eof;
@@ -111,11 +125,28 @@ pub(super) struct Seen {
     /// A complete close frame passed.
     pub close: bool,
     pub violation: Option<(u16, &'static str)>,
+    /// A message over a hard limit, in `close` mode: the close code for the client.
+    pub over_limit: Option<u16>,
+}
+
+/// What happens to a data message, decided at its first frame.
+pub(super) enum Admit {
+    Forward,
+    /// Discard the whole message (all its frames); the connection stays.
+    Drop,
+    /// Forward nothing more and close with this code.
+    Close(u16),
 }
 
 /// Decodes `flow.out..flow.end`, keeping the bytes to forward and dropping the rest in place.
+/// `admit` is asked once per data message, at its first frame, before any of it is forwarded.
 /// A partial frame header stays after `flow.out` until more bytes arrive.
-pub(super) fn decode(pool: &mut Pool, flow: &mut Flow, seen: &mut Seen) {
+pub(super) fn decode(
+    pool: &mut Pool,
+    flow: &mut Flow,
+    seen: &mut Seen,
+    admit: &mut dyn FnMut() -> Admit,
+) {
     let Some(id) = flow.buf else { return };
     let buf = pool.get(id);
     let end = flow.end as usize;
@@ -126,21 +157,42 @@ pub(super) fn decode(pool: &mut Pool, flow: &mut Flow, seen: &mut Seen) {
             r = end;
             break;
         }
-        let n = match flow.dec.next(&buf[r..end]) {
+        let control_payload = flow.dec.in_control();
+        let (n, keep) = match flow.dec.next(&buf[r..end]) {
             Next::NeedMore => break,
-            Next::Header { header_len, .. } => header_len,
-            Next::Payload { len } => len,
+            Next::Header {
+                head,
+                header_len,
+                message_start,
+            } => {
+                if message_start {
+                    match admit() {
+                        Admit::Forward => flow.dropping = false,
+                        Admit::Drop => flow.dropping = true,
+                        Admit::Close(code) => {
+                            seen.over_limit = Some(code);
+                            r = end;
+                            break;
+                        }
+                    }
+                }
+                (header_len, !flow.dropping || head.is_control())
+            }
+            Next::Payload { len } => (len, !flow.dropping || control_payload),
             Next::Violation { code, reason } => {
                 seen.violation = Some((code, reason));
                 r = end;
                 break;
             }
         };
-        if !flow.dropping {
+        if keep {
             buf.copy_within(r..r + n, w);
             w += n;
         }
         r += n;
+        if flow.dropping && flow.dec.message_done() {
+            flow.dropping = false;
+        }
         if flow.dec.closed() {
             seen.close = true;
         }
@@ -220,7 +272,7 @@ impl Gateway {
                 return;
             }
             log::debug!("backend of {} went away without a close frame", c.peer);
-            return self.fail(key, None, Some((1001, "backend went away")));
+            return self.fail(key, Some((1001, "backend went away")), None);
         }
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) {
@@ -229,7 +281,7 @@ impl Gateway {
                 }
                 return;
             }
-            return self.fail(key, Some((1001, "client went away")), None);
+            return self.fail(key, None, Some((1001, "client went away")));
         }
         if moved {
             let c = &self.conns[key];
@@ -307,8 +359,27 @@ impl Gateway {
             Io::Progress => {}
         }
         let mut seen = Seen::default();
-        decode(&mut self.pool, flow, &mut seen);
+        let counters = &mut self.counters;
+        let limits = c.limits.as_deref();
+        let (now, drop_mode) = (
+            self.now_secs,
+            self.model.settings.bounds.over_limit == OverLimitAction::Drop,
+        );
+        let mut admit = || match limits {
+            None => Admit::Forward,
+            Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),
+        };
+        decode(&mut self.pool, flow, &mut seen, &mut admit);
         release_if_empty(&mut self.pool, flow);
+        if let Some(code) = seen.over_limit {
+            log::info!(
+                "{} message over a hard limit from {}: closing with {code}",
+                if up { "client" } else { "backend" },
+                c.peer
+            );
+            self.fail(key, Some((code, "Rate Limit exceeded")), Some((1001, "")));
+            return false;
+        }
         if seen.close {
             c.flags |= if up {
                 flag::CLIENT_CLOSED
@@ -366,6 +437,30 @@ impl Gateway {
         // Write what can be written now; the rest waits for writable events or the grace timer.
         self.drive_relay(key);
     }
+}
+
+/// Counts one data message against the message limits of its direction (spec decisions 6, 7).
+fn admit_message(
+    counters: &mut Counters,
+    limits: &[MessageLimit],
+    upstream: bool,
+    now: u64,
+    drop_mode: bool,
+) -> Admit {
+    for m in limits.iter().filter(|m| m.upstream == upstream) {
+        let v = counters.consume(m.slot, m.weight as u64, now);
+        if !v.allowed {
+            return if drop_mode {
+                Admit::Drop
+            } else {
+                Admit::Close(if m.is_client { 1008 } else { 1013 })
+            };
+        }
+        if v.exceeded && v.first_in_window {
+            log::warn!("soft message limit exceeded; the message goes on");
+        }
+    }
+    Admit::Forward
 }
 
 /// Reads and throws away what a source sends while its connection is being closed.

@@ -3,7 +3,11 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
-use super::relay::{Io, read_once, write_out};
+use super::relay::{Io, read_leaving, read_once, write_out};
+
+/// Room kept free while reading the backend's answer, for the client's 101 in front of any
+/// frames that came with it.
+const ANSWER_ROOM: usize = 4096;
 use crate::http::head::{HeadError, parse_response};
 use crate::http::url::TargetUrl;
 use crate::ws::frame::{Decoder, Role};
@@ -143,7 +147,7 @@ impl Gateway {
                 return;
             }
             let Some(b) = c.backend.as_mut() else { return };
-            match read_once(&mut self.pool, &mut c.down, b) {
+            match read_leaving(&mut self.pool, &mut c.down, b, ANSWER_ROOM) {
                 Io::Blocked => {
                     c.clear(flag::BACKEND_READABLE);
                     return;
@@ -180,7 +184,12 @@ impl Gateway {
             match checked {
                 Ok(neg) => {
                     let mut reply = Vec::with_capacity(256);
-                    handshake::client_101(&mut reply, &hs.upgrade.key, &neg, &hs.txn, &[]);
+                    let extra: Vec<(&str, &str)> = hs
+                        .reply_headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    handshake::client_101(&mut reply, &hs.upgrade.key, &neg, &hs.txn, &extra);
                     let allow_rsv = if neg.extensions.is_some() { 0b111 } else { 0 };
                     let max = self.model.settings.bounds.max_message_size;
                     c.up.dec = Decoder::new(Role::Client, allow_rsv, max);
@@ -216,8 +225,8 @@ impl Gateway {
                     let status = resp.status();
                     let wsu = {
                         let api = &c.model.apis[c.api as usize];
-                        super::front::first_upgrade(&api.assembly.execute)
-                            .map(|(_, w)| w.follow_redirects)
+                        super::front::nth_upgrade(&api.assembly.execute, c.wsu)
+                            .map(|w| w.follow_redirects)
                     };
                     if wsu == Some(true)
                         && hs.redirects < MAX_REDIRECTS
@@ -275,7 +284,7 @@ impl Gateway {
         c.down.end = 0;
         let model = c.model.clone();
         let api = &model.apis[c.api as usize];
-        let Some((_, wsu)) = super::front::first_upgrade(&api.assembly.execute) else {
+        let Some(wsu) = super::front::nth_upgrade(&api.assembly.execute, c.wsu) else {
             return;
         };
         let secure = c.has(flag::SECURE);

@@ -1,0 +1,280 @@
+//! Running an API's assembly for one request (spec §1.10): `execute`, then `catch` on an error,
+//! then `finally`. It stops at the first policy that needs the network (`websocket-upgrade`,
+//! `invoke`) and hands it to the driver; everything else happens here, on plain data.
+
+use super::context::Vars;
+use super::limits::{Consumer, Counters, Held};
+use crate::model::{
+    Assembly, LimitDef, LimitKind, LimitOp, LimitRef, LimitSource, Policy, PolicyKind, RateLimit,
+    SetOp, WebSocketUpgrade,
+};
+
+/// An error raised in an assembly: a limit, a `throw`, a failed policy.
+#[derive(Debug, Clone)]
+pub struct Raised {
+    /// The error name a `catch` matches, e.g. `AssemblyRateLimitError`.
+    pub name: String,
+    pub status: u16,
+    pub reason: Option<String>,
+    /// `moreInformation` of the JSON answer.
+    pub message: String,
+}
+
+/// Where the assembly stopped.
+pub enum Step<'m> {
+    /// Upgrade through this policy; `nth` is its depth-first number in the API's assembly.
+    Upgrade {
+        policy: &'m WebSocketUpgrade,
+        nth: u16,
+    },
+    /// Proxy the call through this invoke.
+    Invoke(&'m crate::model::Invoke),
+    /// Answer with an error (uncaught, or built by a catch flow).
+    Fail(Raised),
+    /// The assembly finished without a backend call.
+    Done,
+}
+
+/// Response headers for `is-client` limits checked during this transaction (spec §3.9), in
+/// evaluation order: (header prefix, limit name, maximum, remaining).
+pub type LimitHeaders = Vec<(&'static str, String, u64, u64)>;
+
+/// Everything a transaction's limits need.
+pub struct Limiter<'c> {
+    pub counters: &'c mut Counters,
+    pub consumer: Consumer<'c>,
+    pub now: u64,
+    /// Count-limit increments to give back when the transaction ends.
+    pub held: &'c mut Held,
+    pub headers: &'c mut LimitHeaders,
+}
+
+pub fn run<'m>(assembly: &'m Assembly, vars: &mut Vars<'_>, lim: &mut Limiter<'_>) -> Step<'m> {
+    let mut nth = 0u16;
+    let step = match exec(&assembly.execute, vars, lim, &mut nth) {
+        Ok(Some(s)) => s,
+        Ok(None) => Step::Done,
+        Err(e) => catch(assembly, e, vars, lim),
+    };
+    // `finally` of a call that goes on to a backend runs when the transaction ends; here only
+    // the policies that need no network take effect.
+    let mut n = 0;
+    let _ = exec(&assembly.finally, vars, lim, &mut n);
+    step
+}
+
+fn catch<'m>(
+    assembly: &'m Assembly,
+    e: Raised,
+    vars: &mut Vars<'_>,
+    lim: &mut Limiter<'_>,
+) -> Step<'m> {
+    let Some(c) = assembly
+        .catch
+        .iter()
+        .find(|c| c.errors.is_empty() || c.errors.contains(&e.name))
+    else {
+        return Step::Fail(e);
+    };
+    let mut nth = 0;
+    let before = vars.status;
+    match exec(&c.execute, vars, lim, &mut nth) {
+        Ok(Some(s)) => s,
+        // The catch flow handled the error: answer with what it set, else the error's status.
+        Ok(None) => Step::Fail(Raised {
+            status: if vars.status != before {
+                vars.status.unwrap_or(e.status)
+            } else {
+                e.status
+            },
+            ..e
+        }),
+        Err(again) => Step::Fail(again),
+    }
+}
+
+fn exec<'m>(
+    policies: &'m [Policy],
+    vars: &mut Vars<'_>,
+    lim: &mut Limiter<'_>,
+    nth: &mut u16,
+) -> Result<Option<Step<'m>>, Raised> {
+    for p in policies {
+        match &p.kind {
+            PolicyKind::RateLimit(r) => ratelimit(r, vars, lim)?,
+            PolicyKind::WebSocketUpgrade(w) => {
+                if vars.websocket {
+                    return Ok(Some(Step::Upgrade {
+                        policy: w,
+                        nth: *nth,
+                    }));
+                }
+                *nth += 1;
+                return Err(Raised {
+                    name: "BadRequestError".into(),
+                    status: 426,
+                    reason: None,
+                    message: "This API accepts only WebSocket upgrade requests".into(),
+                });
+            }
+            PolicyKind::Invoke(i) => return Ok(Some(Step::Invoke(i))),
+            PolicyKind::Switch(s) => {
+                let chosen = s
+                    .cases
+                    .iter()
+                    .find(|c| match c.condition.eval(&*vars) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            log::warn!("{}: switch condition {:?}: {e}", p.origin, c.source);
+                            false
+                        }
+                    })
+                    .map(|c| c.execute.as_slice())
+                    .or(s.otherwise.as_deref());
+                if let Some(list) = chosen
+                    && let Some(step) = exec(list, vars, lim, nth)?
+                {
+                    return Ok(Some(step));
+                }
+            }
+            PolicyKind::SetVariable(actions) => {
+                for a in actions {
+                    let value = vars.expand(&a.value);
+                    if a.variable == "message.status.code" {
+                        vars.status = value.trim().parse().ok();
+                    }
+                    match a.op {
+                        SetOp::Set => {
+                            vars.set.retain(|(n, _)| *n != a.variable);
+                            vars.set.push((a.variable.clone(), value));
+                        }
+                        SetOp::Add => vars.set.push((a.variable.clone(), value)),
+                        SetOp::Clear => vars.set.retain(|(n, _)| *n != a.variable),
+                    }
+                }
+            }
+            PolicyKind::Throw(t) => {
+                return Err(Raised {
+                    name: t.name.clone(),
+                    status: t.status.unwrap_or(500),
+                    reason: t.reason.clone(),
+                    message: vars.expand(&t.message),
+                });
+            }
+            PolicyKind::Log(_) => {}
+        }
+        if let PolicyKind::WebSocketUpgrade(_) = p.kind {
+            *nth += 1;
+        }
+    }
+    Ok(None)
+}
+
+/// The limits a `ratelimit` entry refers to for this caller.
+pub fn resolve(e: &LimitRef, source: LimitSource, plan: Option<u16>) -> &[u32] {
+    match source {
+        LimitSource::CatalogNamed | LimitSource::GatewayNamed => &e.fixed,
+        LimitSource::PlanDefault | LimitSource::PlanNamed => plan
+            .and_then(|p| e.per_plan.iter().find(|(q, _)| *q == p))
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or(&[]),
+    }
+}
+
+fn ratelimit(r: &RateLimit, vars: &Vars<'_>, lim: &mut Limiter<'_>) -> Result<(), Raised> {
+    let plan = vars.plan_idx;
+    for e in &r.entries {
+        let limits = resolve(e, r.source, plan);
+        if limits.is_empty() {
+            log::debug!("limit {} is not defined for this caller; skipped", e.name);
+        }
+        for &idx in limits {
+            let def = &vars.model.limits[idx as usize];
+            apply(def, idx, e.op, vars, lim)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one operation of one limit; raises when a hard limit refuses.
+pub fn apply(
+    def: &LimitDef,
+    idx: u32,
+    op: LimitOp,
+    vars: &Vars<'_>,
+    lim: &mut Limiter<'_>,
+) -> Result<(), Raised> {
+    let dynamic = def.dynamic_value.as_ref().map(|t| vars.expand(t));
+    let who = Consumer {
+        dynamic: dynamic.as_deref(),
+        ..lim.consumer
+    };
+    let slot = match lim.counters.slot(idx, &who, lim.now) {
+        super::limits::Lookup::Unlimited => return Ok(()),
+        super::limits::Lookup::Full => {
+            log::warn!(
+                "limit {}: the table of run-time keys is full; refusing",
+                def.name
+            );
+            return Err(refusal(def));
+        }
+        super::limits::Lookup::Counter(s) => s,
+    };
+    let weight = weight(def);
+    let verdict = match op {
+        LimitOp::Consume => lim.counters.consume(slot, weight, lim.now),
+        LimitOp::Inc => lim.counters.inc(slot, weight),
+        LimitOp::Replenish => {
+            lim.counters.replenish(slot, weight, lim.now);
+            return Ok(());
+        }
+        LimitOp::Dec => {
+            lim.counters.dec(slot, weight);
+            lim.held.remove(slot, weight);
+            return Ok(());
+        }
+    };
+    if def.is_client {
+        let prefix = match def.kind {
+            LimitKind::Rate => "X-RateLimit",
+            LimitKind::Burst => "X-BurstLimit",
+            LimitKind::Count => "X-CountLimit",
+        };
+        lim.headers
+            .push((prefix, def.name.clone(), verdict.limit, verdict.remaining));
+    }
+    if !verdict.allowed {
+        return Err(refusal(def));
+    }
+    if verdict.exceeded && verdict.first_in_window {
+        log::warn!(
+            "soft limit {} ({}) exceeded; the call goes on",
+            def.name,
+            def.value_text
+        );
+    }
+    if op == LimitOp::Inc && def.auto_decrement {
+        lim.held.push(slot, weight);
+    }
+    Ok(())
+}
+
+fn refusal(def: &LimitDef) -> Raised {
+    Raised {
+        name: "AssemblyRateLimitError".into(),
+        status: if def.is_client { 429 } else { 503 },
+        reason: None,
+        message: "Assembly Rate Limit exceeded".into(),
+    }
+}
+
+/// `weight` is a JSONata expression in API Connect; a number is all we evaluate. Anything
+/// that is not a positive number counts as 1 (spec §3.4).
+pub fn weight(def: &LimitDef) -> u64 {
+    def.weight
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|w| *w > 0)
+        .unwrap_or(1)
+}

@@ -1,0 +1,125 @@
+//! The context variables of spec §1.7 for one transaction, as seen by `$(…)` references and
+//! switch conditions.
+
+use super::condition::{self, Value};
+use crate::http::head::RequestHead;
+use crate::model::{Api, Application, Methods, Model, Operation, Plan};
+use std::borrow::Cow;
+
+pub struct Vars<'a> {
+    pub head: &'a RequestHead,
+    pub model: &'a Model,
+    pub api: &'a Api,
+    pub operation: Option<&'a Operation>,
+    pub app: Option<&'a Application>,
+    pub plan: Option<&'a Plan>,
+    pub plan_idx: Option<crate::model::PlanIdx>,
+    /// `request.websocket`: a valid RFC 6455 upgrade request (spec decision 3).
+    pub websocket: bool,
+    /// The listener speaks TLS or sits behind a TLS terminator.
+    pub secure: bool,
+    /// Variables written by `set-variable`, newest last.
+    pub set: Vec<(String, String)>,
+    /// `message.status.code` once something set it.
+    pub status: Option<u16>,
+}
+
+impl<'a> Vars<'a> {
+    /// A variable by its dotted name, or `None` when it has no value.
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
+            return Some(Cow::Borrowed(v));
+        }
+        let head = self.head;
+        let s: Cow<'_, str> = match name {
+            "request.verb" => head.method().into(),
+            "request.path" => head.path().into(),
+            "request.search" => match head.query() {
+                Some(q) => format!("?{q}").into(),
+                None => "".into(),
+            },
+            "request.querystring" => head.query().unwrap_or("").into(),
+            "request.uri" => {
+                let scheme = if self.secure { "https" } else { "http" };
+                format!(
+                    "{scheme}://{}{}",
+                    head.header("host").unwrap_or(""),
+                    head.target()
+                )
+                .into()
+            }
+            "request.websocket" => if self.websocket { "true" } else { "false" }.into(),
+            "api.root" => self.api.base_path.as_str().into(),
+            "api.name" => self.api.name.as_str().into(),
+            "api.version" => self.api.version.as_str().into(),
+            "api.operation.path" => self.operation.map(|o| o.path.as_str())?.into(),
+            "client.app.id" | "client.app.name" => self.app.map(|a| a.name.as_str())?.into(),
+            "plan.name" | "plan.id" => self.plan.map(|p| p.name.as_str())?.into(),
+            "message.status.code" => self.status?.to_string().into(),
+            _ => {
+                if let Some(h) = name
+                    .strip_prefix("request.headers.")
+                    .or_else(|| name.strip_prefix("message.headers."))
+                {
+                    return head.header(h).map(Cow::Borrowed);
+                }
+                if let Some(p) = name.strip_prefix("api.properties.") {
+                    return self.model.property(self.api, p).map(Cow::Borrowed);
+                }
+                if let Some(p) = name.strip_prefix("request.parameters.") {
+                    return self.query_parameter(p).map(Cow::Borrowed);
+                }
+                return None;
+            }
+        };
+        Some(s)
+    }
+
+    /// Expands a template against these variables (unknown references expand to nothing).
+    pub fn expand(&self, t: &crate::model::Template) -> String {
+        t.expand(&|name| self.get(name).map(Cow::into_owned))
+    }
+
+    fn query_parameter(&self, name: &str) -> Option<&'a str> {
+        self.head.query()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+impl condition::Context for Vars<'_> {
+    fn path(&self, path: &[&str]) -> Value<'_> {
+        if path == ["request", "websocket"] {
+            return Value::Bool(self.websocket);
+        }
+        let name = path.join(".");
+        match self.get(&name) {
+            Some(v) => Value::Str(Cow::Owned(v.into_owned())),
+            None => Value::Undefined,
+        }
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+    fn query_parameter(&self, name: &str) -> Option<&str> {
+        Vars::query_parameter(self, name)
+    }
+    fn operation_path(&self) -> Option<&str> {
+        self.operation.map(|o| o.path.as_str())
+    }
+    fn operation_id(&self) -> Option<&str> {
+        let op = self.operation?;
+        let bit = Methods::bit(self.head.method())?;
+        op.operation_ids
+            .iter()
+            .find(|(b, _)| *b == bit)
+            .map(|(_, id)| id.as_str())
+    }
+    fn status_code(&self) -> Option<u16> {
+        self.status
+    }
+    fn is_websocket(&self) -> bool {
+        self.websocket
+    }
+}

@@ -1,0 +1,613 @@
+//! The limit state of the whole gateway: every rate, burst and count counter (spec §2.1, §3.6–§3.8,
+//! §5; decisions 4, 5, 7 and 8).
+//!
+//! Layout. Each counter is a 12-byte [`Cell`]. Every counter whose key can be computed from load
+//! time integers (application, API) lives in one dense array: each limit owns a block at `base`
+//! with `rows × cols` cells, `index = base + row * cols + col`, where `row` is the application
+//! (its rank among the applications of the limit's plan for plan limits; a single row when
+//! `is-client` is false) and `col` is the API name (its rank among the plan's API names for plan
+//! limits; a single column without `use-api-name`). Keys that only exist at run time (remote IPs
+//! of keyless calls, expanded `dynamic-value`s, an application outside the limit's plan) go to a
+//! bounded open-addressing table whose cells follow the dense ones in the same array, so that the
+//! per-message path is the same for both.
+//!
+//! Time is always passed in as whole seconds since the Unix epoch; windows are
+//! `floor(now / period)` (decision 5), so day windows start at 00:00 UTC and week windows on
+//! Thursday 00:00 UTC.
+
+mod admin;
+mod headers;
+mod held;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use crate::model::{AppIdx, LimitIdx, LimitKind, LimitLevel, LimitValue, Model, PlanIdx};
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::net::IpAddr;
+
+pub use admin::CounterView;
+pub use headers::{write_limit_headers, write_retry_headers};
+pub use held::{Held, HeldDrain};
+
+use table::{Desc, Entry};
+
+/// At most this many dense cells (12 bytes each, so 192 MiB); a limit whose block would not fit
+/// keeps all its keys in the bounded table instead, which fails closed when full.
+const DENSE_MAX_CELLS: u64 = 1 << 24;
+/// Upper bound on the table capacity, whatever the caller asks for.
+const TABLE_MAX: usize = 1 << 24;
+
+/// Who a counter belongs to (decision 4, §3.6).
+#[derive(Debug, Clone, Copy)]
+pub struct Consumer<'a> {
+    /// The application identified by the client id (in this model an application has exactly one
+    /// client id, so `use-app-id` and `use-client-id` give the same key); `None` for a keyless
+    /// call, which is then keyed by `remote_ip`.
+    pub app: Option<AppIdx>,
+    pub remote_ip: IpAddr,
+    pub api: crate::model::ApiIdx,
+    /// The expanded `dynamic-value` of this limit. Only read when the limit has a
+    /// `dynamic-value`; `None` then counts as the empty expansion.
+    pub dynamic: Option<&'a str>,
+}
+
+/// A resolved counter: computed once per (limit, consumer), then used per message.
+///
+/// A slot into the bounded table carries the key's hash, so that a slot whose entry was evicted
+/// in the meantime (expired window, count at 0, admin reset) is noticed and re-resolved instead
+/// of touching another key's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    cell: u32,
+    limit: LimitIdx,
+    h1: u64,
+}
+
+impl Slot {
+    /// The limit this counter belongs to.
+    pub fn limit(self) -> LimitIdx {
+        self.limit
+    }
+    /// A slot that matches no counter: every operation on it fails closed or does nothing.
+    const NONE: Slot = Slot {
+        cell: u32::MAX,
+        limit: u32::MAX,
+        h1: 0,
+    };
+}
+
+/// Result of [`Counters::slot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Counter(Slot),
+    /// The limit is `unlimited` (or 0, or not a limit of this model): no counter, no headers.
+    Unlimited,
+    /// The bounded table has no free or evictable entry for this key: the caller rejects (fail
+    /// closed) and logs.
+    Full,
+}
+
+impl Lookup {
+    pub fn slot(self) -> Option<Slot> {
+        match self {
+            Lookup::Counter(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Outcome of one consume or inc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Over the limit: hard → not allowed; soft → allowed, warn.
+    pub exceeded: bool,
+    /// The first exceeded call of this window and key (for counts: since the count was last
+    /// lowered), so a warning is logged once.
+    pub first_in_window: bool,
+    pub limit: u64,
+    /// 0 when exceeded, soft limits included.
+    pub remaining: u64,
+    /// Seconds until the window ends; 0 for counts.
+    pub reset_in_secs: u64,
+}
+
+/// One counter: for rate and burst limits `tag` is the window number (31 bits, compared for
+/// equality only, so wrapping is harmless) and for counts 0; bit 31 of `tag` records that an
+/// exceeded call was already reported. The value is a full u64 split into two u32 halves to keep
+/// the cell at 12 bytes with 4-byte alignment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cell {
+    tag: u32,
+    lo: u32,
+    hi: u32,
+}
+
+const WARNED: u32 = 1 << 31;
+const WINDOW_MASK: u32 = !WARNED;
+
+impl Cell {
+    fn value(&self) -> u64 {
+        (u64::from(self.hi) << 32) | u64::from(self.lo)
+    }
+    fn set_value(&mut self, v: u64) {
+        self.lo = v as u32;
+        self.hi = (v >> 32) as u32;
+    }
+    fn window(&self) -> u32 {
+        self.tag & WINDOW_MASK
+    }
+    fn warned(&self) -> bool {
+        self.tag & WARNED != 0
+    }
+}
+
+/// The window number of `now` for `period` (≥ 1) seconds.
+fn window_of(now: u64, period: u64) -> u64 {
+    now / period.max(1)
+}
+
+/// Seconds from `now` to the end of its window; 0 without a window (`period` 0).
+fn reset_in(now: u64, period: u64) -> u64 {
+    if period == 0 {
+        return 0;
+    }
+    window_of(now, period)
+        .saturating_add(1)
+        .saturating_mul(period)
+        .saturating_sub(now)
+}
+
+/// The 31 bits of a window number kept in a cell.
+fn window_tag(window: u64) -> u32 {
+    (window as u32) & WINDOW_MASK
+}
+
+/// What the counters need of one limit definition, fixed at load.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// False for `unlimited` (and 0): no counter at all.
+    counted: bool,
+    /// Window length in seconds; 0 for count limits (no window).
+    period: u64,
+    max: u64,
+    hard: bool,
+    is_client: bool,
+    use_api: bool,
+    /// The `dynamic-value` needs expanding per call: every key goes to the table.
+    dyn_sparse: bool,
+    /// Plan limits are laid out over that plan's applications and API names only.
+    plan: Option<PlanIdx>,
+    /// The dense block exists (false when it would not fit [`DENSE_MAX_CELLS`]).
+    dense: bool,
+    base: u32,
+    rows: u32,
+    cols: u32,
+}
+
+impl Layout {
+    fn windowed(&self) -> bool {
+        self.period != 0
+    }
+    fn size(&self) -> u32 {
+        self.rows.saturating_mul(self.cols)
+    }
+}
+
+/// Load-time integer maps between model indices and dense rows and columns, plus the names
+/// needed to print keys.
+#[derive(Debug, Default)]
+struct Index {
+    app_names: Vec<Box<str>>,
+    app_plan: Vec<PlanIdx>,
+    /// Rank of the application among the applications of its plan.
+    app_rank: Vec<u32>,
+    /// Applications of each plan, by rank.
+    plan_apps: Vec<Vec<AppIdx>>,
+    /// API index → API name id (two versions of one API share the name, as `use-api-name` says).
+    api_name_id: Vec<u32>,
+    api_names: Vec<Box<str>>,
+    /// Sorted API name ids of each plan.
+    plan_api_names: Vec<Vec<u32>>,
+}
+
+impl Index {
+    fn new(model: &Model) -> Index {
+        let n_plans = model.plans.len();
+        let mut ix = Index {
+            plan_apps: vec![Vec::new(); n_plans],
+            ..Index::default()
+        };
+        for (i, app) in model.applications.iter().enumerate() {
+            let Ok(i) = AppIdx::try_from(i) else { break };
+            ix.app_names.push(app.name.as_str().into());
+            ix.app_plan.push(app.plan);
+            let rank = match ix.plan_apps.get_mut(usize::from(app.plan)) {
+                Some(apps) => {
+                    apps.push(i);
+                    u32::try_from(apps.len() - 1).unwrap_or(u32::MAX)
+                }
+                None => u32::MAX,
+            };
+            ix.app_rank.push(rank);
+        }
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        for api in &model.apis {
+            let next = u32::try_from(ix.api_names.len()).unwrap_or(u32::MAX);
+            let id = *ids.entry(api.name.as_str()).or_insert_with(|| {
+                ix.api_names.push(api.name.as_str().into());
+                next
+            });
+            ix.api_name_id.push(id);
+        }
+        ix.plan_api_names = model
+            .plans
+            .iter()
+            .map(|p| {
+                let mut v: Vec<u32> = p
+                    .apis
+                    .iter()
+                    .filter_map(|&a| ix.api_name_id.get(usize::from(a)).copied())
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
+        ix
+    }
+
+    /// Dense row of a consumer, `None` when it has no row (keyless call, or an application
+    /// outside the limit's plan).
+    fn row(&self, l: &Layout, app: Option<AppIdx>) -> Option<u32> {
+        if !l.is_client {
+            return Some(0);
+        }
+        let app = app?;
+        let a = usize::try_from(app).ok()?;
+        match l.plan {
+            Some(p) => {
+                if *self.app_plan.get(a)? == p {
+                    self.app_rank.get(a).copied().filter(|&r| r < l.rows)
+                } else {
+                    None
+                }
+            }
+            None => (app < l.rows).then_some(app),
+        }
+    }
+
+    /// Dense column of an API, `None` when the API is not one of the limit's.
+    fn col(&self, l: &Layout, api: crate::model::ApiIdx) -> Option<u32> {
+        if !l.use_api {
+            return Some(0);
+        }
+        let id = *self.api_name_id.get(usize::from(api))?;
+        match l.plan {
+            Some(p) => {
+                let names = self.plan_api_names.get(usize::from(p))?;
+                u32::try_from(names.binary_search(&id).ok()?).ok()
+            }
+            None => Some(id),
+        }
+    }
+
+    /// The application of a dense row.
+    fn row_app(&self, l: &Layout, row: u32) -> Option<AppIdx> {
+        match l.plan {
+            Some(p) => self
+                .plan_apps
+                .get(usize::from(p))?
+                .get(row as usize)
+                .copied(),
+            None => Some(row),
+        }
+    }
+
+    /// The API name id of a dense column.
+    fn col_api(&self, l: &Layout, col: u32) -> Option<u32> {
+        match l.plan {
+            Some(p) => self
+                .plan_api_names
+                .get(usize::from(p))?
+                .get(col as usize)
+                .copied(),
+            None => Some(col),
+        }
+    }
+}
+
+/// The limit state of the whole gateway.
+pub struct Counters {
+    layouts: Vec<Layout>,
+    /// `name` of each limit definition.
+    limit_names: Vec<Box<str>>,
+    kinds: Vec<LimitKind>,
+    /// Key text before the consumer: `plan:<plan>:<name>`, `catalog:<name>`, `gateway:<name>`.
+    key_prefix: Vec<Box<str>>,
+    /// A `dynamic-value` without run-time references, shown in keys.
+    static_dv: Vec<Option<Box<str>>>,
+    index: Index,
+    /// Dense cells, then one cell per table entry.
+    cells: Vec<Cell>,
+    dense_len: u32,
+    /// The bounded table for run-time keys, parallel to `cells[dense_len..]`.
+    entries: Vec<Entry>,
+    /// What each table entry's key was, for `snapshot` and `reset`.
+    descs: Vec<Desc>,
+    hash1: RandomState,
+    hash2: RandomState,
+    /// The latest time passed in, for `inc`/`dec`, which take none.
+    last_now: u64,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("limits", &self.layouts.len())
+            .field("dense_cells", &self.dense_len)
+            .field("table_capacity", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Counters {
+    /// Lays out the flat arrays for every limit of the model. `dynamic_slots`: capacity of the
+    /// bounded table for run-time consumers (at most 2^24).
+    pub fn new(model: &Model, dynamic_slots: usize) -> Counters {
+        let index = Index::new(model);
+        let n_apps = u32::try_from(index.app_names.len()).unwrap_or(u32::MAX);
+        let n_api_names = u32::try_from(index.api_names.len()).unwrap_or(u32::MAX);
+        let mut used: u64 = 0;
+        let mut layouts = Vec::with_capacity(model.limits.len());
+        let mut key_prefix = Vec::with_capacity(model.limits.len());
+        let mut static_dv = Vec::with_capacity(model.limits.len());
+        for def in &model.limits {
+            let (counted, period, max) = match def.value {
+                LimitValue::Unlimited => (false, 0, 0),
+                LimitValue::Rate { max, period_secs } => (max > 0, period_secs.max(1), max),
+                LimitValue::Count { max } => (max > 0, 0, max),
+            };
+            let plan_level = matches!(def.level, LimitLevel::PlanDefault | LimitLevel::PlanNamed);
+            let plan = def
+                .plan
+                .filter(|&p| plan_level && usize::from(p) < model.plans.len());
+            let (dyn_sparse, dv) = match &def.dynamic_value {
+                None => (false, None),
+                Some(t) => match t.as_static() {
+                    Some(s) => (false, Some(Box::<str>::from(s))),
+                    None => (true, None),
+                },
+            };
+            let rows = if !def.is_client {
+                1
+            } else if let Some(p) = plan {
+                let n = index.plan_apps.get(usize::from(p)).map_or(0, Vec::len);
+                u32::try_from(n).unwrap_or(u32::MAX)
+            } else {
+                n_apps
+            };
+            let cols = if !def.use_api_name {
+                1
+            } else if let Some(p) = plan {
+                let n = index.plan_api_names.get(usize::from(p)).map_or(0, Vec::len);
+                u32::try_from(n).unwrap_or(u32::MAX)
+            } else {
+                n_api_names
+            };
+            let size = u64::from(rows) * u64::from(cols);
+            let dense = counted && !dyn_sparse && used.saturating_add(size) <= DENSE_MAX_CELLS;
+            if counted && !dyn_sparse && !dense {
+                log::warn!(
+                    "limit {} ({}): {} counters do not fit the dense array; its keys use the bounded table",
+                    def.name,
+                    def.origin,
+                    size
+                );
+            }
+            let base = used as u32;
+            if dense {
+                used += size;
+            }
+            layouts.push(Layout {
+                counted,
+                period,
+                max,
+                hard: def.hard || def.kind == LimitKind::Burst,
+                is_client: def.is_client,
+                use_api: def.use_api_name,
+                dyn_sparse,
+                plan,
+                dense,
+                base,
+                rows,
+                cols,
+            });
+            key_prefix.push(match def.level {
+                LimitLevel::PlanDefault | LimitLevel::PlanNamed => {
+                    let plan_name = def
+                        .plan
+                        .and_then(|p| model.plans.get(usize::from(p)))
+                        .map_or("?", |p| p.name.as_str());
+                    format!("plan:{}:{}", plan_name, def.name).into()
+                }
+                LimitLevel::CatalogNamed => format!("catalog:{}", def.name).into(),
+                LimitLevel::GatewayNamed => format!("gateway:{}", def.name).into(),
+            });
+            static_dv.push(dv);
+        }
+        let capacity = dynamic_slots.min(TABLE_MAX);
+        let dense_len = used as u32;
+        let mut cells = Vec::with_capacity(dense_len as usize + capacity);
+        cells.resize(dense_len as usize + capacity, Cell::default());
+        Counters {
+            layouts,
+            limit_names: model
+                .limits
+                .iter()
+                .map(|d| d.name.as_str().into())
+                .collect(),
+            kinds: model.limits.iter().map(|d| d.kind).collect(),
+            key_prefix,
+            static_dv,
+            index,
+            cells,
+            dense_len,
+            entries: vec![Entry::EMPTY; capacity],
+            descs: vec![Desc::default(); capacity],
+            hash1: RandomState::new(),
+            hash2: RandomState::new(),
+            last_now: 0,
+        }
+    }
+
+    /// Resolves the counter of `limit` for `who`; call once per (limit, consumer), e.g. at the
+    /// handshake, and keep the slot for the connection's life.
+    pub fn slot(&mut self, limit: LimitIdx, who: &Consumer, now_secs: u64) -> Lookup {
+        self.last_now = now_secs;
+        let Some(l) = self.layouts.get(limit as usize) else {
+            return Lookup::Unlimited;
+        };
+        if !l.counted {
+            return Lookup::Unlimited;
+        }
+        if l.dense
+            && let Some(row) = self.index.row(l, who.app)
+            && let Some(col) = self.index.col(l, who.api)
+            && row < l.rows
+            && col < l.cols
+        {
+            // The whole block fits below DENSE_MAX_CELLS, so this cannot overflow.
+            let cell = l.base + row * l.cols + col;
+            return Lookup::Counter(Slot { cell, limit, h1: 0 });
+        }
+        self.table_slot(limit, who, now_secs)
+    }
+
+    /// Rate and burst: adds `weight` (0 counts as 1, spec §3.4) to the current window. Over a
+    /// hard limit the call is rejected and nothing is added (decision 5); over a soft limit it is
+    /// added, allowed, and reported exceeded. On a count slot this is `inc`.
+    pub fn consume(&mut self, slot: Slot, weight: u64, now_secs: u64) -> Verdict {
+        self.last_now = now_secs;
+        let Some(l) = self.layouts.get(slot.limit as usize) else {
+            return Verdict::default();
+        };
+        let (max, hard, period) = (l.max, l.hard, l.period);
+        match self.cell_for(slot, now_secs, true) {
+            Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
+            // The key's entry was evicted and the table is full of live keys: fail closed.
+            None => Verdict {
+                allowed: !hard,
+                exceeded: true,
+                first_in_window: false,
+                limit: max,
+                remaining: 0,
+                reset_in_secs: reset_in(now_secs, period),
+            },
+        }
+    }
+
+    /// Gives back `weight` in the current window, clamped at 0. The caller passes at most what
+    /// its own transaction consumed in this window (§2.1, replenish). A window that already ended
+    /// has nothing to give back. On a count slot this is `dec`.
+    pub fn replenish(&mut self, slot: Slot, weight: u64, now_secs: u64) {
+        self.last_now = now_secs;
+        if let Some(i) = self.cell_for(slot, now_secs, false) {
+            self.sub(i, slot.limit, weight.max(1), now_secs);
+        }
+    }
+
+    /// Count: adds `weight`; over a hard maximum the call is rejected and nothing is added.
+    pub fn inc(&mut self, slot: Slot, weight: u64) -> Verdict {
+        self.consume(slot, weight, self.last_now)
+    }
+
+    /// Count: takes back `weight`, never below 0.
+    pub fn dec(&mut self, slot: Slot, weight: u64) {
+        self.replenish(slot, weight, self.last_now)
+    }
+
+    /// The cell of a slot: a dense cell as is; a table entry after checking it still holds the
+    /// slot's key, else re-resolved (and, with `insert`, re-created).
+    fn cell_for(&mut self, slot: Slot, now: u64, insert: bool) -> Option<usize> {
+        let l = self.layouts.get(slot.limit as usize)?;
+        if !l.counted {
+            return None;
+        }
+        if slot.cell < self.dense_len {
+            let inside = l.dense && slot.cell >= l.base && slot.cell - l.base < l.size();
+            return inside.then_some(slot.cell as usize);
+        }
+        let e = (slot.cell - self.dense_len) as usize;
+        let entry = self.entries.get(e)?;
+        if entry.limit == slot.limit && entry.h1 == slot.h1 {
+            Some(self.dense_len as usize + e)
+        } else {
+            self.table_refind(slot, now, insert)
+        }
+    }
+
+    fn add(&mut self, i: usize, limit: LimitIdx, weight: u64, now: u64) -> Verdict {
+        let Some(l) = self.layouts.get(limit as usize) else {
+            return Verdict::default();
+        };
+        let (max, hard, period) = (l.max, l.hard, l.period);
+        let Some(c) = self.cells.get_mut(i) else {
+            return Verdict::default();
+        };
+        let reset_in_secs = reset_in(now, period);
+        if period != 0 {
+            let w = window_of(now, period);
+            if c.window() != window_tag(w) {
+                *c = Cell {
+                    tag: window_tag(w),
+                    lo: 0,
+                    hi: 0,
+                };
+            }
+        }
+        let new = c.value().saturating_add(weight);
+        let exceeded = new > max;
+        let first_in_window = exceeded && !c.warned();
+        if exceeded {
+            c.tag |= WARNED;
+        }
+        let allowed = !exceeded || !hard;
+        if allowed {
+            c.set_value(new);
+        }
+        Verdict {
+            allowed,
+            exceeded,
+            first_in_window,
+            limit: max,
+            remaining: if exceeded { 0 } else { max - new },
+            reset_in_secs,
+        }
+    }
+
+    fn sub(&mut self, i: usize, limit: LimitIdx, weight: u64, now: u64) {
+        let Some(l) = self.layouts.get(limit as usize) else {
+            return;
+        };
+        let (max, period) = (l.max, l.period);
+        let Some(c) = self.cells.get_mut(i) else {
+            return;
+        };
+        if period != 0 {
+            // An older window reads as 0: nothing to give back.
+            if c.window() == window_tag(window_of(now, period)) {
+                c.set_value(c.value().saturating_sub(weight));
+            }
+        } else {
+            let v = c.value().saturating_sub(weight);
+            c.set_value(v);
+            if v <= max {
+                // Back under the maximum: the next exceeded inc is reported again.
+                c.tag &= !WARNED;
+            }
+        }
+    }
+}

@@ -1,0 +1,839 @@
+//! Tests of `Counters` on hand-built models.
+
+use super::table::{Desc, Entry};
+use super::*;
+use crate::model::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+fn api(name: &str, version: &str) -> Api {
+    Api {
+        name: name.into(),
+        version: version.into(),
+        title: name.into(),
+        file: PathBuf::new(),
+        base_path: format!("/{name}"),
+        schemes: Schemes::ALL,
+        operations: Vec::new(),
+        properties: Vec::new(),
+        security: Security::default(),
+        cors: Cors::default(),
+        activity_log: ActivityLog::default(),
+        assembly: Assembly::default(),
+        plans: Vec::new(),
+    }
+}
+
+/// A limit with the assembly-limit defaults of the given kind: gateway level, hard, is-client.
+fn lim(name: &str, kind: LimitKind, value: LimitValue) -> LimitDef {
+    LimitDef {
+        name: name.into(),
+        kind,
+        level: LimitLevel::GatewayNamed,
+        plan: None,
+        value,
+        value_text: String::new(),
+        hard: true,
+        cache_only: true,
+        is_client: true,
+        use_api_name: false,
+        use_app_id: false,
+        use_client_id: false,
+        dynamic_value: None,
+        weight: "1".into(),
+        auto_decrement: true,
+        origin: "test".into(),
+    }
+}
+
+fn rate(name: &str, max: u64, period_secs: u64) -> LimitDef {
+    lim(name, LimitKind::Rate, LimitValue::Rate { max, period_secs })
+}
+
+fn count(name: &str, max: u64) -> LimitDef {
+    lim(name, LimitKind::Count, LimitValue::Count { max })
+}
+
+/// APIs as (name, version); plans as (name, API indices); applications as (name, plan).
+fn model(
+    apis: &[(&str, &str)],
+    plans: &[(&str, &[ApiIdx])],
+    apps: &[(&str, PlanIdx)],
+    limits: Vec<LimitDef>,
+) -> Model {
+    Model {
+        settings: Settings {
+            source: PathBuf::new(),
+            listeners: Vec::new(),
+            admin: None,
+            echo: None,
+            bounds: Bounds::default(),
+        },
+        apis: apis.iter().map(|(n, v)| api(n, v)).collect(),
+        products: Vec::new(),
+        plans: plans
+            .iter()
+            .map(|(n, a)| Plan {
+                name: (*n).into(),
+                title: (*n).into(),
+                product: 0,
+                apis: a.to_vec(),
+                rate_limits: Vec::new(),
+                burst_limits: Vec::new(),
+                named: Vec::new(),
+            })
+            .collect(),
+        limits,
+        applications: apps
+            .iter()
+            .map(|(n, p)| Application {
+                name: (*n).into(),
+                client_id: format!("{n}-id"),
+                client_secret: None,
+                plan: *p,
+            })
+            .collect(),
+        tls_profiles: Vec::new(),
+    }
+}
+
+/// One plan with two APIs and two applications.
+fn simple(limits: Vec<LimitDef>) -> Model {
+    model(
+        &[("chat", "1.0.0"), ("feed", "1.0.0")],
+        &[("default-plan", &[0, 1])],
+        &[("app-a", 0), ("app-b", 0)],
+        limits,
+    )
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+fn app(a: AppIdx) -> Consumer<'static> {
+    Consumer {
+        app: Some(a),
+        remote_ip: ip(1),
+        api: 0,
+        dynamic: None,
+    }
+}
+
+fn keyless(ip: IpAddr) -> Consumer<'static> {
+    Consumer {
+        app: None,
+        remote_ip: ip,
+        api: 0,
+        dynamic: None,
+    }
+}
+
+fn slot(c: &mut Counters, limit: LimitIdx, who: &Consumer, now: u64) -> Slot {
+    match c.slot(limit, who, now) {
+        Lookup::Counter(s) => s,
+        other => panic!("expected a counter, got {other:?}"),
+    }
+}
+
+/// A Thursday, 2024-01-04 00:00:00 UTC: a day and a week boundary.
+const THU: u64 = 1_704_326_400;
+
+#[test]
+fn window_numbers_are_epoch_aligned() {
+    assert_eq!(window_of(THU, 86_400), 19_726);
+    assert_eq!(window_of(THU - 1, 86_400), 19_725);
+    assert_eq!(window_of(THU, 604_800), 2_818);
+    assert_eq!(window_of(THU - 1, 604_800), 2_817);
+    // Monday 2024-01-01 00:00 UTC starts a day but not a week.
+    let monday = THU - 3 * 86_400;
+    assert_ne!(window_of(monday, 86_400), window_of(monday - 1, 86_400));
+    assert_eq!(window_of(monday, 604_800), window_of(monday - 1, 604_800));
+    // 5-minute windows start at :00, :05, ...
+    assert_eq!(window_of(THU + 299, 300), window_of(THU, 300));
+    assert_ne!(window_of(THU + 300, 300), window_of(THU + 299, 300));
+    assert_eq!(window_of(7, 0), 7, "a period of 0 is treated as 1");
+}
+
+#[test]
+fn windows_roll_over_exactly_at_the_boundary_for_every_unit() {
+    for period in [1, 5, 60, 180, 3_600, 86_400, 604_800] {
+        let mut c = Counters::new(&simple(vec![rate("r", 2, period)]), 0);
+        let s = slot(&mut c, 0, &app(0), THU);
+        // THU is a multiple of every period here, so it starts a window.
+        assert_eq!(THU % period, 0);
+        let v = c.consume(s, 1, THU);
+        assert!(v.allowed && !v.exceeded);
+        assert_eq!((v.limit, v.remaining, v.reset_in_secs), (2, 1, period));
+        assert!(c.consume(s, 1, THU + period - 1).allowed);
+        let v = c.consume(s, 1, THU + period - 1);
+        assert!(!v.allowed && v.exceeded, "period {period}");
+        assert_eq!((v.remaining, v.reset_in_secs), (0, 1));
+        // The first second of the next window starts from 0.
+        let v = c.consume(s, 1, THU + period);
+        assert!(v.allowed, "period {period}");
+        assert_eq!((v.remaining, v.reset_in_secs), (1, period));
+        // A window long gone reads as 0, and so does a much later one.
+        let v = c.consume(s, 2, THU + 5 * period + period / 2);
+        assert!(v.allowed && v.remaining == 0, "period {period}");
+        assert_eq!(v.reset_in_secs, period - period / 2);
+    }
+}
+
+#[test]
+fn day_windows_reset_at_midnight_utc_and_weeks_on_thursday() {
+    let mut c = Counters::new(
+        &simple(vec![rate("day", 1, 86_400), rate("week", 1, 604_800)]),
+        0,
+    );
+    let day = slot(&mut c, 0, &app(0), THU);
+    let week = slot(&mut c, 1, &app(0), THU);
+    // Monday 00:00 UTC: a new day, the same week as the Sunday before.
+    let monday = THU - 3 * 86_400;
+    assert!(c.consume(day, 1, monday - 1).allowed);
+    assert!(c.consume(week, 1, monday - 1).allowed);
+    assert!(c.consume(day, 1, monday).allowed);
+    assert!(!c.consume(week, 1, monday).allowed);
+    // Wednesday 23:59:59 is still that week; Thursday 00:00 starts the next.
+    let v = c.consume(week, 1, THU - 1);
+    assert!(!v.allowed);
+    assert_eq!(v.reset_in_secs, 1);
+    assert!(c.consume(week, 1, THU).allowed);
+    assert!(c.consume(day, 1, THU).allowed);
+    assert!(!c.consume(day, 1, THU + 86_399).allowed);
+    assert!(c.consume(day, 1, THU + 86_400).allowed);
+}
+
+#[test]
+fn rejected_calls_do_not_consume() {
+    let mut c = Counters::new(&simple(vec![rate("r", 3, 60)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert_eq!(c.consume(s, 2, THU).remaining, 1);
+    let v = c.consume(s, 2, THU + 1);
+    assert!(!v.allowed && v.exceeded && v.remaining == 0);
+    for _ in 0..10 {
+        assert!(!c.consume(s, 5, THU + 2).allowed);
+    }
+    // Had the rejections counted, this would fail too.
+    let v = c.consume(s, 1, THU + 3);
+    assert!(v.allowed && !v.exceeded);
+    assert_eq!(v.remaining, 0);
+    assert!(!c.consume(s, 1, THU + 4).allowed);
+}
+
+#[test]
+fn hard_limit_reports_the_first_rejection_once_per_window_and_key() {
+    let mut c = Counters::new(&simple(vec![rate("r", 1, 10)]), 0);
+    let a = slot(&mut c, 0, &app(0), THU);
+    let b = slot(&mut c, 0, &app(1), THU);
+    assert!(!c.consume(a, 1, THU).first_in_window, "not exceeded");
+    let v = c.consume(a, 1, THU);
+    assert!(!v.allowed && v.first_in_window);
+    assert!(!c.consume(a, 1, THU + 9).first_in_window);
+    c.consume(b, 1, THU);
+    assert!(c.consume(b, 1, THU).first_in_window, "another key");
+    c.consume(a, 1, THU + 10);
+    assert!(c.consume(a, 1, THU + 10).first_in_window, "a new window");
+}
+
+#[test]
+fn soft_limits_pass_report_exceeded_and_warn_once_per_window() {
+    let mut l = rate("soft", 2, 60);
+    l.hard = false;
+    let mut c = Counters::new(&simple(vec![l]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert_eq!(c.consume(s, 1, THU).remaining, 1);
+    let v = c.consume(s, 1, THU);
+    assert!(v.allowed && !v.exceeded && v.remaining == 0);
+    let v = c.consume(s, 1, THU + 1);
+    assert!(v.allowed && v.exceeded && v.first_in_window);
+    assert_eq!((v.limit, v.remaining), (2, 0));
+    let v = c.consume(s, 1, THU + 2);
+    assert!(v.allowed && v.exceeded && !v.first_in_window);
+    // Soft calls are stored: 4 in this window.
+    assert_eq!(c.snapshot(THU + 2)[0].value, 4);
+    // Next window: counted from 0, warned again when exceeded.
+    c.consume(s, 2, THU + 60);
+    let v = c.consume(s, 1, THU + 61);
+    assert!(v.allowed && v.exceeded && v.first_in_window);
+}
+
+#[test]
+fn burst_limits_are_always_hard() {
+    let mut l = lim(
+        "b",
+        LimitKind::Burst,
+        LimitValue::Rate {
+            max: 1,
+            period_secs: 1,
+        },
+    );
+    l.hard = false;
+    let mut c = Counters::new(&simple(vec![l]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert!(c.consume(s, 1, THU).allowed);
+    assert!(!c.consume(s, 1, THU).allowed);
+}
+
+#[test]
+fn unlimited_and_zero_have_no_counter() {
+    let m = simple(vec![
+        lim("u", LimitKind::Rate, LimitValue::Unlimited),
+        rate("zero", 0, 60),
+        count("zero-count", 0),
+        rate("r", 1, 60),
+    ]);
+    let mut c = Counters::new(&m, 4);
+    for l in 0..3 {
+        assert_eq!(c.slot(l, &app(0), THU), Lookup::Unlimited);
+        assert_eq!(c.slot(l, &keyless(ip(1)), THU), Lookup::Unlimited);
+    }
+    assert_eq!(c.slot(99, &app(0), THU), Lookup::Unlimited, "no such limit");
+    // Only the real limit has cells: one per application.
+    assert_eq!(c.dense_len, 2);
+}
+
+#[test]
+fn two_apps_are_independent() {
+    let mut c = Counters::new(&simple(vec![rate("r", 1, 60)]), 0);
+    let a = slot(&mut c, 0, &app(0), THU);
+    let b = slot(&mut c, 0, &app(1), THU);
+    assert_ne!(a, b);
+    assert!(c.consume(a, 1, THU).allowed);
+    assert!(!c.consume(a, 1, THU).allowed);
+    assert!(c.consume(b, 1, THU).allowed);
+    // The same consumer resolves to the same counter again.
+    assert_eq!(slot(&mut c, 0, &app(0), THU + 1), a);
+}
+
+#[test]
+fn not_is_client_shares_one_counter_across_every_consumer() {
+    let mut l = count("backend", 2);
+    l.is_client = false;
+    let mut c = Counters::new(&simple(vec![l]), 0);
+    let a = slot(&mut c, 0, &app(0), THU);
+    let b = slot(&mut c, 0, &app(1), THU);
+    // Keyless callers share it too, without using the table (capacity 0 here).
+    let k = slot(&mut c, 0, &keyless(ip(7)), THU);
+    assert_eq!(a, b);
+    assert_eq!(a, k);
+    assert_eq!(c.dense_len, 1);
+    assert!(c.inc(a, 1).allowed);
+    assert!(c.inc(k, 1).allowed);
+    assert!(!c.inc(b, 1).allowed);
+}
+
+#[test]
+fn use_api_name_separates_apis_but_not_versions() {
+    let mut l = rate("r", 1, 60);
+    l.use_api_name = true;
+    let m = model(
+        &[("chat", "1.0.0"), ("feed", "1.0.0"), ("chat", "2.0.0")],
+        &[("p", &[0, 1, 2])],
+        &[("app-a", 0)],
+        vec![l],
+    );
+    let mut c = Counters::new(&m, 0);
+    let on = |api| Consumer { api, ..app(0) };
+    let chat = slot(&mut c, 0, &on(0), THU);
+    let feed = slot(&mut c, 0, &on(1), THU);
+    let chat2 = slot(&mut c, 0, &on(2), THU);
+    assert_ne!(chat, feed);
+    assert_eq!(chat, chat2, "use-api-name keys by name");
+    assert_eq!(c.dense_len, 2);
+    assert!(c.consume(chat, 1, THU).allowed);
+    assert!(c.consume(feed, 1, THU).allowed);
+    assert!(!c.consume(chat2, 1, THU).allowed);
+}
+
+#[test]
+fn plan_limits_are_laid_out_over_their_plan_only() {
+    let mut gold = rate("per-app", 1, 60);
+    gold.level = LimitLevel::PlanNamed;
+    gold.plan = Some(1);
+    gold.use_api_name = true;
+    let m = model(
+        &[("a", "1"), ("b", "1"), ("c", "1")],
+        &[("silver", &[0]), ("gold", &[1, 2])],
+        &[("s1", 0), ("g1", 1), ("s2", 0), ("g2", 1), ("g3", 1)],
+        vec![gold],
+    );
+    let mut c = Counters::new(&m, 4);
+    // 3 gold applications × 2 gold APIs.
+    assert_eq!(c.dense_len, 6);
+    let at = |a, api| Consumer { api, ..app(a) };
+    let mut seen = Vec::new();
+    for a in [1, 3, 4] {
+        for api in [1, 2] {
+            let s = slot(&mut c, 0, &at(a, api), THU);
+            assert!(s.cell < 6);
+            seen.push(s.cell);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4, 5]);
+    // A consumer outside the plan still gets its own counter, from the table.
+    let outside = slot(&mut c, 0, &at(0, 1), THU);
+    assert!(outside.cell >= 6);
+    assert!(c.consume(outside, 1, THU).allowed);
+    assert!(!c.consume(outside, 1, THU).allowed);
+    let inside = slot(&mut c, 0, &at(1, 1), THU);
+    assert!(c.consume(inside, 1, THU).allowed);
+}
+
+#[test]
+fn remote_ips_use_the_table_and_are_independent() {
+    let mut c = Counters::new(&simple(vec![rate("r", 1, 60)]), 8);
+    let one = slot(&mut c, 0, &keyless(ip(1)), THU);
+    let two = slot(&mut c, 0, &keyless(ip(2)), THU);
+    assert!(one.cell >= c.dense_len && two.cell >= c.dense_len);
+    assert_ne!(one, two);
+    assert!(c.consume(one, 1, THU).allowed);
+    assert!(!c.consume(one, 1, THU).allowed);
+    assert!(c.consume(two, 1, THU).allowed);
+    // The same address, as IPv4-mapped IPv6, is the same client.
+    let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+    assert_eq!(slot(&mut c, 0, &keyless(mapped), THU), one);
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    assert_ne!(slot(&mut c, 0, &keyless(v6), THU), one);
+}
+
+#[test]
+fn dynamic_values_use_the_table_and_are_independent() {
+    let mut l = rate("r", 1, 60);
+    l.is_client = false;
+    l.dynamic_value = Some(Template {
+        parts: vec![Part::Var("request.headers.tenant".into())],
+    });
+    let mut stat = rate("s", 1, 60);
+    stat.dynamic_value = Some(Template::literal("fixed"));
+    let mut c = Counters::new(&simple(vec![l, stat]), 8);
+    let with = |d| Consumer {
+        dynamic: Some(d),
+        ..app(0)
+    };
+    let t1 = slot(&mut c, 0, &with("t1"), THU);
+    let t2 = slot(&mut c, 0, &with("t2"), THU);
+    assert!(t1.cell >= c.dense_len);
+    assert_ne!(t1, t2);
+    // Not is-client: another application with the same value shares the counter.
+    let other = Consumer {
+        dynamic: Some("t1"),
+        ..app(1)
+    };
+    assert_eq!(slot(&mut c, 0, &other, THU), t1);
+    assert!(c.consume(t1, 1, THU).allowed);
+    assert!(!c.consume(t1, 1, THU).allowed);
+    assert!(c.consume(t2, 1, THU).allowed);
+    // A missing expansion is the empty value: a key of its own.
+    let none = slot(&mut c, 0, &app(0), THU);
+    assert!(none != t1 && none != t2);
+    // A dynamic value without run-time references is constant: it stays dense.
+    assert!(slot(&mut c, 1, &with("ignored"), THU).cell < c.dense_len);
+}
+
+#[test]
+fn table_evicts_expired_windows_when_full() {
+    let mut c = Counters::new(&simple(vec![rate("r", 5, 60)]), 2);
+    let one = slot(&mut c, 0, &keyless(ip(1)), THU);
+    let two = slot(&mut c, 0, &keyless(ip(2)), THU);
+    c.consume(one, 1, THU);
+    c.consume(two, 1, THU);
+    assert_eq!(c.slot(0, &keyless(ip(3)), THU + 59), Lookup::Full);
+    // Both windows ended: the entries can go.
+    let three = slot(&mut c, 0, &keyless(ip(3)), THU + 60);
+    assert!(c.consume(three, 5, THU + 60).allowed);
+    // A key resolved but never used holds nothing and can go too; a live one cannot.
+    let four = slot(&mut c, 0, &keyless(ip(4)), THU + 60);
+    let five = slot(&mut c, 0, &keyless(ip(5)), THU + 60);
+    assert_eq!(four.cell, five.cell);
+    assert!(c.consume(five, 1, THU + 60).allowed);
+    assert_eq!(c.slot(0, &keyless(ip(6)), THU + 119), Lookup::Full);
+    assert!(
+        !c.consume(three, 1, THU + 119).allowed,
+        "ip 3 kept its count"
+    );
+}
+
+#[test]
+fn table_evicts_zero_counts_but_never_a_live_count() {
+    let mut c = Counters::new(&simple(vec![count("conns", 2)]), 2);
+    let one = slot(&mut c, 0, &keyless(ip(1)), THU);
+    let two = slot(&mut c, 0, &keyless(ip(2)), THU);
+    assert!(c.inc(one, 1).allowed);
+    assert!(c.inc(two, 1).allowed);
+    // Counts have no window: a year later they are still live.
+    assert_eq!(c.slot(0, &keyless(ip(3)), THU + 31_536_000), Lookup::Full);
+    c.dec(one, 1);
+    let three = slot(&mut c, 0, &keyless(ip(3)), THU);
+    assert!(c.inc(three, 2).allowed);
+    assert!(!c.inc(three, 1).allowed);
+    // The live count of ip 2 survived all of this.
+    assert!(c.inc(two, 1).allowed);
+    assert!(!c.inc(two, 1).allowed);
+}
+
+#[test]
+fn table_fills_three_quarters_with_live_keys_and_finds_them_again() {
+    let cap = 2048;
+    let n: u16 = 1536;
+    let mut c = Counters::new(&simple(vec![count("conns", 1)]), cap);
+    let addr = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i));
+    let mut slots = Vec::new();
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU);
+        assert!(c.inc(s, 1).allowed, "key {i} has a counter of its own");
+        slots.push(s);
+    }
+    for i in 0..n {
+        let s = slot(&mut c, 0, &keyless(addr(i)), THU + 1);
+        assert_eq!(s, slots[usize::from(i)]);
+        assert!(!c.inc(s, 1).allowed);
+    }
+    assert_eq!(c.snapshot(THU).len(), usize::from(n));
+}
+
+#[test]
+fn zero_capacity_table_reports_full() {
+    let mut c = Counters::new(&simple(vec![count("conns", 2)]), 0);
+    assert_eq!(c.slot(0, &keyless(ip(1)), THU), Lookup::Full);
+    assert_eq!(c.slot(0, &keyless(ip(1)), THU).slot(), None);
+}
+
+#[test]
+fn an_evicted_slot_never_touches_another_key() {
+    let mut c = Counters::new(&simple(vec![rate("r", 2, 60)]), 1);
+    let a = slot(&mut c, 0, &keyless(ip(1)), THU);
+    assert!(c.consume(a, 1, THU).allowed);
+    // Next window: ip 2 takes the only entry, and uses all of it.
+    let b = slot(&mut c, 0, &keyless(ip(2)), THU + 60);
+    assert_eq!(a.cell, b.cell);
+    assert!(c.consume(b, 2, THU + 60).allowed);
+    // ip 1's old slot is noticed as stale; with no room left it fails closed...
+    let v = c.consume(a, 1, THU + 61);
+    assert!(!v.allowed && v.exceeded);
+    c.replenish(a, 1, THU + 61);
+    // ...and ip 2's counter was not touched by either call.
+    assert!(!c.consume(b, 1, THU + 61).allowed);
+    // A window later ip 1's slot re-creates its entry and works again.
+    assert!(c.consume(a, 2, THU + 120).allowed);
+    assert!(!c.consume(a, 1, THU + 120).allowed);
+    // The entry was re-created from the hash alone; the next lookup of ip 1 finds it and
+    // restores its description.
+    assert_eq!(
+        c.snapshot(THU + 120)[0].key,
+        format!("gateway:r:key=#{:016x}", a.h1)
+    );
+    assert_eq!(slot(&mut c, 0, &keyless(ip(1)), THU + 121), a);
+    assert_eq!(c.snapshot(THU + 121)[0].key, "gateway:r:ip=10.0.0.1");
+    assert!(!c.consume(a, 1, THU + 121).allowed);
+}
+
+#[test]
+fn count_inc_to_max_rejects_without_counting_and_dec_stops_at_zero() {
+    let mut c = Counters::new(&simple(vec![count("conns", 3)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    for left in [2, 1, 0] {
+        let v = c.inc(s, 1);
+        assert!(v.allowed && !v.exceeded);
+        assert_eq!((v.limit, v.remaining, v.reset_in_secs), (3, left, 0));
+    }
+    let v = c.inc(s, 1);
+    assert!(!v.allowed && v.exceeded && v.first_in_window);
+    assert!(!c.inc(s, 1).first_in_window, "reported once");
+    c.dec(s, 1);
+    let v = c.inc(s, 1);
+    assert!(
+        v.allowed && v.remaining == 0,
+        "the rejections were not counted"
+    );
+    let v = c.inc(s, 1);
+    assert!(
+        !v.allowed && v.first_in_window,
+        "reported again after a dec"
+    );
+    c.dec(s, 10);
+    assert!(c.snapshot(THU).is_empty(), "clamped at 0");
+    assert_eq!(c.inc(s, 1).remaining, 2);
+}
+
+#[test]
+fn seed_case_each_client_holds_its_own_two_connections() {
+    // The seed: assembly-count-limits websocket-connections, value 2, is-client.
+    let mut l = count("websocket-connections", 2);
+    l.level = LimitLevel::PlanNamed;
+    l.plan = Some(0);
+    let m = model(
+        &[("echo", "1.0.0")],
+        &[("default-plan", &[0])],
+        &[("demo-app", 0), ("other-app", 0)],
+        vec![l],
+    );
+    let mut c = Counters::new(&m, 0);
+    let a = slot(&mut c, 0, &app(0), THU);
+    let mut held_a = [Held::new(), Held::new()];
+    for h in &mut held_a {
+        assert!(c.inc(a, 1).allowed);
+        h.push(a, 1);
+    }
+    let v = c.inc(a, 1);
+    assert!(!v.allowed && v.limit == 2 && v.remaining == 0);
+    let b = slot(&mut c, 0, &app(1), THU);
+    assert!(c.inc(b, 1).allowed);
+    assert!(c.inc(b, 1).allowed);
+    assert!(!c.inc(b, 1).allowed);
+    // One of A's connections closes: its count comes back exactly once.
+    for (s, w) in held_a[0].take_all() {
+        c.dec(s, w);
+    }
+    for (s, w) in held_a[0].take_all() {
+        c.dec(s, w);
+    }
+    let v = c.inc(a, 1);
+    assert!(v.allowed && v.remaining == 0);
+    assert!(
+        !c.inc(a, 1).allowed,
+        "the second take_all gave nothing back"
+    );
+}
+
+#[test]
+fn held_with_explicit_dec_gives_back_only_the_rest() {
+    let mut c = Counters::new(&simple(vec![count("conns", 10)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    let other = slot(&mut c, 0, &app(1), THU);
+    let mut held = Held::new();
+    c.inc(other, 4);
+    c.inc(s, 3);
+    held.push(s, 3);
+    // An explicit dec in the flow, then the connection ends.
+    c.dec(s, 1);
+    held.remove(s, 1);
+    for (s, w) in held.take_all() {
+        c.dec(s, w);
+    }
+    let view = c.snapshot(THU);
+    assert_eq!(view.len(), 1);
+    assert_eq!(
+        view[0].value, 4,
+        "only the other application's count is left"
+    );
+}
+
+#[test]
+fn replenish_gives_back_within_the_window_and_clamps_at_zero() {
+    let mut c = Counters::new(&simple(vec![rate("r", 3, 60)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    c.consume(s, 3, THU);
+    assert!(!c.consume(s, 1, THU).allowed);
+    c.replenish(s, 2, THU + 1);
+    assert_eq!(c.consume(s, 1, THU + 1).remaining, 1);
+    c.replenish(s, 100, THU + 2);
+    assert!(c.snapshot(THU + 2).is_empty(), "clamped at 0");
+    // What was consumed in a window that ended cannot be credited to the new one.
+    c.consume(s, 3, THU + 60);
+    c.replenish(s, 2, THU + 120);
+    c.consume(s, 3, THU + 120);
+    assert!(!c.consume(s, 1, THU + 120).allowed);
+}
+
+#[test]
+fn weights_count_and_zero_weighs_one() {
+    let mut c = Counters::new(&simple(vec![rate("bytes", 1000, 60)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert_eq!(c.consume(s, 600, THU).remaining, 400);
+    assert!(!c.consume(s, 401, THU).allowed);
+    assert_eq!(c.consume(s, 0, THU).remaining, 399);
+    assert!(
+        !c.consume(s, u64::MAX, THU).allowed,
+        "saturates, never wraps"
+    );
+    assert_eq!(c.consume(s, 399, THU).remaining, 0);
+}
+
+#[test]
+fn large_values_keep_all_64_bits() {
+    let max = 10_000_000_000;
+    let mut c = Counters::new(&simple(vec![rate("bytes", max, 86_400)]), 0);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert_eq!(c.consume(s, 6_000_000_000, THU).remaining, 4_000_000_000);
+    assert_eq!(c.consume(s, 4_000_000_000, THU).remaining, 0);
+    assert!(!c.consume(s, 1, THU).allowed);
+}
+
+#[test]
+fn garbage_slots_fail_closed_and_do_nothing() {
+    let mut c = Counters::new(&simple(vec![count("conns", 2)]), 2);
+    let v = c.inc(Slot::NONE, 1);
+    assert!(!v.allowed);
+    c.dec(Slot::NONE, 1);
+    let bogus = Slot {
+        cell: 1_000,
+        limit: 0,
+        h1: 0,
+    };
+    assert!(!c.consume(bogus, 1, THU).allowed);
+    c.replenish(bogus, 1, THU);
+    assert!(c.snapshot(THU).is_empty());
+}
+
+#[test]
+fn consume_on_a_count_is_inc_and_inc_on_a_rate_uses_the_last_time() {
+    let mut c = Counters::new(&simple(vec![count("conns", 1), rate("r", 1, 60)]), 0);
+    let n = slot(&mut c, 0, &app(0), THU);
+    assert!(c.consume(n, 1, THU).allowed);
+    assert!(!c.consume(n, 1, THU + 1_000_000).allowed, "no window");
+    c.replenish(n, 1, THU);
+    assert!(c.inc(n, 1).allowed);
+    let r = slot(&mut c, 1, &app(0), THU);
+    assert!(c.inc(r, 1).allowed);
+    assert!(!c.consume(r, 1, THU).allowed);
+    c.consume(r, 1, THU + 60);
+    assert!(!c.inc(r, 1).allowed, "inc counts in the window last seen");
+}
+
+#[test]
+fn snapshot_lists_live_counters_with_their_keys() {
+    let mut conns = count("websocket-connections", 2);
+    conns.level = LimitLevel::PlanNamed;
+    conns.plan = Some(0);
+    let mut per_api = rate("msgs", 10, 60);
+    per_api.level = LimitLevel::CatalogNamed;
+    per_api.use_api_name = true;
+    let mut tenant = rate("tenant", 10, 60);
+    tenant.is_client = false;
+    tenant.dynamic_value = Some(Template {
+        parts: vec![Part::Var("x".into())],
+    });
+    let m = model(
+        &[("chat", "1.0.0"), ("feed", "1.0.0")],
+        &[("default-plan", &[0, 1])],
+        &[("demo-app", 0), ("other-app", 0)],
+        vec![conns, per_api, tenant],
+    );
+    let mut c = Counters::new(&m, 8);
+    let s = slot(&mut c, 0, &app(0), THU);
+    c.inc(s, 1);
+    let s = slot(&mut c, 0, &keyless(ip(9)), THU);
+    c.inc(s, 2);
+    let s = slot(&mut c, 1, &Consumer { api: 1, ..app(1) }, THU + 70);
+    c.consume(s, 3, THU + 70);
+    let long = "é".repeat(20);
+    for d in ["acme", long.as_str()] {
+        let who = Consumer {
+            dynamic: Some(d),
+            ..app(0)
+        };
+        let s = slot(&mut c, 2, &who, THU + 70);
+        c.consume(s, 1, THU + 70);
+    }
+    // Resolved but never counted: not listed.
+    slot(&mut c, 0, &app(1), THU + 70);
+    let mut v = c.snapshot(THU + 75);
+    v.sort_by(|a, b| a.key.cmp(&b.key));
+    let cut = format!("gateway:tenant:dv={}…", "é".repeat(14));
+    let want = vec![
+        CounterView {
+            limit: "msgs".into(),
+            kind: LimitKind::Rate,
+            key: "catalog:msgs:app=other-app:api=feed".into(),
+            window_start: Some(THU + 60),
+            value: 3,
+            max: 10,
+        },
+        CounterView {
+            limit: "tenant".into(),
+            kind: LimitKind::Rate,
+            key: "gateway:tenant:dv=acme".into(),
+            window_start: Some(THU + 60),
+            value: 1,
+            max: 10,
+        },
+        CounterView {
+            limit: "tenant".into(),
+            kind: LimitKind::Rate,
+            key: cut,
+            window_start: Some(THU + 60),
+            value: 1,
+            max: 10,
+        },
+        CounterView {
+            limit: "websocket-connections".into(),
+            kind: LimitKind::Count,
+            key: "plan:default-plan:websocket-connections:app=demo-app".into(),
+            window_start: None,
+            value: 1,
+            max: 2,
+        },
+        CounterView {
+            limit: "websocket-connections".into(),
+            kind: LimitKind::Count,
+            key: "plan:default-plan:websocket-connections:ip=10.0.0.9".into(),
+            window_start: None,
+            value: 2,
+            max: 2,
+        },
+    ];
+    assert_eq!(v, want);
+    // The rate windows end; the counts stay.
+    assert_eq!(c.snapshot(THU + 120).len(), 2);
+}
+
+#[test]
+fn reset_one_key_or_every_key_of_a_limit() {
+    let mut conns = count("websocket-connections", 2);
+    conns.level = LimitLevel::PlanNamed;
+    conns.plan = Some(0);
+    let mut c = Counters::new(&simple(vec![conns, count("other", 5)]), 4);
+    let a = slot(&mut c, 0, &app(0), THU);
+    let b = slot(&mut c, 0, &app(1), THU);
+    let k = slot(&mut c, 0, &keyless(ip(3)), THU);
+    let o = slot(&mut c, 1, &app(0), THU);
+    for s in [a, a, b, k, o] {
+        assert!(c.inc(s, 1).allowed);
+    }
+    assert!(!c.inc(a, 1).allowed);
+    let key = "plan:default-plan:websocket-connections:app=app-a";
+    assert_eq!(c.reset("websocket-connections", Some(key)), 1);
+    assert_eq!(
+        c.reset("websocket-connections", Some(key)),
+        0,
+        "nothing left"
+    );
+    assert!(c.inc(a, 2).allowed, "app-a starts again from 0");
+    assert_eq!(c.reset("nope", None), 0);
+    assert_eq!(c.reset("websocket-connections", None), 3);
+    assert_eq!(c.snapshot(THU).len(), 1, "the other limit is untouched");
+    // A connection that held a reset table count gives it back without harm.
+    c.dec(k, 1);
+    let k2 = slot(&mut c, 0, &keyless(ip(3)), THU);
+    assert!(c.inc(k2, 2).allowed);
+    c.dec(b, 1);
+    assert!(c.inc(b, 2).allowed);
+}
+
+#[test]
+fn memory_figures() {
+    assert_eq!(std::mem::size_of::<Cell>(), 12);
+    assert_eq!(std::mem::size_of::<Entry>(), 24);
+    assert_eq!(std::mem::size_of::<Desc>(), 56);
+    // A gateway limit per application and API name: 2 × 2 cells; a plan limit per application:
+    // 2; a shared limit: 1.
+    let mut per_api = rate("a", 1, 1);
+    per_api.use_api_name = true;
+    let mut plan = count("p", 1);
+    plan.level = LimitLevel::PlanNamed;
+    plan.plan = Some(0);
+    let mut shared = count("s", 1);
+    shared.is_client = false;
+    let c = Counters::new(&simple(vec![per_api, plan, shared]), 100);
+    assert_eq!(c.dense_len, 7);
+    let bases: Vec<u32> = c.layouts.iter().map(|l| l.base).collect();
+    assert_eq!(bases, vec![0, 4, 6]);
+    assert_eq!(c.cells.len(), 107);
+    assert_eq!(c.entries.len(), 100);
+    assert_eq!(
+        format!("{c:?}"),
+        "Counters { limits: 3, dense_cells: 7, table_capacity: 100 }"
+    );
+}
