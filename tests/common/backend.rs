@@ -19,7 +19,8 @@ use super::sync::Watch;
 /// How the backend treats connections accepted from now on (see `EchoBackend::set_mode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Upgrade, echo text and binary messages, answer pings and closes.
+    /// Upgrade (selecting the first offered subprotocol, if any), echo text and binary
+    /// messages, answer pings and closes.
     Echo,
     /// Answer the upgrade with this HTTP status and a short text body, then close.
     Reject(u16),
@@ -304,8 +305,12 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Out of descriptors or similar: keep serving the connections already open.
-            Err(_) if !state.read(|s| s.stopping) => continue,
+            // Out of descriptors or similar: keep serving the connections already open, and
+            // back off a little instead of spinning on the failing accept.
+            Err(_) if !state.read(|s| s.stopping) => {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             Err(_) => return,
         };
         if state.read(|s| s.stopping) {
@@ -361,9 +366,24 @@ fn serve(id: usize, stream: Arc<TcpStream>, mode: Mode, shared: Arc<Watch<State>
         Mode::Reject(code) => Some(code),
         _ => None,
     };
-    let callback = |_req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         match reject {
-            None => Ok(resp),
+            None => {
+                // Select the first offered subprotocol, as a typical backend would, so tests can
+                // check that the gateway forwards the offer and relays the choice.
+                let first = req
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(',').next())
+                    .map(|p| p.trim().to_string());
+                if let Some(p) = first.filter(|p| !p.is_empty())
+                    && let Ok(v) = p.parse()
+                {
+                    resp.headers_mut().insert("Sec-WebSocket-Protocol", v);
+                }
+                Ok(resp)
+            }
             Some(code) => {
                 let mut r = ErrorResponse::new(Some(REJECT_BODY.to_string()));
                 *r.status_mut() = tungstenite::http::StatusCode::from_u16(code)
