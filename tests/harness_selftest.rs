@@ -21,6 +21,7 @@ fn echo_backend_echoes_and_records_the_request() {
     )
     .expect("connect to backend");
     assert_eq!(resp.status().as_u16(), 101);
+    assert!(resp.headers().get("Sec-WebSocket-Protocol").is_none());
     roundtrip(&mut ws, Message::text("hello"));
     roundtrip(&mut ws, Message::binary(vec![0u8, 1, 2, 255]));
     roundtrip(&mut ws, Message::binary(vec![7u8; 300_000]));
@@ -39,6 +40,21 @@ fn echo_backend_echoes_and_records_the_request() {
     assert!(r.raw_head.ends_with("\r\n\r\n"));
     assert_eq!(backend.messages(), 3);
     assert_eq!(backend.closes(), vec![(0, Some((4001, "bye".to_string())))]);
+}
+
+#[test]
+fn echo_backend_selects_the_first_offered_subprotocol() {
+    let backend = EchoBackend::start();
+    let (mut ws, resp) = ws_connect(
+        &backend.url("/"),
+        &[("Sec-WebSocket-Protocol", "chat.v2, chat.v1")],
+    )
+    .expect("connect with subprotocols");
+    assert_eq!(
+        resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "chat.v2"
+    );
+    roundtrip(&mut ws, Message::text("with a subprotocol"));
 }
 
 #[test]

@@ -19,7 +19,8 @@ use super::sync::Watch;
 /// How the backend treats connections accepted from now on (see `EchoBackend::set_mode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Upgrade, echo text and binary messages, answer pings and closes.
+    /// Upgrade (selecting the first offered subprotocol, if any), echo text and binary
+    /// messages, answer pings and closes.
     Echo,
     /// Answer the upgrade with this HTTP status and a short text body, then close.
     Reject(u16),
@@ -124,13 +125,14 @@ pub struct State {
     /// Bytes read on `Mode::Silent` connections.
     pub silent_bytes: u64,
     stopping: bool,
-    streams: Vec<(usize, TcpStream)>,
+    /// The sockets, shared with their threads (no dup: a test process has 20,000 descriptors).
+    streams: Vec<(usize, Arc<TcpStream>)>,
 }
 
 /// Wraps the socket to record the request head as it is read, before tungstenite parses it, so
 /// heads that tungstenite refuses are recorded too.
 struct HeadTap {
-    inner: TcpStream,
+    inner: Arc<TcpStream>,
     head: Vec<u8>,
     done: bool,
     conn: usize,
@@ -143,7 +145,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 impl Read for HeadTap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = (&*self.inner).read(buf)?;
         if !self.done {
             self.head.extend_from_slice(&buf[..n]);
             if let Some(end) = head_end(&self.head) {
@@ -159,10 +161,10 @@ impl Read for HeadTap {
 
 impl Write for HeadTap {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        (&*self.inner).write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        (&*self.inner).flush()
     }
 }
 
@@ -303,8 +305,12 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Out of descriptors or similar: keep serving the connections already open.
-            Err(_) if !state.read(|s| s.stopping) => continue,
+            // Out of descriptors or similar: keep serving the connections already open, and
+            // back off a little instead of spinning on the failing accept.
+            Err(_) if !state.read(|s| s.stopping) => {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             Err(_) => return,
         };
         if state.read(|s| s.stopping) {
@@ -312,9 +318,8 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
         }
         let id = next_id;
         next_id += 1;
-        let Ok(clone) = stream.try_clone() else {
-            continue;
-        };
+        let stream = Arc::new(stream);
+        let clone = stream.clone();
         state.update(|s| {
             s.accepted += 1;
             s.open += 1;
@@ -344,7 +349,7 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
 
 // The callback's error type is tungstenite's `ErrorResponse`; its size is not ours to choose.
 #[allow(clippy::result_large_err)]
-fn serve(id: usize, stream: TcpStream, mode: Mode, shared: Arc<Watch<State>>) {
+fn serve(id: usize, stream: Arc<TcpStream>, mode: Mode, shared: Arc<Watch<State>>) {
     let _ = stream.set_nodelay(true);
     let state: &Watch<State> = &shared;
     let tap = HeadTap {
@@ -361,9 +366,24 @@ fn serve(id: usize, stream: TcpStream, mode: Mode, shared: Arc<Watch<State>>) {
         Mode::Reject(code) => Some(code),
         _ => None,
     };
-    let callback = |_req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         match reject {
-            None => Ok(resp),
+            None => {
+                // Select the first offered subprotocol, as a typical backend would, so tests can
+                // check that the gateway forwards the offer and relays the choice.
+                let first = req
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(',').next())
+                    .map(|p| p.trim().to_string());
+                if let Some(p) = first.filter(|p| !p.is_empty())
+                    && let Ok(v) = p.parse()
+                {
+                    resp.headers_mut().insert("Sec-WebSocket-Protocol", v);
+                }
+                Ok(resp)
+            }
             Some(code) => {
                 let mut r = ErrorResponse::new(Some(REJECT_BODY.to_string()));
                 *r.status_mut() = tungstenite::http::StatusCode::from_u16(code)

@@ -26,11 +26,13 @@ pub fn ws_connect(url: &str, headers: &[(&str, &str)]) -> Result<(Ws, Response),
     ws_connect_with(url, headers, client_config())
 }
 
-/// The client config `ws_connect` uses: no size limits on what it receives.
+/// The client config `ws_connect` uses: no size limits on what it receives, and a 16 KiB read
+/// buffer so thousands of clients in one test stay small.
 pub fn client_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None)
+        .read_buffer_size(16 * 1024)
 }
 
 pub fn ws_connect_with(
