@@ -176,3 +176,34 @@ fn idle_connection_is_closed_with_1001_on_both_sides() {
     assert_eq!(backend.closes()[0].1.as_ref().map(|c| c.0), Some(1001));
     assert!(wait_stat(&gw, "open", 0));
 }
+
+#[test]
+fn over_the_connection_cap_new_clients_wait_until_one_leaves() {
+    let backend = EchoBackend::start();
+    let (_c, gw) = start(&backend.target_url(), &[("max-connections", "2")]);
+    let (mut a, _) = ws_connect(&gw.url(BASE), &[]).expect("first");
+    let (_b, _) = ws_connect(&gw.url(BASE), &[]).expect("second");
+    // The third is accepted by the kernel but not by the gateway: its upgrade gets no answer.
+    let mut third = RawConn::connect(gw.addr("plain")).expect("tcp connect");
+    third
+        .send(upgrade_request(&gw.addr("plain").to_string(), BASE, &[]).as_bytes())
+        .expect("send the upgrade");
+    assert!(gw.wait_log("connection cap of 2 reached", DEADLINE));
+    assert_eq!(
+        stat(&gw, "open"),
+        2,
+        "the admin listener still answers at the cap"
+    );
+    third
+        .set_read_guard(Duration::from_millis(300))
+        .expect("guard");
+    assert!(third.read_head().is_err(), "served over the cap");
+    // One leaves: the waiting client is served.
+    let _ = close_and_wait(&mut a, 1000, "");
+    third.set_read_guard(DEADLINE).expect("guard");
+    let head = third.read_head().expect("served once below the cap");
+    assert_eq!(head.status, 101);
+    assert!(gw.log_contains("below the connection cap again"));
+    // The admin listener answered throughout; the cap is about API traffic.
+    assert_eq!(stat(&gw, "open"), 2);
+}

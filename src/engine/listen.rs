@@ -44,12 +44,20 @@ impl Listener {
 impl Gateway {
     /// Accepts until the backlog is empty or the connection cap is reached.
     pub(super) fn accept(&mut self, index: usize) {
-        if self.stopping.is_some() || self.paused {
+        if self.stopping.is_some() {
             return;
         }
         let max = self.model.settings.bounds.max_connections;
+        // The admin listener stays reachable at the cap: that is when an operator needs it.
+        let capped = !matches!(
+            self.listeners.get(index).map(|l| &l.kind),
+            Some(Kind::Admin)
+        );
         loop {
-            if self.conns.len() >= max {
+            if capped && self.conns.len() >= max {
+                if self.paused {
+                    return;
+                }
                 self.paused = true;
                 log::warn!("connection cap of {max} reached: new connections wait in the backlog");
                 return;
