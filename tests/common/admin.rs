@@ -207,3 +207,14 @@ pub fn start_with_test_clock(conf: &std::path::Path, period: u64) -> Gateway {
     align_clock(&gw, period);
     gw
 }
+
+/// Returns once every line the gateway logged before this call is in its collected log: opens
+/// and closes a TCP connection to the plain listener and waits for the gateway's own line about
+/// that connection, which comes after anything logged earlier (one thread, one ordered pipe).
+/// Use it before asserting that a line appears exactly once.
+pub fn log_barrier(gw: &Gateway) {
+    let s = std::net::TcpStream::connect(gw.addr("plain")).expect("connect for the log barrier");
+    let me = s.local_addr().expect("local addr");
+    drop(s);
+    gw.expect_log(&format!("connection from {me} closed"));
+}
