@@ -120,7 +120,7 @@ pub fn expect_no_counts(gw: &Gateway, after: &str) {
     assert!(
         ok,
         "after {after}: counts still held {DEADLINE:?} later: {left:?}\n--- log tail ---\n{}",
-        super::proc::tail(&gw.log(), 40)
+        log_digest(gw, 40)
     );
 }
 
@@ -130,7 +130,7 @@ pub fn expect_stat(gw: &Gateway, name: &str, want: u64, after: &str) {
     assert!(
         ok,
         "after {after}: /stats {name} is {got}, expected {want}\n--- log tail ---\n{}",
-        super::proc::tail(&gw.log(), 40)
+        log_digest(gw, 40)
     );
 }
 
@@ -217,4 +217,24 @@ pub fn log_barrier(gw: &Gateway) {
     let me = s.local_addr().expect("local addr");
     drop(s);
     gw.expect_log(&format!("connection from {me} closed"));
+}
+
+/// The last `n` lines of the gateway log without the noise of the admin requests the tests
+/// poll with: a `connection from PEER closed` line is left out when no other line names PEER.
+pub fn log_digest(gw: &Gateway, n: usize) -> String {
+    let log = gw.log();
+    let closed_peer = |l: &str| {
+        let (_, rest) = l.split_once("connection from ")?;
+        rest.strip_suffix(" closed").map(str::to_string)
+    };
+    let others: Vec<&str> = log.lines().filter(|l| closed_peer(l).is_none()).collect();
+    let kept: Vec<&str> = log
+        .lines()
+        .filter(|l| match closed_peer(l) {
+            None => true,
+            Some(p) => others.iter().any(|o| o.contains(&p)),
+        })
+        .collect();
+    let from = kept.len().saturating_sub(n);
+    kept[from..].join("\n")
 }
