@@ -17,12 +17,7 @@ const SOFT_WARNING: &str = "limit default (100/1hour) exceeded";
 
 fn start(backend: &EchoBackend, product_edits: &[(&str, &str)]) -> (TempConf, Gateway) {
     let conf = TempConf::new();
-    let path = write_conf(
-        &conf,
-        &seed_yaml(&backend.target_url()),
-        product_edits,
-        &[],
-    );
+    let path = write_conf(&conf, &seed_yaml(&backend.target_url()), product_edits, &[]);
     let gw = start_with_test_clock(&path, 3600);
     (conf, gw)
 }
@@ -71,7 +66,11 @@ fn soft_plan_limit_lets_the_101st_call_through_with_remaining_0_and_warns_once()
         "one warning per window and key:\n{}",
         log_digest(&gw, 20)
     );
-    assert_eq!(backend.accepted(), 103, "soft: every call reached the backend");
+    assert_eq!(
+        backend.accepted(),
+        103,
+        "soft: every call reached the backend"
+    );
     // B's key is its own.
     assert_eq!(call(&gw, B, 1).1, rate(99));
     // The next hour starts afresh.
@@ -94,16 +93,28 @@ fn hard_plan_limit_refuses_the_101st_call_with_429_and_rate_limit_headers() {
         let r = refused(connect_as(&gw, A, &[("X-Probe", "over")]));
         r.assert_error(429, "Rate Limit exceeded");
         assert_eq!(r.header("x-ratelimit-limit"), rate(100).as_deref(), "{r:?}");
-        assert_eq!(r.header("x-ratelimit-remaining"), rate(0).as_deref(), "{r:?}");
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            rate(0).as_deref(),
+            "{r:?}"
+        );
         assert!(
             !r.has_prefix("x-countlimit"),
             "refused before the assembly: no count was checked: {r:?}"
         );
     }
-    assert_eq!(backend.accepted(), 100, "a refused call reached the backend");
+    assert_eq!(
+        backend.accepted(),
+        100,
+        "a refused call reached the backend"
+    );
     expect_no_counts(&gw, "plan-limit refusals");
     log_barrier(&gw);
-    assert_eq!(gw.log_count(SOFT_WARNING), 0, "a hard limit does not warn as soft");
+    assert_eq!(
+        gw.log_count(SOFT_WARNING),
+        0,
+        "a hard limit does not warn as soft"
+    );
     // B's key is its own; A's next hour starts afresh.
     assert_eq!(call(&gw, B, 1).1, rate(99));
     advance_clock(&gw, 3600);
@@ -135,7 +146,10 @@ fn plan_burst_limit_refuses_with_429_and_burst_limit_headers() {
     let r = refused(connect_as(&gw, A, &[]));
     r.assert_error(429, "Rate Limit exceeded");
     assert_eq!(r.header("x-burstlimit-limit"), Some("name=per-minute,3;"));
-    assert_eq!(r.header("x-burstlimit-remaining"), Some("name=per-minute,0;"));
+    assert_eq!(
+        r.header("x-burstlimit-remaining"),
+        Some("name=per-minute,0;")
+    );
     assert_eq!(backend.accepted(), 3);
     advance_clock(&gw, 60);
     let (_ws, resp) = connect_as(&gw, A, &[]).expect("a new minute");
