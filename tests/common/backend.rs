@@ -274,6 +274,17 @@ impl EchoBackend {
         self.wait_until(timeout, |s| s.requests.len() >= n)
     }
 
+    /// Cuts every connection open now at the TCP level (no close frame), as a backend process
+    /// that crashes would, while the listener keeps accepting new ones. Returns how many.
+    pub fn sever(&self) -> usize {
+        self.state.update(|s| {
+            for (_, st) in &s.streams {
+                let _ = st.shutdown(Shutdown::Both);
+            }
+            s.streams.len()
+        })
+    }
+
     /// Closes the listener and every connection, and waits (bounded) for their threads to see it.
     pub fn stop(&mut self) {
         let Some(acceptor) = self.acceptor.take() else {

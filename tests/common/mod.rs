@@ -5,13 +5,17 @@
 //! - `backend`: a tungstenite backend that records what it receives (`EchoBackend`, `Mode`)
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
 //! - `python`: the Python `websockets` peers (`python`, `PyEcho`, `run_py_client`)
+//! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
+//! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod conf;
 pub mod gateway;
+pub mod limits;
 pub mod proc;
 pub mod python;
 pub mod sync;
