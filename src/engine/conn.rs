@@ -57,6 +57,8 @@ pub mod flag {
     pub const ECHO: u16 = 1 << 10;
     /// The connection came in on the admin listener.
     pub const ADMIN: u16 = 1 << 11;
+    /// Our write side is shut; waiting for the peers to close theirs.
+    pub const SHUT: u16 = 1 << 12;
 }
 
 /// Bytes travelling in one direction, with the decoder that watches them.

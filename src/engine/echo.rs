@@ -99,8 +99,14 @@ impl Gateway {
             }
             let flushed = !c.up.pending_out() && !c.down.pending_out();
             if c.has(flag::FAILING) {
-                if flushed || c.has(flag::CLIENT_EOF) {
+                if c.has(flag::CLIENT_EOF) {
                     return self.finish(key);
+                }
+                if flushed && !c.has(flag::SHUT) {
+                    // Our close is out: shut our side and drop what the client still sends
+                    // until it closes, so that closing cannot reset the connection first.
+                    c.set(flag::SHUT);
+                    let _ = c.client.shutdown(std::net::Shutdown::Write);
                 }
                 if c.has(flag::CLIENT_READABLE) {
                     discard(
@@ -109,6 +115,9 @@ impl Gateway {
                         flag::CLIENT_READABLE,
                         flag::CLIENT_EOF,
                     );
+                    if c.has(flag::CLIENT_EOF) {
+                        return self.finish(key);
+                    }
                 }
                 return;
             }

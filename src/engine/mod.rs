@@ -280,7 +280,19 @@ impl Gateway {
         };
         use conn::Phase::*;
         match c.phase {
-            Head => self.read_head(key),
+            Head => {
+                self.read_head(key);
+                // The head and the client's goodbye can come in one event; edge-triggered
+                // readiness will not report the goodbye again.
+                let waiting = self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| matches!(c.phase, Resolving | Connecting | BackendHead));
+                if client_vanished && waiting {
+                    log::debug!("client left right after its request");
+                    self.finish(key);
+                }
+            }
             Resolving | Connecting | BackendHead => {
                 if client_vanished {
                     log::debug!("client {} left during the backend handshake", c.peer);

@@ -8,7 +8,7 @@ use super::conn::{Flow, MessageLimit, Phase, flag};
 use super::pool::Pool;
 use crate::model::OverLimitAction;
 use crate::policy::limits::Counters;
-use crate::ws::frame::{self, Next, opcode};
+use crate::ws::frame::{self, Next, Role, opcode};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
@@ -246,7 +246,7 @@ impl Gateway {
         let flushed = !c.up.pending_out() && !c.down.pending_out();
         let both_closed = c.has(flag::CLIENT_CLOSED) && c.has(flag::BACKEND_CLOSED);
         if flushed && (c.has(flag::FAILING) || both_closed) {
-            return self.finish(key);
+            return self.wind_down(key);
         }
         if c.has(flag::FAILING) {
             return;
@@ -261,7 +261,7 @@ impl Gateway {
                 // The backend closed properly, or answered the client's close by closing the
                 // connection: once what it sent reached the client we are done.
                 if flushed {
-                    return self.finish(key);
+                    return self.wind_down(key);
                 }
                 return;
             }
@@ -271,7 +271,7 @@ impl Gateway {
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
                 if flushed {
-                    return self.finish(key);
+                    return self.wind_down(key);
                 }
                 return;
             }
@@ -285,6 +285,52 @@ impl Gateway {
                 self.model.settings.bounds.idle_timeout
             };
             self.set_timeout(key, t);
+        }
+    }
+
+    /// Everything is said and written. Our write side of both sockets is shut and what the
+    /// peers still send is read and dropped until each has closed its side or sent its close
+    /// frame (or `close-grace` passes): closing a socket with unread bytes would reset the
+    /// connection, and a reset can destroy our last frames before the peer reads them.
+    fn wind_down(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !c.has(flag::SHUT) {
+            // The WebSocket is over: this is where its transaction ends.
+            self.release_limits(key);
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            c.set(flag::SHUT | flag::FAILING);
+            let _ = c.client.shutdown(std::net::Shutdown::Write);
+            if let Some(b) = &c.backend {
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            }
+            let grace = self.model.settings.bounds.close_grace;
+            self.set_timeout(key, grace);
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.has(flag::CLIENT_READABLE) && !c.has(flag::CLIENT_EOF) {
+            discard(
+                &mut c.client,
+                &mut c.flags,
+                flag::CLIENT_READABLE,
+                flag::CLIENT_EOF,
+            );
+        }
+        if let Some(b) = c.backend.as_mut() {
+            if c.flags & flag::BACKEND_READABLE != 0 && c.flags & flag::BACKEND_EOF == 0 {
+                discard(b, &mut c.flags, flag::BACKEND_READABLE, flag::BACKEND_EOF);
+            }
+        }
+        // A side that sent its close frame sends nothing more: its socket can go once drained.
+        let client_done = c.has(flag::CLIENT_EOF) || c.has(flag::CLIENT_CLOSED);
+        let backend_done = c.has(flag::BACKEND_EOF) || c.has(flag::BACKEND_CLOSED);
+        if client_done && backend_done {
+            self.finish(key);
         }
     }
 
@@ -330,28 +376,31 @@ impl Gateway {
                 }
             }
         }
-        if c.flags & src_readable == 0 || c.flags & src_eof != 0 {
-            return moved;
-        }
         // Closing, or the client broke the protocol: what the source still sends is not forwarded.
         let failing = c.flags & flag::FAILING != 0 || (up && c.client_fail != 0);
         if failing {
-            discard(src, &mut c.flags, src_readable, src_eof);
+            if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
+                discard(src, &mut c.flags, src_readable, src_eof);
+            }
             return moved;
         }
-        match read_once(&mut self.pool, flow, src) {
-            Io::Blocked => {
-                c.flags &= !src_readable;
-                return moved;
+        if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
+            match read_once(&mut self.pool, flow, src) {
+                Io::Blocked => c.flags &= !src_readable,
+                // Full: wait until the destination drains (backpressure).
+                Io::Full => {}
+                Io::Eof | Io::Error(_) => {
+                    c.flags |= src_eof;
+                    moved = true;
+                }
+                Io::Progress => moved = true,
             }
-            // Full: wait until the destination drains (backpressure).
-            Io::Full => return moved,
-            Io::Eof | Io::Error(_) => {
-                c.flags |= src_eof;
-                return true;
-            }
-            Io::Progress => {}
         }
+        // Decode what is new, and what came along with the handshake before it.
+        if flow.out == flow.end {
+            return moved;
+        }
+        let before = flow.out;
         let mut seen = Seen::default();
         let counters = &mut self.counters;
         let limits = c.limits.as_deref();
@@ -365,8 +414,14 @@ impl Gateway {
         };
         let hold_close = !up && c.client_fail != 0;
         decode(&mut self.pool, flow, &mut seen, hold_close, &mut admit);
+        moved |= flow.out != before;
         release_if_empty(&mut self.pool, flow);
         if let Some(code) = seen.over_limit {
+            // The refused message's header was read but not forwarded, so the destination sits
+            // exactly between frames; the decoder starts afresh so the close can be queued there.
+            // Nothing more is decoded on this flow.
+            let role = if up { Role::Client } else { Role::Server };
+            flow.dec = frame::Decoder::new(role, 0, 0);
             log::info!(
                 "{} message over a hard limit from {}: closing with {code}",
                 if up { "client" } else { "backend" },
@@ -401,7 +456,7 @@ impl Gateway {
             self.fail(key, Some((code, close_reason(code))), None);
             return false;
         }
-        true
+        moved
     }
 
     /// The client broke the protocol. Its input stops here and the backend gets close 1001 at

@@ -236,6 +236,13 @@ impl Gateway {
                         return self.redirect(key, &loc);
                     }
                     log::info!("backend refused the upgrade with status {status}");
+                    // The transaction ends with this answer: counts come back now, not when the
+                    // client hangs up.
+                    self.release_limits(key);
+                    let Some(c) = self.conns.get_mut(key) else {
+                        return;
+                    };
+                    let Some(hs) = c.hs.as_mut() else { return };
                     hs.refused_left = resp
                         .header("content-length")
                         .and_then(|v| v.trim().parse::<u64>().ok())
