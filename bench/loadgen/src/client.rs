@@ -107,8 +107,11 @@ pub enum Phase {
 /// Why a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum End {
-    /// Close handshake done (or the peer ended the stream after it).
+    /// Close handshake we started is done.
     Clean,
+    /// The peer started the close handshake with this code (0: none given); false when the
+    /// stream then ended with an error (a reset) rather than a plain end of file.
+    PeerClosed(u16, bool),
     /// Connect failed (refused, no route, ...).
     Connect(String),
     /// The server answered the upgrade with another status.
@@ -124,6 +127,8 @@ impl End {
     pub fn kind(&self) -> String {
         match self {
             End::Clean => "clean".into(),
+            End::PeerClosed(c, true) => format!("closed by peer {c}"),
+            End::PeerClosed(c, false) => format!("closed by peer {c}, then reset"),
             End::Connect(e) => format!("connect: {e}"),
             End::Status(s) => format!("status {s}"),
             End::Dropped(e) => format!("dropped: {e}"),
@@ -153,6 +158,8 @@ pub struct Conn {
     out_pos: usize,
     dec: Decoder,
     close_received: bool,
+    /// Close code when the peer closed first.
+    peer_close: Option<u16>,
     prefix: [u8; 8],
     prefix_len: usize,
 }
@@ -241,10 +248,10 @@ impl Conn {
             loop {
                 match self.stream.read(scratch) {
                     Ok(0) => {
-                        step.end = Some(if self.close_received {
-                            End::Clean
-                        } else {
-                            End::Dropped("eof".into())
+                        step.end = Some(match (self.close_received, self.peer_close) {
+                            (true, Some(code)) => End::PeerClosed(code, true),
+                            (true, None) => End::Clean,
+                            _ => End::Dropped("eof".into()),
                         });
                         return step;
                     }
@@ -260,7 +267,11 @@ impl Conn {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        step.end = Some(End::Dropped(short_err(&e)));
+                        // Keep the close code if one came before the error.
+                        step.end = Some(match self.peer_close {
+                            Some(code) => End::PeerClosed(code, false),
+                            None => End::Dropped(short_err(&e)),
+                        });
                         return step;
                     }
                 }
@@ -362,6 +373,10 @@ impl Conn {
                         if self.phase == Phase::Open {
                             // Echo the peer's code, as RFC 6455 asks.
                             let code = payload.get(..2).unwrap_or(&[]).to_vec();
+                            self.peer_close = Some(
+                                code.get(..2)
+                                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]])),
+                            );
                             reply = Some((OP_CLOSE, code));
                             self.phase = Phase::Closing;
                         }
@@ -474,6 +489,7 @@ impl Pool {
             out_pos: 0,
             dec: Decoder::new(false),
             close_received: false,
+            peer_close: None,
             prefix: [0; 8],
             prefix_len: 0,
         });

@@ -228,7 +228,8 @@ struct Flood {
 
 impl Flood {
     fn send(&self, pool: &mut Pool, idx: usize, n: usize) {
-        if let Some(c) = pool.get(idx) {
+        // After a close frame either way, no more data may follow.
+        if let Some(c) = pool.get(idx).filter(|c| c.phase == Phase::Open) {
             for _ in 0..n {
                 c.queue(&self.frame);
             }
@@ -411,13 +412,26 @@ impl Latency {
         let mut ts = stamp.to_le_bytes();
         frame::apply_mask(&mut ts, self.mask, 0);
         f[self.ts_off..self.ts_off + 8].copy_from_slice(&ts);
-        while next <= now && !self.open.is_empty() {
-            self.rr = (self.rr + 1) % self.open.len();
-            let idx = self.open[self.rr];
-            if let Some(c) = pool.get(idx) {
-                c.queue(&f);
-                let _ = c.flush();
-            }
+        'due: while next <= now {
+            // Round robin over connections that are still open (not closing).
+            let mut tries = self.open.len();
+            let c = loop {
+                if tries == 0 {
+                    // All are closing: offer nothing for a moment instead of spinning.
+                    next = now + Duration::from_millis(1);
+                    break 'due;
+                }
+                tries -= 1;
+                self.rr = (self.rr + 1) % self.open.len();
+                if let Some(c) = pool
+                    .get(self.open[self.rr])
+                    .filter(|c| c.phase == Phase::Open)
+                {
+                    break c;
+                }
+            };
+            c.queue(&f);
+            let _ = c.flush();
             if measuring {
                 self.sent += 1;
                 self.late.record(now.duration_since(next).as_nanos() as u64);
@@ -459,6 +473,14 @@ impl Mode for Latency {
                 Tick::Wake(Duration::from_millis(100))
             }
             Timed::Warmup(end) | Timed::Measure(end) => {
+                if self.open.is_empty() {
+                    // Every connection is gone: nothing left to measure.
+                    if let Timed::Measure(_) = self.phase {
+                        self.end_window(now);
+                    }
+                    self.phase = Timed::Done;
+                    return Tick::Done;
+                }
                 if now >= end {
                     if let Timed::Warmup(_) = self.phase {
                         self.win.0 = self.ns(now);
