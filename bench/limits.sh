@@ -14,7 +14,7 @@ set -euo pipefail
 ARGS="$*"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
-SECS=10 WARMUP=2 ROUNDS=3 CONNS=64 WINDOW=16 SIZES="64 4096" RATE=50000 LAT_SECS="" BUILD=1
+SECS=10 WARMUP=2 ROUNDS=3 CONNS=64 WINDOW=16 SIZES="64 4096" RATE=20000 LAT_SECS="" BUILD=1
 QUICK=0 OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,6 +39,7 @@ command -v python3 >/dev/null || { echo "limits.sh: python3 is needed for the re
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-bench.XXXXXX")
 PIDS=()
 cleanup() {
+    local rc=$?
     # Only the processes started here, by PID: SIGTERM, a grace period, then SIGKILL.
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for _ in $(seq 50); do
@@ -48,7 +49,7 @@ cleanup() {
         sleep 0.1
     done
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
+    if [ $rc = 0 ]; then rm -rf "$TMP"; else echo "limits.sh: failed; configs and logs kept in $TMP" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -4,9 +4,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::Events;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
 
 use crate::client::{End, Phase, Pool, Step};
+use crate::sys::Timer;
 
 pub enum Tick {
     /// Call `tick` again after at most this long.
@@ -27,22 +29,41 @@ pub trait Mode {
 /// Longest poll sleep, so signals and stdin are noticed promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
+/// Below this, sleeps use the timerfd: epoll alone would round them up to a millisecond.
+const FINE: Duration = Duration::from_millis(2);
+const TIMER: Token = Token(usize::MAX);
+
 pub fn drive(pool: &mut Pool, mode: &mut impl Mode, timeout: Duration) -> io::Result<()> {
     let mut events = Events::with_capacity(4096);
     let mut scratch = vec![0u8; 256 * 1024];
     let mut next_sweep = Instant::now() + MAX_SLEEP;
+    let timer = Timer::new()?;
+    pool.poll
+        .registry()
+        .register(&mut SourceFd(&timer.fd()), TIMER, Interest::READABLE)?;
     loop {
         let now = Instant::now();
-        let wake = match mode.tick(pool, now) {
+        let mut wake = match mode.tick(pool, now) {
             Tick::Done => return Ok(()),
-            Tick::Wake(d) => d.min(MAX_SLEEP),
+            Tick::Wake(d) => Some(d.min(MAX_SLEEP)),
         };
-        if let Err(e) = pool.poll.poll(&mut events, Some(wake))
+        if let Some(d) = wake
+            && !d.is_zero()
+            && d < FINE
+        {
+            timer.arm(d);
+            wake = Some(MAX_SLEEP);
+        }
+        if let Err(e) = pool.poll.poll(&mut events, wake)
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(e);
         }
         for ev in events.iter() {
+            if ev.token() == TIMER {
+                timer.clear();
+                continue;
+            }
             let i = ev.token().0;
             let Some(was) = pool.get(i).map(|c| c.phase) else {
                 continue;

@@ -376,6 +376,7 @@ struct Latency {
     warmup: f64,
     secs: f64,
     interval: Duration,
+    tick: Duration,
     next_send: Option<Instant>,
     frame: Vec<u8>,
     ts_off: usize,
@@ -406,12 +407,8 @@ impl Latency {
         let Some(mut next) = self.next_send else {
             return;
         };
-        let stamp = self.ns(now);
         let measuring = matches!(self.phase, Timed::Measure(_));
         let mut f = self.frame.clone();
-        let mut ts = stamp.to_le_bytes();
-        frame::apply_mask(&mut ts, self.mask, 0);
-        f[self.ts_off..self.ts_off + 8].copy_from_slice(&ts);
         'due: while next <= now {
             // Round robin over connections that are still open (not closing).
             let mut tries = self.open.len();
@@ -430,11 +427,17 @@ impl Latency {
                     break c;
                 }
             };
+            // Stamped one by one: a burst's last message must not carry its first one's time.
+            let t = Instant::now();
+            let mut ts = t.duration_since(self.epoch).as_nanos().to_le_bytes();
+            let ts = &mut ts[..8];
+            frame::apply_mask(ts, self.mask, 0);
+            f[self.ts_off..self.ts_off + 8].copy_from_slice(ts);
             c.queue(&f);
             let _ = c.flush();
             if measuring {
                 self.sent += 1;
-                self.late.record(now.duration_since(next).as_nanos() as u64);
+                self.late.record(t.duration_since(next).as_nanos() as u64);
             }
             next += self.interval;
         }
@@ -494,8 +497,10 @@ impl Mode for Latency {
                     return Tick::Wake(Duration::ZERO);
                 }
                 self.send_due(pool, now);
+                // Sleep at least `tick` between bursts: waking for every message would cost
+                // the sender more CPU than the gateway it measures.
                 let next = self.next_send.map_or(end, |n| n.min(end));
-                Tick::Wake(until(next, Instant::now()))
+                Tick::Wake(until(next, Instant::now()).max(self.tick))
             }
             Timed::Drain(end) => {
                 if now >= end || self.received >= self.sent {
@@ -543,6 +548,7 @@ pub fn latency(o: &Opts) -> Result<(), String> {
         warmup: o.warmup,
         secs: o.secs,
         interval: Duration::from_secs_f64(1.0 / o.rate),
+        tick: Duration::from_micros(o.tick_us),
         next_send: None,
         frame,
         ts_off,

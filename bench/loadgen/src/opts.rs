@@ -20,6 +20,8 @@ Options (all client modes):
   --concurrency C             connects in progress at once (hold: 256, handshakes: 16)
   --cpu-pid NAME=PID          report CPU seconds this process used during the measured window
                               (repeatable; our own process is always reported as `loadgen`)
+  --tick-us N                 latency: least sleep between send bursts (default 100); smaller
+                              spreads messages more evenly but costs the sender more CPU
   --label TEXT                copied into the JSON result
   --stdin                     hold: also stop when stdin reaches end of file
 
@@ -40,6 +42,7 @@ pub struct Opts {
     pub secs: f64,
     pub warmup: f64,
     pub rate: f64,
+    pub tick_us: u64,
     pub concurrency: Option<usize>,
     pub timeout: f64,
     pub cpu_pids: Vec<(String, String)>,
@@ -71,6 +74,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
         secs: 10.0,
         warmup: 1.0,
         rate: 1000.0,
+        tick_us: 100,
         concurrency: None,
         timeout: 10.0,
         cpu_pids: Vec::new(),
@@ -97,6 +101,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--secs" => o.secs = num(a, &val()?)?,
             "--warmup" => o.warmup = num(a, &val()?)?,
             "--rate" => o.rate = num(a, &val()?)?,
+            "--tick-us" => o.tick_us = num(a, &val()?)?,
             "--concurrency" => o.concurrency = Some(num(a, &val()?)?),
             "--timeout" => o.timeout = num(a, &val()?)?,
             "--cpu-pid" => {

@@ -32,6 +32,63 @@ unsafe extern "C" {
     fn close(fd: c_int) -> c_int;
     fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
     fn sysconf(name: c_int) -> c_long;
+    fn timerfd_create(clock: c_int, flags: c_int) -> c_int;
+    fn timerfd_settime(fd: c_int, flags: c_int, new: *const ITimerSpec, old: *mut c_void) -> c_int;
+}
+
+#[repr(C)]
+struct TimeSpec {
+    sec: i64,
+    nsec: i64,
+}
+
+#[repr(C)]
+struct ITimerSpec {
+    interval: TimeSpec,
+    value: TimeSpec,
+}
+
+const CLOCK_MONOTONIC: c_int = 1;
+
+/// A one-shot timerfd: epoll's own timeout counts in whole milliseconds, too coarse for a
+/// sender that must go out every few microseconds.
+pub struct Timer(std::fs::File);
+
+impl Timer {
+    pub fn new() -> io::Result<Timer> {
+        // SAFETY: creates a descriptor that OwnedFd then owns.
+        // TFD_NONBLOCK and TFD_CLOEXEC have the values of SOCK_NONBLOCK and SOCK_CLOEXEC.
+        let fd = unsafe { timerfd_create(CLOCK_MONOTONIC, SOCK_NONBLOCK | SOCK_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and is owned by nothing else.
+        Ok(Timer(unsafe { std::fs::File::from_raw_fd(fd) }))
+    }
+
+    /// Fires once after `d` (at least 1 ns: zero would disarm it).
+    pub fn arm(&self, d: std::time::Duration) {
+        let d = d.max(std::time::Duration::from_nanos(1));
+        let t = ITimerSpec {
+            interval: TimeSpec { sec: 0, nsec: 0 },
+            value: TimeSpec {
+                sec: d.as_secs() as i64,
+                nsec: d.subsec_nanos() as i64,
+            },
+        };
+        // SAFETY: valid descriptor and itimerspec.
+        unsafe { timerfd_settime(self.fd(), 0, &t, std::ptr::null_mut()) };
+    }
+
+    /// Clears the expiry count so the next expiry wakes epoll again.
+    pub fn clear(&self) {
+        let mut b = [0u8; 8];
+        let _ = io::Read::read(&mut &self.0, &mut b);
+    }
+
+    pub fn fd(&self) -> c_int {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
 }
 
 const AF_INET: c_int = 2;
