@@ -117,9 +117,8 @@ w(f"## At a fixed offered rate: {int(env['RATE']):,} round trips/s")
 w("")
 w(f"bench/loadgen `latency`: the same {env['CONNS']} connections, messages sent on an open-loop"
   f" schedule (round robin), {env['WARMUP']} s warmup then {env['LAT_SECS']} s measured. The"
-  " round trip time runs from when a message is queued to when its echo is read. The load"
-  " generator sends in batches at most about 1 ms apart (epoll's timer resolution), so"
-  " latencies below that are not smoothed out.")
+  " round trip time runs from when a message is queued to when its echo is read; messages"
+  " leave in small bursts at least 100 µs apart (see bench/README.md).")
 w("")
 w("| size | target | achieved round trips/s | wsgate CPU s per 1M | wsgate cores busy"
   " | p50 µs | p99 µs | p99.9 µs | max µs |")
