@@ -52,7 +52,7 @@ out = []
 w = out.append
 w(f"# Cost of the limits: wsgate with the seed's limits raised out of reach vs. no limits")
 w("")
-w(f"- Date: {env['DATE']}; command: `{env['CMDLINE']}`"
+w(f"- Date: {env['DATE']} (local time); command: `{env['CMDLINE']}`"
   + (" (quick mode: short runs, one round; indicative only)" if env["QUICK"] == "1" else ""))
 w(f"- Machine: {env['NPROC']} CPUs, {env['CPU_MODEL']}; {env['KERNEL']}")
 w(f"- Load average (1/5/15 min) before: {env['LOAD_BEFORE']}, after: {env['LOAD_AFTER']}"
@@ -76,11 +76,18 @@ w("- **limits-on**: wsgate serving the seed API unchanged and the seed product w
   " clients send `X-IBM-Client-Id: demo-client-id`. Every message is still counted against"
   " both rate limits.")
 seed, on, noid = (json.loads(env[k]) for k in ("SANITY_SEED", "SANITY_ON", "SANITY_NOID"))
+
+
+def kinds(d, none):
+    """Counters by kind as text, e.g. "closed by peer 1008 (1)"."""
+    return ", ".join(f"{k} ({n})" for k, n in d.items()) if d else none
+
+
 w("- Check that limits-on runs the seed's policies on every message: one connection flooding"
-  f" for 1 s got {seed['msgs']} echoes and then {seed['lost_conns'] or 'no close (!)'} from a"
-  f" gateway with the seed product unchanged (3 messages a minute); {on['msgs']} echoes and"
-  f" {on['lost_conns'] or 'no close'} from limits-on. An upgrade to limits-on without the client"
-  f" id got {noid['failures'] or 'no refusal (!)'}.")
+  f" for 1 s got {seed['msgs']} echoes and then {kinds(seed['lost_conns'], 'no close (!)')}"
+  " from a gateway with the seed product unchanged (3 messages a minute);"
+  f" {on['msgs']} echoes and {kinds(on['lost_conns'], 'no close')} from limits-on. An upgrade"
+  f" to limits-on without the client id got {kinds(noid['failures'], 'no refusal (!)')}.")
 w("")
 w("A *round trip* is one message to the echo backend and its echo back, so wsgate relays two"
   " messages per round trip. Figures are medians over the rounds, with (min–max) when there"
