@@ -56,6 +56,23 @@ trap 'exit 130' INT TERM
 
 log() { echo "limits.sh: $*" >&2; }
 
+# Runs the load generator in the background and waits for it, so a SIGTERM to this script is
+# handled at once (bash defers traps until a foreground command ends) and cleanup can stop it.
+lg() {
+    "$LG" "$@" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid"
+    local rc=$?
+    unset_pid "$pid"
+    return $rc
+}
+unset_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
 if [ $BUILD = 1 ]; then
     log "building wsgate and the load generator (release)"
     (cd "$ROOT" && cargo build --release --quiet)
@@ -145,7 +162,7 @@ start_gateway "$SEED"; SEED_PID=$GW_PID
 one_conn=(flood --conns 1 --window 1 --secs 1 --warmup 0 --header "$HEADER")
 SANITY_SEED=$("$LG" "${one_conn[@]}" --url "ws://$GW_ADDR/test-yahel-websocket-api/" 2>/dev/null)
 kill -TERM "$SEED_PID"; wait "$SEED_PID" 2>/dev/null || true
-keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$SEED_PID" ] || keep+=("$p"); done; PIDS=("${keep[@]}")
+unset_pid "$SEED_PID"
 SANITY_ON=$("$LG" "${one_conn[@]}" --url "$ON_URL" 2>/dev/null)
 SANITY_NOID=$("$LG" hold --url "$ON_URL" --conns 1 --hold-secs 0 2>/dev/null)
 RUNS=$TMP/runs.jsonl; : >"$RUNS"
@@ -163,7 +180,7 @@ for r in $(seq "$ROUNDS"); do
                 limits-on) url=$ON_URL; cpu=(--cpu-pid "wsgate=$ON_PID") ;;
             esac
             log "round $r/$ROUNDS, ${size} B, $t"
-            "$LG" flood --url "$url" --conns "$CONNS" --size "$size" --window "$WINDOW" \
+            lg flood --url "$url" --conns "$CONNS" --size "$size" --window "$WINDOW" \
                 --secs "$SECS" --warmup "$WARMUP" --header "$HEADER" --label "$t" \
                 "${cpu[@]}" --cpu-pid "echo=$ECHO_PID" >>"$RUNS"
         done
@@ -181,7 +198,7 @@ for r in $(seq "$ROUNDS"); do
                 limits-on) url=$ON_URL; cpu=(--cpu-pid "wsgate=$ON_PID") ;;
             esac
             log "round $r/$ROUNDS, ${size} B, $t, $RATE round trips/s offered"
-            "$LG" latency --url "$url" --conns "$CONNS" --size "$size" --rate "$RATE" \
+            lg latency --url "$url" --conns "$CONNS" --size "$size" --rate "$RATE" \
                 --secs "$LAT_SECS" --warmup "$WARMUP" --header "$HEADER" --label "$t" \
                 "${cpu[@]}" --cpu-pid "echo=$ECHO_PID" >>"$LAT"
         done
