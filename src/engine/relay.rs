@@ -321,10 +321,11 @@ impl Gateway {
                 flag::CLIENT_EOF,
             );
         }
-        if let Some(b) = c.backend.as_mut() {
-            if c.flags & flag::BACKEND_READABLE != 0 && c.flags & flag::BACKEND_EOF == 0 {
-                discard(b, &mut c.flags, flag::BACKEND_READABLE, flag::BACKEND_EOF);
-            }
+        if let Some(b) = c.backend.as_mut()
+            && c.flags & flag::BACKEND_READABLE != 0
+            && c.flags & flag::BACKEND_EOF == 0
+        {
+            discard(b, &mut c.flags, flag::BACKEND_READABLE, flag::BACKEND_EOF);
         }
         // A side that sent its close frame sends nothing more: its socket can go once drained.
         let client_done = c.has(flag::CLIENT_EOF) || c.has(flag::CLIENT_CLOSED);
