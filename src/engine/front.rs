@@ -121,7 +121,7 @@ impl Gateway {
         } else {
             None
         };
-        let caller = match preflow::identify(&model, api_idx, &head) {
+        let caller = match preflow::identify(&model, &self.clients, api_idx, &head) {
             Ok(c) => c,
             Err(r) => return self.respond(key, r.status, r.message, &[]),
         };

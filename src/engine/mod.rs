@@ -77,6 +77,8 @@ pub struct Gateway {
     resolver: resolve::Resolver,
     signals: signals::Signals,
     stats: Stats,
+    /// Applications by client id.
+    clients: crate::policy::preflow::ClientIndex,
     /// Every limit counter of the gateway.
     counters: crate::policy::limits::Counters,
     /// Unix time in seconds, read once per loop turn; limit windows use it.
@@ -141,6 +143,7 @@ impl Gateway {
             signals,
             stats: Stats::default(),
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
+            clients: crate::policy::preflow::client_index(&model),
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),

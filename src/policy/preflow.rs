@@ -80,8 +80,25 @@ fn credential<'h>(head: &'h RequestHead, key: &crate::model::ApiKey) -> Option<&
     }
 }
 
+/// Applications by client id, built once when the config loads.
+pub type ClientIndex = std::collections::HashMap<String, AppIdx>;
+
+pub fn client_index(model: &Model) -> ClientIndex {
+    model
+        .applications
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.client_id.clone(), i as AppIdx))
+        .collect()
+}
+
 /// Client identification and the subscription lookup (spec §1.3, §1.4, §4.1).
-pub fn identify(model: &Model, api_idx: u16, head: &RequestHead) -> Result<Caller, Refusal> {
+pub fn identify(
+    model: &Model,
+    clients: &ClientIndex,
+    api_idx: u16,
+    head: &RequestHead,
+) -> Result<Caller, Refusal> {
     let api = &model.apis[api_idx as usize];
     let reqs = &api.security.requirements;
     if reqs.iter().all(|r| r.client_id.is_none()) {
@@ -97,17 +114,17 @@ pub fn identify(model: &Model, api_idx: u16, head: &RequestHead) -> Result<Calle
         let Some(id) = credential(head, id_key) else {
             continue;
         };
-        let Some(app_idx) = model.applications.iter().position(|a| a.client_id == id) else {
+        let Some(&app_idx) = clients.get(id) else {
             continue;
         };
-        let app = &model.applications[app_idx];
+        let app = &model.applications[app_idx as usize];
         if let Some(secret_key) = &r.client_secret {
             let given = credential(head, secret_key);
             if given.is_none() || app.client_secret.as_deref() != given {
                 continue;
             }
         }
-        found = Some(app_idx as AppIdx);
+        found = Some(app_idx);
         break;
     }
     let app = found.ok_or(invalid)?;
