@@ -154,7 +154,7 @@ impl Gateway {
             held: &mut held,
             headers: &mut checked,
         };
-        let outcome = match preflow::plan_limits(&model, caller, &mut lim) {
+        let outcome = match preflow::plan_limits(&vars, &mut lim) {
             Err(r) => Err((r.status, r.message.to_string())),
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {

@@ -145,6 +145,13 @@ impl RequestHead {
     pub fn query(&self) -> Option<&str> {
         self.query.map(|q| q.get(&self.fields.raw))
     }
+    /// The value of the first query parameter called `name` (as sent, not decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
     /// The minor version of HTTP/1.x.
     pub fn minor_version(&self) -> u8 {
         self.minor

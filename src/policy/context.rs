@@ -67,7 +67,7 @@ impl<'a> Vars<'a> {
                     return self.model.property(self.api, p).map(Cow::Borrowed);
                 }
                 if let Some(p) = name.strip_prefix("request.parameters.") {
-                    return self.query_parameter(p).map(Cow::Borrowed);
+                    return self.head.query_param(p).map(Cow::Borrowed);
                 }
                 return None;
             }
@@ -78,13 +78,6 @@ impl<'a> Vars<'a> {
     /// Expands a template against these variables (unknown references expand to nothing).
     pub fn expand(&self, t: &crate::model::Template) -> String {
         t.expand(&|name| self.get(name).map(Cow::into_owned))
-    }
-
-    fn query_parameter(&self, name: &str) -> Option<&'a str> {
-        self.head.query()?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
     }
 }
 
@@ -103,7 +96,7 @@ impl condition::Context for Vars<'_> {
         self.head.header(name)
     }
     fn query_parameter(&self, name: &str) -> Option<&str> {
-        Vars::query_parameter(self, name)
+        self.head.query_param(name)
     }
     fn operation_path(&self) -> Option<&str> {
         self.operation.map(|o| o.path.as_str())

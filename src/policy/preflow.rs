@@ -1,9 +1,10 @@
 //! What runs before the assembly (spec §1.11): CORS, client identification, the subscription
 //! lookup and the plan's burst and rate limits. Each refusal is a ready answer for the driver.
 
-use super::assembly::{LimitHeaders, Limiter};
+use super::assembly::{self, LimitHeaders, Limiter};
+use super::context::Vars;
 use crate::http::head::RequestHead;
-use crate::model::{Api, AppIdx, Model, Operation, PlanIdx};
+use crate::model::{Api, AppIdx, LimitOp, Model, Operation, PlanIdx};
 
 /// A refusal: status, `moreInformation`, and whether limit headers belong on it.
 #[derive(Debug)]
@@ -73,10 +74,7 @@ fn credential<'h>(head: &'h RequestHead, key: &crate::model::ApiKey) -> Option<&
     if key.in_header {
         head.header(&key.name)
     } else {
-        head.query()?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == key.name).then_some(v)
-        })
+        head.query_param(&key.name)
     }
 }
 
@@ -141,46 +139,19 @@ pub fn identify(
     })
 }
 
-/// The plan's burst limits, then its rate limits (spec §3.6). A hard limit over its maximum
-/// refuses with 429; a soft one lets the call through with a warning.
-pub fn plan_limits(model: &Model, caller: Caller, lim: &mut Limiter<'_>) -> Result<(), Refusal> {
-    let Some(plan) = caller.plan else {
+/// The plan's burst limits, then its rate limits (spec §3.6), each applied as an assembly
+/// limit would be. A hard limit over its maximum refuses with 429; these refusals happen before
+/// the assembly, so no `catch` sees them.
+pub fn plan_limits(vars: &Vars<'_>, lim: &mut Limiter<'_>) -> Result<(), Refusal> {
+    let Some(plan) = vars.plan else {
         return Ok(());
     };
-    let plan = &model.plans[plan as usize];
     for &idx in plan.burst_limits.iter().chain(plan.rate_limits.iter()) {
-        let def = &model.limits[idx as usize];
-        let slot = match lim.counters.slot(idx, &lim.consumer, lim.now) {
-            super::limits::Lookup::Counter(s) => s,
-            super::limits::Lookup::Unlimited => continue,
-            super::limits::Lookup::Full => {
-                return Err(Refusal {
-                    status: 429,
-                    message: "Rate Limit exceeded",
-                });
-            }
-        };
-        let v = lim.counters.consume(slot, 1, lim.now);
-        let prefix = match def.kind {
-            crate::model::LimitKind::Burst => "X-BurstLimit",
-            _ => "X-RateLimit",
-        };
-        lim.headers
-            .push((prefix, def.name.clone(), v.limit, v.remaining));
-        if !v.allowed {
-            return Err(Refusal {
-                status: 429,
-                message: "Rate Limit exceeded",
-            });
-        }
-        if v.exceeded && v.first_in_window {
-            log::warn!(
-                "plan {} limit {} ({}) exceeded; soft, the call goes on",
-                plan.name,
-                def.name,
-                def.value_text
-            );
-        }
+        let def = &vars.model.limits[idx as usize];
+        assembly::apply(def, idx, LimitOp::Consume, vars, lim).map_err(|_| Refusal {
+            status: 429,
+            message: "Rate Limit exceeded",
+        })?;
     }
     Ok(())
 }
