@@ -185,7 +185,7 @@ fn silent_backend_times_out_with_504() {
     let host = gw.addr("plain").to_string();
     let r = answer(&gw, &upgrade_request(&host, BASE, &[]));
     assert_json_error(&r, 504, "Timeout");
-    assert!(gw.log_contains("did not complete the upgrade in time"));
+    assert!(gw.wait_log("did not complete the upgrade in time", DEADLINE));
 }
 
 fn upgraded(gw: &Gateway) -> RawConn {

@@ -267,8 +267,13 @@ impl Gateway {
                 c.set(BACKEND_WRITABLE);
                 // TLS records queued when the socket was full go now, whether or not the
                 // relay has anything new to write.
-                if let Some(b) = c.backend.as_mut() {
-                    let _ = b.flush_tls();
+                // A TLS read can stop because its own records could not go out; now they
+                // can, so reading is worth another try.
+                if let Some(b) = c.backend.as_mut()
+                    && b.is_tls()
+                    && b.flush_tls().unwrap_or(true)
+                {
+                    c.set(BACKEND_READABLE);
                 }
             }
         } else {
@@ -277,7 +282,9 @@ impl Gateway {
             }
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 c.set(CLIENT_WRITABLE);
-                let _ = c.client.flush_tls();
+                if c.client.is_tls() && c.client.flush_tls().unwrap_or(true) {
+                    c.set(CLIENT_READABLE);
+                }
             }
         }
         let vanished = !backend && (ev.is_read_closed() || ev.is_error());

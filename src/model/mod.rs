@@ -82,7 +82,7 @@ impl TlsCert {
 #[derive(Debug, Clone)]
 pub struct TlsProfile {
     pub name: String,
-    /// PEM file of trusted roots; `None` uses the built-in web roots.
+    /// PEM file of trusted roots; `None` uses the system's store.
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<TlsCert>,
     /// Skip certificate verification (warned at load and on every connection).
