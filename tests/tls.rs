@@ -642,3 +642,48 @@ fn insecure_skip_verify_accepts_an_unknown_ca_and_warns() {
     });
     println!("log: {line}");
 }
+
+/// The harness's own TLS peers, without the gateway: the wss client against the TLS echo
+/// backend, so a failure elsewhere in this file is the gateway's and not the test PKI's.
+#[test]
+fn harness_tls_client_and_backend_work_together() {
+    let conf = TempConf::new();
+    let pki = pki(&conf);
+    let backend = EchoBackend::start_tls(Mode::Echo, pki.backend.server_config());
+    let (mut ws, _) = tls::wss_connect(backend.addr(), "localhost", "/x", &[], &pki.ca.roots())
+        .expect("wss straight to the TLS backend");
+    assert_eq!(
+        tls::peer_leaf(ws.get_ref()).as_ref(),
+        Some(&pki.backend.cert)
+    );
+    echo_checks(&mut ws);
+    let hs = backend.tls_seen();
+    assert_eq!(hs.len(), 1, "{hs:?}");
+    assert_eq!(hs[0].server_name.as_deref(), Some("localhost"));
+    assert_eq!(hs[0].alpn.as_deref(), Some("http/1.1"));
+    assert_eq!(hs[0].client_certs, 0);
+
+    // The client checks names: the backend's certificate is not for other.test.
+    let err = tls::tls_connect(
+        backend.addr(),
+        "other.test",
+        tls::client_config(&pki.ca.roots()),
+    )
+    .err()
+    .expect("a certificate for localhost does not verify as other.test");
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // The mutual-TLS backend refuses a client without a certificate.
+    let mtls = EchoBackend::start_tls(
+        Mode::Echo,
+        pki.backend.server_config_requiring_client_cert(&pki.ca),
+    );
+    let refused = tls::wss_connect(mtls.addr(), "localhost", "/x", &[], &pki.ca.roots());
+    assert!(refused.is_err(), "no client certificate, yet upgraded");
+    assert!(
+        mtls.wait_until(DEADLINE, |s| s.tls.iter().any(|t| t.error.is_some())),
+        "{:?}",
+        mtls.tls_seen()
+    );
+    assert!(mtls.requests().is_empty());
+}
