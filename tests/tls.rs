@@ -457,6 +457,8 @@ fn a_hundred_stalled_handshakes_do_not_slow_a_working_client() {
     println!(
         "median echo round trip: {before:?} before, {during:?} with 100 stalled handshakes open"
     );
+    // Every timed echo went through the backend (20 + 200 + 200, and the new client's one).
+    assert_eq!(backend.messages(), 421);
     assert!(
         during <= before * 10 + Duration::from_millis(5),
         "100 stalled handshakes slowed the working client: median {before:?} -> {during:?}"
