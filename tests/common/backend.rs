@@ -1,6 +1,9 @@
 //! A WebSocket backend on tungstenite (not our code), one thread per connection, that records
 //! what the gateway sent it: the raw request head of every accepted connection, the close frames
 //! it received, and how many connections are open.
+//!
+//! `EchoBackend::start_tls` serves the same modes over TLS (rustls, not our code): every
+//! connection's handshake is recorded too (SNI name, ALPN, client certificates, or the error).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -8,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::CloseFrame;
@@ -124,15 +128,66 @@ pub struct State {
     pub flood_blocked: usize,
     /// Bytes read on `Mode::Silent` connections.
     pub silent_bytes: u64,
+    /// TLS handshakes of a `start_tls` backend, one per accepted connection that got that far.
+    pub tls: Vec<TlsSeen>,
     stopping: bool,
     /// The sockets, shared with their threads (no dup: a test process has 20,000 descriptors).
     streams: Vec<(usize, Arc<TcpStream>)>,
 }
 
+/// One TLS handshake as the backend saw it.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSeen {
+    pub conn: usize,
+    /// The SNI name the client sent (`ServerConnection::server_name`).
+    pub server_name: Option<String>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// `TLSv1_3`, `TLSv1_2`, ... (Debug of the negotiated version).
+    pub version: Option<String>,
+    /// Certificates the client presented (0 without client authentication).
+    pub client_certs: usize,
+    /// Why the handshake failed; `None` when it completed.
+    pub error: Option<String>,
+}
+
+/// The shared socket as a stream rustls can own, so `sever` and `stop` can still shut it down.
+struct SharedTcp(Arc<TcpStream>);
+
+impl Read for SharedTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+/// A connection's byte stream: the socket itself, or TLS over it.
+enum Inner {
+    Plain(Arc<TcpStream>),
+    Tls(Box<StreamOwned<ServerConnection, SharedTcp>>),
+}
+
+impl Inner {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Inner::Plain(s) => s,
+            Inner::Tls(t) => &t.sock.0,
+        }
+    }
+}
+
 /// Wraps the socket to record the request head as it is read, before tungstenite parses it, so
 /// heads that tungstenite refuses are recorded too.
 struct HeadTap {
-    inner: Arc<TcpStream>,
+    inner: Inner,
     head: Vec<u8>,
     done: bool,
     conn: usize,
@@ -145,7 +200,10 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 impl Read for HeadTap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&*self.inner).read(buf)?;
+        let n = match &mut self.inner {
+            Inner::Plain(s) => (&**s).read(buf)?,
+            Inner::Tls(t) => t.read(buf)?,
+        };
         if !self.done {
             self.head.extend_from_slice(&buf[..n]);
             if let Some(end) = head_end(&self.head) {
@@ -161,15 +219,23 @@ impl Read for HeadTap {
 
 impl Write for HeadTap {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.inner).write(buf)
+        match &mut self.inner {
+            Inner::Plain(s) => (&**s).write(buf),
+            Inner::Tls(t) => t.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.inner).flush()
+        match &mut self.inner {
+            Inner::Plain(s) => (&**s).flush(),
+            Inner::Tls(t) => t.flush(),
+        }
     }
 }
 
 pub struct EchoBackend {
     addr: SocketAddr,
+    /// Set for a TLS backend (`start_tls`).
+    tls: Option<Arc<ServerConfig>>,
     mode: Arc<Mutex<Mode>>,
     state: Arc<Watch<State>>,
     acceptor: Option<JoinHandle<()>>,
@@ -192,6 +258,16 @@ impl EchoBackend {
     }
 
     pub fn start_with(mode: Mode) -> EchoBackend {
+        EchoBackend::spawn(mode, None)
+    }
+
+    /// The same backend over TLS with `config` (its certificate, and client authentication if
+    /// the config asks for it). `target_url` is then `wss://localhost:PORT/`.
+    pub fn start_tls(mode: Mode, config: Arc<ServerConfig>) -> EchoBackend {
+        EchoBackend::spawn(mode, Some(config))
+    }
+
+    fn spawn(mode: Mode, tls: Option<Arc<ServerConfig>>) -> EchoBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
         let addr = listener.local_addr().expect("backend local addr");
         let mode = Arc::new(Mutex::new(mode));
@@ -199,13 +275,15 @@ impl EchoBackend {
         let acceptor = {
             let mode = mode.clone();
             let state = state.clone();
+            let tls = tls.clone();
             thread::Builder::new()
                 .name("backend-accept".into())
-                .spawn(move || accept_loop(listener, mode, state))
+                .spawn(move || accept_loop(listener, mode, state, tls))
                 .expect("spawn backend acceptor")
         };
         EchoBackend {
             addr,
+            tls,
             mode,
             state,
             acceptor: Some(acceptor),
@@ -216,14 +294,23 @@ impl EchoBackend {
         self.addr
     }
 
-    /// `ws://127.0.0.1:PORT/`, the form of a `target-url`.
+    /// `ws://127.0.0.1:PORT/`, the form of a `target-url`; for a TLS backend
+    /// `wss://localhost:PORT/` (a host name, so that SNI and the name check mean something).
     pub fn target_url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        self.url("/")
     }
 
-    /// `ws://127.0.0.1:PORT<path>`.
+    /// `ws://127.0.0.1:PORT<path>`, or `wss://localhost:PORT<path>` for a TLS backend.
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+        match self.tls {
+            None => format!("ws://{}{}", self.addr, path),
+            Some(_) => format!("wss://localhost:{}{}", self.addr.port(), path),
+        }
+    }
+
+    /// The TLS handshakes seen so far (empty for a plain backend).
+    pub fn tls_seen(&self) -> Vec<TlsSeen> {
+        self.state(|s| s.tls.clone())
     }
 
     /// Changes the mode for connections accepted from now on.
@@ -310,7 +397,12 @@ impl Drop for EchoBackend {
     }
 }
 
-fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<State>>) {
+fn accept_loop(
+    listener: TcpListener,
+    mode: Arc<Mutex<Mode>>,
+    state: Arc<Watch<State>>,
+    tls: Option<Arc<ServerConfig>>,
+) {
     let mut next_id = 0usize;
     loop {
         let stream = match listener.accept() {
@@ -338,11 +430,12 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
         });
         let m = mode.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let st = state.clone();
+        let tls = tls.clone();
         let spawned = thread::Builder::new()
             .name(format!("backend-conn-{id}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve(id, stream, m, st.clone());
+                serve(id, stream, m, st.clone(), tls);
                 st.update(|s| {
                     s.open -= 1;
                     s.streams.retain(|(i, _)| *i != id);
@@ -360,11 +453,24 @@ fn accept_loop(listener: TcpListener, mode: Arc<Mutex<Mode>>, state: Arc<Watch<S
 
 // The callback's error type is tungstenite's `ErrorResponse`; its size is not ours to choose.
 #[allow(clippy::result_large_err)]
-fn serve(id: usize, stream: Arc<TcpStream>, mode: Mode, shared: Arc<Watch<State>>) {
+fn serve(
+    id: usize,
+    stream: Arc<TcpStream>,
+    mode: Mode,
+    shared: Arc<Watch<State>>,
+    tls: Option<Arc<ServerConfig>>,
+) {
     let _ = stream.set_nodelay(true);
     let state: &Watch<State> = &shared;
+    let inner = match tls {
+        None => Inner::Plain(stream),
+        Some(config) => match tls_accept(id, stream, config, state) {
+            Some(t) => Inner::Tls(Box::new(t)),
+            None => return,
+        },
+    };
     let tap = HeadTap {
-        inner: stream,
+        inner,
         head: Vec::new(),
         done: false,
         conn: id,
@@ -435,6 +541,52 @@ fn serve(id: usize, stream: Arc<TcpStream>, mode: Mode, shared: Arc<Watch<State>
     echo(id, &mut ws, close_after_first, state);
 }
 
+/// The server side of a TLS handshake, recorded in `state.tls` whether it completes or not.
+fn tls_accept(
+    id: usize,
+    stream: Arc<TcpStream>,
+    config: Arc<ServerConfig>,
+    state: &Watch<State>,
+) -> Option<StreamOwned<ServerConnection, SharedTcp>> {
+    let mut seen = TlsSeen {
+        conn: id,
+        ..Default::default()
+    };
+    let mut sock = SharedTcp(stream);
+    let mut conn = match ServerConnection::new(config) {
+        Ok(c) => c,
+        Err(e) => {
+            seen.error = Some(e.to_string());
+            state.update(|s| s.tls.push(seen));
+            return None;
+        }
+    };
+    while conn.is_handshaking() {
+        match conn.complete_io(&mut sock) {
+            Ok((0, 0)) if conn.is_handshaking() => {
+                seen.error = Some("the peer closed during the handshake".into());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // Send the alert rustls queued, if the socket still takes it.
+                let _ = conn.write_tls(&mut sock);
+                seen.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    seen.server_name = conn.server_name().map(str::to_string);
+    seen.alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    seen.version = conn.protocol_version().map(|v| format!("{v:?}"));
+    seen.client_certs = conn.peer_certificates().map_or(0, |c| c.len());
+    let ok = seen.error.is_none();
+    state.update(|s| s.tls.push(seen));
+    ok.then(|| StreamOwned::new(conn, sock))
+}
+
 fn silent(mut tap: HeadTap, state: &Watch<State>) {
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -451,7 +603,7 @@ fn flood(
     count: Option<u64>,
     state: &Watch<State>,
 ) -> Result<(), Error> {
-    ws.get_ref().inner.set_nonblocking(true)?;
+    ws.get_ref().inner.tcp().set_nonblocking(true)?;
     let mut seq: u64 = 0;
     let mut blocked = false;
     while count.is_none_or(|c| seq < c) {
@@ -473,17 +625,17 @@ fn flood(
                     }
                 });
                 blocked = true;
-                ws.get_ref().inner.set_nonblocking(false)?;
+                ws.get_ref().inner.tcp().set_nonblocking(false)?;
                 ws.flush()?;
                 if count.is_none() {
                     break;
                 }
-                ws.get_ref().inner.set_nonblocking(true)?;
+                ws.get_ref().inner.tcp().set_nonblocking(true)?;
             }
             Err(e) => return Err(e),
         }
     }
-    ws.get_ref().inner.set_nonblocking(false)?;
+    ws.get_ref().inner.tcp().set_nonblocking(false)?;
     Ok(())
 }
 

@@ -91,7 +91,7 @@ pub fn http_error(err: &Error) -> Option<(u16, String)> {
 }
 
 /// Expects a refused upgrade and returns its status and body; panics otherwise.
-pub fn expect_refused(result: Result<(Ws, Response), Error>) -> (u16, String) {
+pub fn expect_refused<S>(result: Result<(WebSocket<S>, Response), Error>) -> (u16, String) {
     match result {
         Ok((_, resp)) => panic!("upgrade succeeded ({}), refusal expected", resp.status()),
         Err(e) => http_error(&e).unwrap_or_else(|| panic!("expected an HTTP refusal, got {e}")),
@@ -99,7 +99,8 @@ pub fn expect_refused(result: Result<(Ws, Response), Error>) -> (u16, String) {
 }
 
 /// Reads the next text or binary message, answering pings on the way (tungstenite does).
-pub fn recv_data(ws: &mut Ws) -> Result<Message, Error> {
+/// Works over any stream: plain TCP (`Ws`) or TLS (`tls::Wss`).
+pub fn recv_data<S: Read + Write>(ws: &mut WebSocket<S>) -> Result<Message, Error> {
     loop {
         if let m @ (Message::Text(_) | Message::Binary(_) | Message::Close(_)) = ws.read()? {
             return Ok(m);
@@ -108,7 +109,7 @@ pub fn recv_data(ws: &mut Ws) -> Result<Message, Error> {
 }
 
 /// Sends `msg` and asserts that the same message comes back.
-pub fn roundtrip(ws: &mut Ws, msg: Message) {
+pub fn roundtrip<S: Read + Write>(ws: &mut WebSocket<S>, msg: Message) {
     ws.send(msg.clone()).expect("send");
     let got = recv_data(ws).expect("receive echo");
     assert!(
@@ -150,7 +151,7 @@ impl Closed {
 }
 
 /// Reads until the connection ends, collecting data messages and the peer's close frame.
-pub fn read_until_closed(ws: &mut Ws) -> Closed {
+pub fn read_until_closed<S: Read + Write>(ws: &mut WebSocket<S>) -> Closed {
     let mut out = Closed {
         messages: Vec::new(),
         frame: None,
@@ -173,7 +174,7 @@ pub fn read_until_closed(ws: &mut Ws) -> Closed {
 }
 
 /// Starts the close handshake with `code` and `reason` and reads until it completes.
-pub fn close_and_wait(ws: &mut Ws, code: u16, reason: &str) -> Closed {
+pub fn close_and_wait<S: Read + Write>(ws: &mut WebSocket<S>, code: u16, reason: &str) -> Closed {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.to_string().into(),

@@ -88,6 +88,103 @@ impl TempConf {
         self.write(OPEN_PRODUCT, OPEN_PRODUCT_YAML);
         self
     }
+
+    /// Writes several keyless APIs like `write_open_api`'s, each with its own name, base path,
+    /// schemes, `tls-profile` and target, all in one product (`OPEN_PRODUCT`, so
+    /// `GatewayYaml::open` serves them). API files are `<name>_1.0.0.yaml`.
+    pub fn write_open_apis(&self, apis: &[OpenApi]) -> &Self {
+        for api in apis {
+            self.write(&api.file_name(), &api.render());
+        }
+        let mut plan = String::new();
+        let mut refs = String::new();
+        for api in apis {
+            plan.push_str(&format!("      {}1.0.0: {{}}\n", api.name));
+            refs.push_str(&format!(
+                "  {}1.0.0:\n    $ref: {}\n",
+                api.name,
+                api.file_name()
+            ));
+        }
+        let product = OPEN_PRODUCT_YAML
+            .replace("      open-api1.0.0: {}\n", &plan)
+            .replace("  open-api1.0.0:\n    $ref: open-api_1.0.0.yaml\n", &refs);
+        assert!(
+            !product.contains("open-api1.0.0") || apis.iter().any(|a| a.name == "open-api"),
+            "the product template changed: {product}"
+        );
+        self.write(OPEN_PRODUCT, &product);
+        self
+    }
+}
+
+/// One keyless API of `TempConf::write_open_apis`: the `OPEN_API_YAML` template with edits.
+#[derive(Clone, Debug)]
+pub struct OpenApi {
+    /// `x-ibm-name` and title; the file is `<name>_1.0.0.yaml`.
+    pub name: String,
+    pub base_path: String,
+    /// The API's `schemes` (default ws and wss).
+    pub schemes: Vec<String>,
+    /// `tls-profile` of the websocket-upgrade policy.
+    pub tls_profile: Option<String>,
+    /// A literal `target-url` instead of `$(target-url)` (the catalog property).
+    pub target_url: Option<String>,
+}
+
+impl OpenApi {
+    pub fn new(name: &str, base_path: &str) -> OpenApi {
+        OpenApi {
+            name: name.into(),
+            base_path: base_path.into(),
+            schemes: vec!["ws".into(), "wss".into()],
+            tls_profile: None,
+            target_url: None,
+        }
+    }
+
+    pub fn schemes(mut self, schemes: &[&str]) -> Self {
+        self.schemes = schemes.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn tls_profile(mut self, profile: &str) -> Self {
+        self.tls_profile = Some(profile.into());
+        self
+    }
+
+    pub fn target_url(mut self, url: &str) -> Self {
+        self.target_url = Some(url.into());
+        self
+    }
+
+    pub fn file_name(&self) -> String {
+        format!("{}_1.0.0.yaml", self.name)
+    }
+
+    pub fn render(&self) -> String {
+        let mut y = fill(OPEN_API_YAML, &[("BASE_PATH", &self.base_path)]);
+        let mut edit = |from: &str, to: &str| {
+            assert_eq!(y.matches(from).count(), 1, "{from:?} in OPEN_API_YAML");
+            y = y.replacen(from, to, 1);
+        };
+        edit(
+            "  title: open-api\n  x-ibm-name: open-api\n",
+            &format!("  title: {0}\n  x-ibm-name: {0}\n", self.name),
+        );
+        let target = self.target_url.as_deref().unwrap_or("$(target-url)");
+        let mut upgrade = format!("          target-url: {}\n", quote(target));
+        if let Some(p) = &self.tls_profile {
+            upgrade.push_str(&format!("          tls-profile: {}\n", quote(p)));
+        }
+        edit("          target-url: $(target-url)\n", &upgrade);
+        let mut schemes = String::from("schemes:\n");
+        for s in &self.schemes {
+            schemes.push_str(&format!("  - {s}\n"));
+        }
+        edit("schemes:\n  - ws\n  - wss\n", &schemes);
+        y
+    }
 }
 
 impl Default for TempConf {
@@ -119,13 +216,51 @@ pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
+/// One certificate of a TLS listener (`tls.certificates[]`).
+#[derive(Clone, Debug)]
+pub struct TlsCertConf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `server-names`; empty leaves the key out (names then come from the certificate).
+    pub server_names: Vec<String>,
+}
+
+impl TlsCertConf {
+    pub fn new(cert: &Path, key: &Path) -> TlsCertConf {
+        TlsCertConf {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            server_names: Vec::new(),
+        }
+    }
+
+    pub fn server_names(mut self, names: &[&str]) -> Self {
+        self.server_names = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+}
+
+/// One entry of `tls-profiles`.
+#[derive(Clone, Debug)]
+pub struct TlsProfileConf {
+    pub name: String,
+    pub ca_file: Option<PathBuf>,
+    /// (cert, key) for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub insecure_skip_verify: bool,
+}
+
 /// Builds a `gateway.yaml`. Defaults: one plain listener on 127.0.0.1:0 that is TLS-offloaded
 /// (so the seed's `https`/`wss` API is served), an admin listener on 127.0.0.1:0, no echo
 /// backend, the bounds of the spec's example.
 #[derive(Clone, Debug)]
 pub struct GatewayYaml {
+    /// Plain listeners (each `tls-offloaded` when `tls_offloaded`).
     pub listeners: Vec<String>,
     pub tls_offloaded: bool,
+    /// TLS listeners on 127.0.0.1:0, after the plain ones: each a list of certificates.
+    pub tls_listeners: Vec<Vec<TlsCertConf>>,
+    pub tls_profiles: Vec<TlsProfileConf>,
     pub admin: bool,
     pub echo_backend: bool,
     pub products: Vec<String>,
@@ -143,6 +278,8 @@ impl GatewayYaml {
         GatewayYaml {
             listeners: vec!["127.0.0.1:0".into()],
             tls_offloaded: true,
+            tls_listeners: Vec::new(),
+            tls_profiles: Vec::new(),
             admin: true,
             echo_backend: false,
             products,
@@ -207,6 +344,52 @@ impl GatewayYaml {
         self
     }
 
+    /// Whether the plain listeners are `tls-offloaded` (default true).
+    pub fn tls_offloaded(mut self, on: bool) -> Self {
+        self.tls_offloaded = on;
+        self
+    }
+
+    /// Removes the plain listeners (a TLS listener must then be added).
+    pub fn no_plain_listeners(mut self) -> Self {
+        self.listeners.clear();
+        self
+    }
+
+    /// Adds a TLS listener on 127.0.0.1:0 with these certificates (`gw.addr("tls")`).
+    pub fn tls_listener(mut self, certs: &[TlsCertConf]) -> Self {
+        self.tls_listeners.push(certs.to_vec());
+        self
+    }
+
+    /// Adds a `tls-profiles` entry trusting `ca_file` (system roots when `None`), with a client
+    /// certificate (cert, key) for mutual TLS when given.
+    pub fn tls_profile(
+        mut self,
+        name: &str,
+        ca_file: Option<&Path>,
+        client_cert: Option<(&Path, &Path)>,
+    ) -> Self {
+        self.tls_profiles.push(TlsProfileConf {
+            name: name.into(),
+            ca_file: ca_file.map(Path::to_path_buf),
+            client_cert: client_cert.map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
+            insecure_skip_verify: false,
+        });
+        self
+    }
+
+    /// Adds a `tls-profiles` entry with `insecure-skip-verify: true` and nothing else.
+    pub fn tls_profile_insecure(mut self, name: &str) -> Self {
+        self.tls_profiles.push(TlsProfileConf {
+            name: name.into(),
+            ca_file: None,
+            client_cert: None,
+            insecure_skip_verify: true,
+        });
+        self
+    }
+
     pub fn echo_backend(mut self, on: bool) -> Self {
         self.echo_backend = on;
         self
@@ -223,6 +406,39 @@ impl GatewayYaml {
             y.push_str(&format!("  - address: {l}\n"));
             if self.tls_offloaded {
                 y.push_str("    tls-offloaded: true\n");
+            }
+        }
+        for certs in &self.tls_listeners {
+            y.push_str("  - address: 127.0.0.1:0\n    tls:\n      certificates:\n");
+            for c in certs {
+                y.push_str(&format!(
+                    "        - cert: {}\n          key: {}\n",
+                    quote_path(&c.cert),
+                    quote_path(&c.key)
+                ));
+                if !c.server_names.is_empty() {
+                    let names: Vec<String> = c.server_names.iter().map(|n| quote(n)).collect();
+                    y.push_str(&format!("          server-names: [{}]\n", names.join(", ")));
+                }
+            }
+        }
+        if !self.tls_profiles.is_empty() {
+            y.push_str("tls-profiles:\n");
+            for p in &self.tls_profiles {
+                y.push_str(&format!("  - name: {}\n", quote(&p.name)));
+                if let Some(ca) = &p.ca_file {
+                    y.push_str(&format!("    ca-file: {}\n", quote_path(ca)));
+                }
+                if let Some((c, k)) = &p.client_cert {
+                    y.push_str(&format!(
+                        "    client-cert: {{cert: {}, key: {}}}\n",
+                        quote_path(c),
+                        quote_path(k)
+                    ));
+                }
+                if p.insecure_skip_verify {
+                    y.push_str("    insecure-skip-verify: true\n");
+                }
             }
         }
         if self.admin {
@@ -270,6 +486,10 @@ impl GatewayYaml {
 /// A YAML double-quoted scalar.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn quote_path(p: &Path) -> String {
+    quote(&p.to_string_lossy())
 }
 
 /// A keyless API: no security, no limits, one `websocket-upgrade` to `$(target-url)`.

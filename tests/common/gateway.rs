@@ -47,14 +47,27 @@ fn expected_from_config(conf: &Path, args: &[String]) -> Vec<String> {
     let text = std::fs::read_to_string(conf).unwrap_or_default();
     let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or(serde_yaml::Value::Null);
     let listen_args = args.iter().filter(|a| *a == "--listen").count();
+    let listed: Vec<bool> = yaml
+        .get("listeners")
+        .and_then(|l| l.as_sequence())
+        .map(|list| {
+            list.iter()
+                .map(|l| l.get("tls").is_some_and(|t| !t.is_null()))
+                .collect()
+        })
+        .unwrap_or_default();
     if listen_args > 0 {
+        // `--listen` replaces the plain listeners; the config's TLS listeners stay.
         expect.extend(std::iter::repeat_n("listener".to_string(), listen_args));
-    } else if let Some(list) = yaml.get("listeners").and_then(|l| l.as_sequence()) {
-        for l in list {
-            let tls = l.get("tls").is_some_and(|t| !t.is_null());
+        expect.extend(listed.iter().filter(|t| **t).map(|_| "tls".to_string()));
+    } else {
+        for tls in listed {
             expect.push(if tls { "tls" } else { "plain" }.to_string());
         }
     }
+    // `--tls-listen ADDR` adds a TLS listener.
+    let tls_listen_args = args.iter().filter(|a| *a == "--tls-listen").count();
+    expect.extend(std::iter::repeat_n("tls".to_string(), tls_listen_args));
     if args.iter().any(|a| a == "--admin") || yaml.get("admin").is_some_and(|a| !a.is_null()) {
         expect.push("admin".to_string());
     }

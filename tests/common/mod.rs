@@ -4,6 +4,7 @@
 //! - `gateway`: the `wsgate` binary as a child process (`Gateway`, `run_wsgate`)
 //! - `backend`: a tungstenite backend that records what it receives (`EchoBackend`, `Mode`)
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
+//! - `tls`: test CAs and certificates (rcgen), rustls client/server configs, `wss_connect`
 //! - `python`: the Python `websockets` peers (`python`, `PyEcho`, `run_py_client`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
@@ -19,17 +20,18 @@ pub mod limits;
 pub mod proc;
 pub mod python;
 pub mod sync;
+pub mod tls;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backend::{EchoBackend, Mode, SeenRequest};
+pub use backend::{EchoBackend, Mode, SeenRequest, TlsSeen};
 pub use client::{
     HttpResponse, RawConn, Ws, close_and_wait, expect_refused, http_error, http_request,
     read_until_closed, recv_data, roundtrip, upgrade_request, ws_connect, ws_connect_with,
 };
-pub use conf::{GatewayYaml, TempConf};
+pub use conf::{GatewayYaml, OpenApi, TempConf, TlsCertConf};
 pub use gateway::{Gateway, run_wsgate};
 pub use python::{PyEcho, python, run_py_client};
 
