@@ -146,7 +146,7 @@ tcpext() {
     awk -v k="$1" '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == k) c = i; h = 1 } else { print $c; exit } }' /proc/net/netstat
 }
 meminfo_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_kb() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # One JSON object: the gateway's RSS, the kernel's memory, TCP sockets and the gateway's /stats.
 sample() {
@@ -155,8 +155,8 @@ sample() {
     # TCP: inuse X orphan Y tw Z alloc A mem M (pages)
     tcp=$(awk '$1 == "TCP:" { printf "\"tcp_inuse\":%s,\"tcp_tw\":%s,\"tcp_alloc\":%s,\"tcp_mem_pages\":%s", $3, $7, $9, $11 }' /proc/net/sockstat)
     tcp="$tcp,\"listen_overflows\":$(tcpext ListenOverflows)"
-    printf '{"rss_kb":%s,"slab_kb":%s,"sunreclaim_kb":%s,"mem_available_kb":%s,%s,"stats":%s}' \
-        "$(rss_kb "$GW_PID")" "$(meminfo_kb Slab)" "$(meminfo_kb SUnreclaim)" \
+    printf '{"rss_kb":%s,"rss_anon_kb":%s,"slab_kb":%s,"sunreclaim_kb":%s,"mem_available_kb":%s,%s,"stats":%s}' \
+        "$(rss_kb "$GW_PID")" "$(rss_kb "$GW_PID" RssAnon)" "$(meminfo_kb Slab)" "$(meminfo_kb SUnreclaim)" \
         "$(meminfo_kb MemAvailable)" "$tcp" "$st"
 }
 
