@@ -20,6 +20,9 @@ Options:
   --property NAME=VALUE    override an API property for every API (repeatable); wins over
                            the config's catalog properties
   --listen ADDR            replace the config's plain listeners (repeatable)
+  --tls-listen ADDR        add a TLS listener (repeatable); each needs the two options below
+  --tls-cert FILE          PEM certificate chain for the --tls-listen before it
+  --tls-key FILE           PEM private key for the --tls-listen before it
   --admin ADDR             the admin listener
   --version                print the version
   --help                   print this help
@@ -49,6 +52,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut overrides = Overrides::default();
     let mut it = args.iter();
     let mut first = true;
+    let mut tls: Vec<(SocketAddr, Option<PathBuf>, Option<PathBuf>)> = Vec::new();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -75,6 +79,28 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 })?;
                 overrides.listen.get_or_insert_with(Vec::new).push(addr);
             }
+            "--tls-listen" => {
+                let v = value("--tls-listen")?;
+                let addr: SocketAddr = v.parse().map_err(|_| {
+                    format!("--tls-listen: {v:?} is not an address like 0.0.0.0:8443")
+                })?;
+                tls.push((addr, None, None));
+            }
+            "--tls-cert" | "--tls-key" => {
+                let name = a.as_str();
+                let file = PathBuf::from(value(name)?);
+                let last = tls
+                    .last_mut()
+                    .ok_or_else(|| format!("{name} must follow a --tls-listen ADDR"))?;
+                let slot = if name == "--tls-cert" {
+                    &mut last.1
+                } else {
+                    &mut last.2
+                };
+                if slot.replace(file).is_some() {
+                    return Err(format!("{name} given twice for --tls-listen {}", last.0));
+                }
+            }
             "--admin" => {
                 let v = value("--admin")?;
                 let addr: SocketAddr = v
@@ -85,6 +111,16 @@ fn parse(args: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
         first = false;
+    }
+    for (addr, cert, key) in tls {
+        match (cert, key) {
+            (Some(c), Some(k)) => overrides.tls_listen.push((addr, c, k)),
+            _ => {
+                return Err(format!(
+                    "--tls-listen {addr} needs --tls-cert FILE and --tls-key FILE"
+                ));
+            }
+        }
     }
     Ok(Args {
         command,

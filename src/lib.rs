@@ -16,4 +16,5 @@ pub mod http;
 pub mod model;
 pub mod policy;
 pub mod route;
+pub mod tls;
 pub mod ws;

@@ -2,13 +2,32 @@
 //! limits, two products sharing an API, a non-enforced API, TLS listeners and profiles.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 use wsgate::config::{Loaded, Overrides, Severity, load};
 use wsgate::model::*;
 use wsgate::route::{Route, RouteTable};
 
+/// A copy of the fixture with a server certificate, its key and a CA certificate generated for
+/// this run: the loader builds TLS settings from them, and no key is committed.
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/full")
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/full");
+        let dst = std::env::temp_dir().join(format!("wsgate-config-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+        let server = rcgen::generate_simple_self_signed(vec!["api.example.com".into()]).unwrap();
+        std::fs::write(dst.join("server.pem"), server.cert.pem()).unwrap();
+        std::fs::write(dst.join("server.key"), server.signing_key.serialize_pem()).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["backend-ca.test".into()]).unwrap();
+        std::fs::write(dst.join("ca.pem"), ca.cert.pem()).unwrap();
+        dst
+    })
+    .clone()
 }
 
 fn loaded(o: &Overrides) -> Loaded {

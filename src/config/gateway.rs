@@ -145,7 +145,7 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
         }
     };
     let tls_offloaded = n.bool_at("tls-offloaded", false, d);
-    let tls = n.get("tls").map(|t| {
+    let tls = n.get("tls").and_then(|t| {
         t.known(&["certificates"], false, d);
         let items = t
             .get("certificates")
@@ -157,8 +157,15 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
                 "a TLS listener needs at least one entry in certificates",
             );
         }
-        let certs = items.iter().filter_map(|c| cert(doc, c, d)).collect();
-        TlsListener { certs }
+        let certs: Vec<TlsCert> = items.iter().filter_map(|c| cert(doc, c, d)).collect();
+        let config = if certs.len() == items.len() && certs.iter().all(TlsCert::files_exist) {
+            crate::tls::server_config(&certs)
+                .map_err(|(i, e)| d.error(&items[i], format!("TLS certificate: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        config.map(|config| TlsListener { certs, config })
     });
     if tls.is_some() && tls_offloaded {
         d.error(
@@ -381,11 +388,21 @@ fn tls_profile(doc: &Doc, n: &Node, d: &mut Diags) -> Option<TlsProfile> {
             "insecure-skip-verify: backend certificates are NOT verified for this profile",
         );
     }
+    let files_exist = ca_file.as_ref().is_none_or(|f| f.is_file())
+        && client_cert.as_ref().is_none_or(TlsCert::files_exist);
+    let name = name?;
+    if !files_exist {
+        return None;
+    }
+    let config = crate::tls::client_config(ca_file.as_deref(), client_cert.as_ref(), insecure)
+        .map_err(|e| d.error(n, format!("TLS profile '{name}': {e}")))
+        .ok()?;
     Some(TlsProfile {
-        name: name?,
+        name,
         ca_file,
         client_cert,
         insecure_skip_verify: insecure,
+        config,
     })
 }
 
@@ -435,7 +452,23 @@ pub fn parse(
             tls: None,
             tls_offloaded: offloaded,
         }));
-    } else if written == 0 {
+    }
+    for (addr, cert, key) in &overrides.tls_listen {
+        let certs = vec![TlsCert {
+            cert_chain: cert.clone(),
+            private_key: key.clone(),
+            server_names: Vec::new(),
+        }];
+        match crate::tls::server_config(&certs) {
+            Ok(config) => listeners.push(Listener {
+                addr: *addr,
+                tls: Some(TlsListener { certs, config }),
+                tls_offloaded: false,
+            }),
+            Err((_, e)) => d.command_line("--tls-cert", cert, e),
+        }
+    }
+    if overrides.listen.is_none() && overrides.tls_listen.is_empty() && written == 0 {
         let at = root.get("listeners").unwrap_or_else(|| root.clone());
         d.error(
             &at,

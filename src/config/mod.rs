@@ -32,6 +32,9 @@ pub struct Overrides {
     /// `--listen`: replaces the file's plain listeners; they keep the first plain listener's
     /// `tls-offloaded` (true when the file has no plain listener). TLS listeners stay.
     pub listen: Option<Vec<SocketAddr>>,
+    /// `--tls-listen ADDR --tls-cert FILE --tls-key FILE`: TLS listeners added to the file's,
+    /// each serving its one certificate for every server name.
+    pub tls_listen: Vec<(SocketAddr, PathBuf, PathBuf)>,
     /// `--admin`: replaces the file's admin address.
     pub admin: Option<SocketAddr>,
 }

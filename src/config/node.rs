@@ -44,6 +44,17 @@ impl Diags {
     pub fn warn(&mut self, n: &Node, message: impl Into<String>) {
         self.push(Severity::Warning, n.doc, &n.path, message.into());
     }
+    /// A problem with a file named on the command line rather than in a config file.
+    pub fn command_line(&mut self, option: &str, file: &std::path::Path, message: String) {
+        self.list.push(Diagnostic {
+            severity: Severity::Error,
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: option.to_string(),
+            message,
+        });
+    }
     pub fn error_at(&mut self, a: &Anchor, message: impl Into<String>) {
         self.push(Severity::Error, &a.doc, &a.path, message.into());
     }

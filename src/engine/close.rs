@@ -44,6 +44,13 @@ impl Gateway {
     pub(super) fn on_timeout(&mut self, key: usize) {
         let Some(c) = self.conns.get(key) else { return };
         match c.phase {
+            Phase::Head if c.client.handshaking() => {
+                log::debug!(
+                    "client {} did not complete the TLS handshake in time",
+                    c.peer
+                );
+                self.finish(key);
+            }
             Phase::Head => {
                 log::debug!("client {} did not send its head in time", c.peer);
                 self.respond(key, 408, "Request timeout", &[]);

@@ -2,13 +2,13 @@
 //! entry holds both; the client's token is `2 * key` and the backend's `2 * key + 1`.
 
 use super::pool::BufId;
+use super::stream::Stream;
 use crate::http::head::RequestHead;
 use crate::http::url::TargetUrl;
 use crate::model::{ApiIdx, Model};
 use crate::policy::limits::{Held, Slot};
 use crate::ws::frame::Decoder;
 use crate::ws::handshake::ClientUpgrade;
-use mio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -59,6 +59,8 @@ pub mod flag {
     pub const ADMIN: u16 = 1 << 11;
     /// Our write side is shut; waiting for the peers to close theirs.
     pub const SHUT: u16 = 1 << 12;
+    /// The client's TLS handshake is complete and the head timeout runs.
+    pub const TLS_READY: u16 = 1 << 13;
 }
 
 /// Bytes travelling in one direction, with the decoder that watches them.
@@ -150,8 +152,8 @@ pub struct ConnLimits {
 }
 
 pub struct Conn {
-    pub client: TcpStream,
-    pub backend: Option<TcpStream>,
+    pub client: Stream,
+    pub backend: Option<Stream>,
     pub peer: SocketAddr,
     pub phase: Phase,
     pub flags: u16,

@@ -106,7 +106,7 @@ impl Gateway {
                     // Our close is out: shut our side and drop what the client still sends
                     // until it closes, so that closing cannot reset the connection first.
                     c.set(flag::SHUT);
-                    let _ = c.client.shutdown(std::net::Shutdown::Write);
+                    c.client.shutdown_write();
                 }
                 if c.has(flag::CLIENT_READABLE) {
                     discard(

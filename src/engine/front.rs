@@ -24,12 +24,27 @@ impl Gateway {
             if !c.has(flag::CLIENT_READABLE) {
                 return;
             }
-            match read_once(&mut self.pool, &mut c.up, &mut c.client) {
+            let io = read_once(&mut self.pool, &mut c.up, &mut c.client);
+            if c.client.is_tls() && !c.has(flag::TLS_READY) && !c.client.handshaking() {
+                // The TLS handshake is done: the head timeout starts now.
+                c.set(flag::TLS_READY);
+                let t = self.model.settings.bounds.header_timeout;
+                self.set_timeout(key, t);
+            }
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            match io {
                 Io::Blocked => {
                     c.clear(flag::CLIENT_READABLE);
                     return;
                 }
-                Io::Eof | Io::Error(_) => {
+                Io::Eof => {
+                    self.finish(key);
+                    return;
+                }
+                Io::Error(e) => {
+                    log::debug!("client {}: {e}", c.peer);
                     self.finish(key);
                     return;
                 }
@@ -319,7 +334,7 @@ impl Gateway {
             if c.down.pending_out() {
                 return;
             }
-            let _ = c.client.shutdown(std::net::Shutdown::Write);
+            c.client.shutdown_write();
             c.phase = Phase::Linger;
         }
         // Linger: discard what the client still sends until it closes.

@@ -2,11 +2,13 @@
 
 use super::Gateway;
 use super::conn::{Conn, Flow, Phase, flag};
+use super::stream::Stream;
 use crate::ws::frame::{Decoder, Role};
 use mio::net::TcpListener;
 use mio::{Interest, Token};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub enum Kind {
     /// Serves the APIs. `secure`: the listener speaks TLS or sits behind a TLS terminator, so
@@ -22,18 +24,30 @@ pub struct Listener {
     pub socket: TcpListener,
     pub addr: SocketAddr,
     pub kind: Kind,
+    /// The TLS settings of a listener that terminates TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Listener {
-    pub fn bind(addr: SocketAddr, kind: Kind) -> io::Result<Listener> {
+    pub fn bind(
+        addr: SocketAddr,
+        kind: Kind,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Listener> {
         let socket = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let addr = socket.local_addr()?;
-        Ok(Listener { socket, addr, kind })
+        Ok(Listener {
+            socket,
+            addr,
+            kind,
+            tls,
+        })
     }
 
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
+            Kind::Proxy { .. } if self.tls.is_some() => "tls",
             Kind::Proxy { .. } => "plain",
             Kind::Echo => "echo",
             Kind::Admin => "admin",
@@ -65,7 +79,7 @@ impl Gateway {
             let Some(l) = self.listeners.get(index) else {
                 return;
             };
-            let (mut stream, peer) = match l.socket.accept() {
+            let (tcp, peer) = match l.socket.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -82,7 +96,17 @@ impl Gateway {
                 Kind::Echo => flags |= flag::ECHO,
                 Kind::Admin => flags |= flag::ADMIN,
             }
-            let _ = stream.set_nodelay(true);
+            let _ = tcp.set_nodelay(true);
+            let mut stream = match &l.tls {
+                None => Stream::plain(tcp),
+                Some(config) => match Stream::server(tcp, config) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("cannot start TLS for {peer}: {e}");
+                        continue;
+                    }
+                },
+            };
             let bounds = &self.model.settings.bounds;
             let max_msg = bounds.max_message_size;
             let entry = self.conns.vacant_entry();
@@ -118,7 +142,14 @@ impl Gateway {
             });
             self.stats.accepted += 1;
             self.stats.open = self.conns.len();
-            let t = self.model.settings.bounds.header_timeout;
+            // A TLS client first has the handshake timeout; the head timeout starts once the
+            // handshake is done (see `read_head`).
+            let b = &self.model.settings.bounds;
+            let t = if self.listeners[index].tls.is_some() {
+                b.handshake_timeout
+            } else {
+                b.header_timeout
+            };
             self.set_timeout(key, t);
         }
     }

@@ -16,6 +16,7 @@ pub mod pool;
 mod relay;
 mod resolve;
 mod signals;
+pub mod stream;
 pub mod timer;
 mod upstream;
 
@@ -107,13 +108,14 @@ impl Gateway {
                 listen::Kind::Proxy {
                     secure: l.tls_offloaded || l.tls.is_some(),
                 },
+                l.tls.as_ref().map(|t| t.config.clone()),
             )?);
         }
         if let Some(a) = model.settings.echo {
-            listeners.push(listen::Listener::bind(a, listen::Kind::Echo)?);
+            listeners.push(listen::Listener::bind(a, listen::Kind::Echo, None)?);
         }
         if let Some(a) = model.settings.admin {
-            listeners.push(listen::Listener::bind(a, listen::Kind::Admin)?);
+            listeners.push(listen::Listener::bind(a, listen::Kind::Admin, None)?);
         }
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(
@@ -263,6 +265,11 @@ impl Gateway {
             }
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 c.set(BACKEND_WRITABLE);
+                // TLS records queued when the socket was full go now, whether or not the
+                // relay has anything new to write.
+                if let Some(b) = c.backend.as_mut() {
+                    let _ = b.flush_tls();
+                }
             }
         } else {
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -270,6 +277,7 @@ impl Gateway {
             }
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 c.set(CLIENT_WRITABLE);
+                let _ = c.client.flush_tls();
             }
         }
         let vanished = !backend && (ev.is_read_closed() || ev.is_error());

@@ -6,10 +6,10 @@
 use super::Gateway;
 use super::conn::{Flow, MessageLimit, Phase, flag};
 use super::pool::Pool;
+use super::stream::Stream;
 use crate::model::OverLimitAction;
 use crate::policy::limits::Counters;
 use crate::ws::frame::{self, Next, Role, opcode};
-use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
 pub(super) enum Io {
@@ -23,7 +23,7 @@ pub(super) enum Io {
 
 /// Reads once into the free space of the flow's buffer, taking a buffer from the pool if the
 /// flow has none.
-pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -> Io {
+pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut Stream) -> Io {
     read_leaving(pool, flow, src, 0)
 }
 
@@ -32,7 +32,7 @@ pub(super) fn read_once(pool: &mut Pool, flow: &mut Flow, src: &mut TcpStream) -
 pub(super) fn read_leaving(
     pool: &mut Pool,
     flow: &mut Flow,
-    src: &mut TcpStream,
+    src: &mut Stream,
     reserve: usize,
 ) -> Io {
     let id = flow.buffer(pool);
@@ -73,7 +73,7 @@ pub(super) fn read_leaving(
 }
 
 /// Writes the flow's ready bytes to `dst` until they are gone or `dst` blocks.
-pub(super) fn write_out(pool: &mut Pool, flow: &mut Flow, dst: &mut TcpStream) -> Io {
+pub(super) fn write_out(pool: &mut Pool, flow: &mut Flow, dst: &mut Stream) -> Io {
     let Some(id) = flow.buf else {
         return Io::Progress;
     };
@@ -303,9 +303,9 @@ impl Gateway {
                 return;
             };
             c.set(flag::SHUT | flag::FAILING);
-            let _ = c.client.shutdown(std::net::Shutdown::Write);
-            if let Some(b) = &c.backend {
-                let _ = b.shutdown(std::net::Shutdown::Write);
+            c.client.shutdown_write();
+            if let Some(b) = c.backend.as_mut() {
+                b.shutdown_write();
             }
             let grace = self.model.settings.bounds.close_grace;
             self.set_timeout(key, grace);
@@ -543,7 +543,7 @@ fn admit_message(
 }
 
 /// Reads and throws away what a source sends while its connection is being closed.
-pub(super) fn discard(src: &mut TcpStream, flags: &mut u16, readable: u16, eof: u16) {
+pub(super) fn discard(src: &mut Stream, flags: &mut u16, readable: u16, eof: u16) {
     let mut scratch = [0u8; 4096];
     loop {
         match src.read(&mut scratch) {

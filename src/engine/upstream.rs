@@ -4,18 +4,21 @@
 use super::Gateway;
 use super::conn::{Phase, flag};
 use super::relay::{Io, read_leaving, read_once, write_out};
-
-/// Room kept free while reading the backend's answer, for the client's 101 in front of any
-/// frames that came with it.
-const ANSWER_ROOM: usize = 4096;
+use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
 use crate::http::url::TargetUrl;
+use crate::model::{ApiIdx, Model};
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Room kept free while reading the backend's answer, for the client's 101 in front of any
+/// frames that came with it.
+const ANSWER_ROOM: usize = 4096;
 
 /// Redirects followed at most during one handshake.
 const MAX_REDIRECTS: u8 = 5;
@@ -64,12 +67,31 @@ impl Gateway {
             log::warn!("no address left to try for backend {}", hs.target.host);
             return self.respond(key, 500, "Could not connect to endpoint", &[]);
         };
-        let mut stream = match TcpStream::connect(addr) {
+        let tcp = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("connect to backend {addr} failed: {e}");
                 return self.respond(key, 500, "Could not connect to endpoint", &[]);
             }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut stream = if hs.target.tls() {
+            let (config, insecure) = backend_tls(&c.model, c.api, c.wsu);
+            if insecure {
+                log::warn!(
+                    "TLS to backend {}: certificate NOT verified (insecure-skip-verify)",
+                    hs.target.host
+                );
+            }
+            match Stream::client(tcp, &config, &hs.target.host) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("TLS to backend {}: {e}", hs.target.host);
+                    return self.respond(key, 500, "Could not connect to endpoint", &[]);
+                }
+            }
+        } else {
+            Stream::plain(tcp)
         };
         if let Err(e) = self.poll.registry().register(
             &mut stream,
@@ -79,7 +101,6 @@ impl Gateway {
             log::warn!("cannot register a backend connection: {e}");
             return self.respond(key, 500, "Could not connect to endpoint", &[]);
         }
-        let _ = stream.set_nodelay(true);
         c.backend = Some(stream);
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.phase = Phase::Connecting;
@@ -135,7 +156,16 @@ impl Gateway {
                 .map(|h| format!("{}:{}", h.target.host, h.target.port))
                 .unwrap_or_default();
         log::warn!("backend {target} for client {}: {e}", c.peer);
-        self.respond(key, 500, "Could not connect to endpoint", &[]);
+        // A backend that answers but fails TLS (its certificate does not verify, or the
+        // handshake breaks) is reached but unusable: a bad gateway rather than unreachable.
+        let tls = e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some());
+        if tls {
+            self.respond(key, 502, "TLS handshake with the backend failed", &[]);
+        } else {
+            self.respond(key, 500, "Could not connect to endpoint", &[]);
+        }
     }
 
     fn read_backend_head(&mut self, key: usize) {
@@ -360,10 +390,25 @@ impl Gateway {
         if let Some(mut b) = c.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
         }
-        let _ = c.client.shutdown(std::net::Shutdown::Write);
+        c.client.shutdown_write();
         c.phase = Phase::Linger;
         let grace = self.model.settings.bounds.close_grace;
         self.set_timeout(key, grace);
         self.drive_respond(key);
+    }
+}
+
+/// The TLS client settings for a connection's backend: the `tls-profile` of its
+/// websocket-upgrade policy, or the system roots. Also says whether verification is off.
+fn backend_tls(model: &Model, api: ApiIdx, wsu: u16) -> (Arc<rustls::ClientConfig>, bool) {
+    let profile = model
+        .apis
+        .get(api as usize)
+        .and_then(|a| super::front::nth_upgrade(&a.assembly.execute, wsu))
+        .and_then(|w| w.tls_profile)
+        .and_then(|p| model.tls_profiles.get(p as usize));
+    match profile {
+        Some(p) => (p.config.clone(), p.insecure_skip_verify),
+        None => (crate::tls::default_client_config(), false),
     }
 }

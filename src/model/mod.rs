@@ -8,6 +8,7 @@ pub mod template;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use assembly::*;
@@ -60,6 +61,8 @@ pub struct Listener {
 pub struct TlsListener {
     /// One or more certificate chains; chosen by SNI when there is more than one.
     pub certs: Vec<TlsCert>,
+    /// The handshake settings built from them at load.
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +73,12 @@ pub struct TlsCert {
     pub server_names: Vec<String>,
 }
 
+impl TlsCert {
+    pub fn files_exist(&self) -> bool {
+        self.cert_chain.is_file() && self.private_key.is_file()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsProfile {
     pub name: String,
@@ -78,6 +87,8 @@ pub struct TlsProfile {
     pub client_cert: Option<TlsCert>,
     /// Skip certificate verification (warned at load and on every connection).
     pub insecure_skip_verify: bool,
+    /// The handshake settings built from the above at load.
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 /// What a message over a hard message limit does.
