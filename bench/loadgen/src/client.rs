@@ -6,11 +6,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
 use base64::Engine;
-use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 use sha1::{Digest, Sha1};
 
 use crate::frame::{self, Decoder, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, Piece};
+use crate::tls::{ClientTls, Stream};
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const MAX_HEAD: usize = 16 * 1024;
@@ -22,27 +22,68 @@ pub struct Target {
     path: String,
     headers: String,
     pub sources: Vec<SocketAddr>,
+    /// Set for wss:// URLs.
+    tls: Option<ClientTls>,
+}
+
+/// TLS options of the client modes (used with wss:// URLs only).
+#[derive(Default)]
+pub struct TlsOpts {
+    pub ca: Option<String>,
+    pub insecure: bool,
+    pub sni: Option<String>,
+    pub resume: bool,
 }
 
 impl Target {
-    /// Parses `ws://HOST:PORT/PATH`; the host is resolved once, here.
-    pub fn new(url: &str, headers: &[String], sources: &[String]) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    /// Parses `ws://HOST:PORT/PATH` or `wss://...`; the host is resolved once, here.
+    pub fn new(
+        url: &str,
+        headers: &[String],
+        sources: &[String],
+        tls: &TlsOpts,
+    ) -> Result<Target, String> {
+        let (rest, secure) = if let Some(r) = url.strip_prefix("ws://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (r, true)
+        } else {
+            return Err(format!("{url}: expected a ws:// or wss:// URL"));
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let with_port = if host
+        let has_port = host
             .rsplit(':')
             .next()
             .is_some_and(|p| p.parse::<u16>().is_ok())
-            && !host.ends_with(']')
-        {
+            && !host.ends_with(']');
+        let with_port = if has_port {
             host.to_string()
         } else {
-            format!("{host}:80")
+            format!("{host}:{}", if secure { 443 } else { 80 })
+        };
+        let tls = if secure {
+            // The name to send: --sni, else the URL's host without port or brackets.
+            let bare = if has_port {
+                &host[..host.rfind(':').unwrap_or(host.len())]
+            } else {
+                host
+            };
+            let bare = bare.trim_start_matches('[').trim_end_matches(']');
+            let sni = tls.sni.as_deref().unwrap_or(bare);
+            Some(ClientTls::new(
+                tls.ca.as_deref(),
+                tls.insecure,
+                sni,
+                tls.resume,
+            )?)
+        } else {
+            if tls.ca.is_some() || tls.insecure || tls.sni.is_some() {
+                return Err("--ca, --insecure and --sni apply to wss:// URLs only".into());
+            }
+            None
         };
         let addr = with_port
             .to_socket_addrs()
@@ -71,6 +112,7 @@ impl Target {
             path: path.to_string(),
             headers: h,
             sources,
+            tls,
         })
     }
 }
@@ -147,7 +189,7 @@ pub struct Step {
 }
 
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     pub phase: Phase,
     pub started: Instant,
     /// Deadline for the close handshake once we started it.
@@ -174,9 +216,9 @@ impl Conn {
         self.out.extend_from_slice(bytes);
     }
 
-    /// Bytes queued but not yet written.
+    /// Bytes queued but not yet written (plus one while TLS records wait for the socket).
     pub fn backlog(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + usize::from(self.stream.tls_pending())
     }
 
     /// Writes what is queued until the socket would block.
@@ -189,6 +231,10 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
         }
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -224,11 +270,11 @@ impl Conn {
     ) -> Step {
         let mut step = Step::default();
         if self.phase == Phase::Connecting {
-            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = self.stream.tcp.take_error() {
                 step.end = Some(End::Connect(short_err(&e)));
                 return step;
             }
-            match self.stream.peer_addr() {
+            match self.stream.tcp.peer_addr() {
                 Ok(_) => self.phase = Phase::Upgrading,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return step,
                 Err(e) => {
@@ -236,7 +282,7 @@ impl Conn {
                     return step;
                 }
             }
-            let _ = self.stream.set_nodelay(true);
+            let _ = self.stream.tcp.set_nodelay(true);
         }
         if (writable || self.backlog() > 0)
             && let Err(e) = self.flush()
@@ -478,6 +524,10 @@ impl Pool {
             self.free.push(idx);
             return Err(End::Connect(short_err(&e)));
         }
+        let stream = match &self.target.tls {
+            Some(t) => Stream::client(stream, &t.config, &t.name),
+            None => Stream::plain(stream),
+        };
         self.conns[idx] = Some(Conn {
             stream,
             phase: Phase::Connecting,
@@ -511,7 +561,7 @@ impl Pool {
     /// Drops a connection (closing its socket).
     pub fn remove(&mut self, idx: usize) {
         if let Some(mut c) = self.conns.get_mut(idx).and_then(|c| c.take()) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = self.poll.registry().deregister(&mut c.stream.tcp);
             self.free.push(idx);
             self.live -= 1;
         }

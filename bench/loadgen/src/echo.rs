@@ -1,18 +1,20 @@
 //! `echo --listen ADDR`: a WebSocket echo backend on one mio loop. Frames are echoed as they
 //! arrive (header rewritten unmasked, payload unmasked in passing), so it never collects a
 //! message. It is a fast flood backend, not a conformance reference: it checks only masking,
-//! opcodes and control frame shape.
+//! opcodes and control frame shape. With a certificate it serves TLS (wss://) instead.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use sha1::{Digest, Sha1};
 
 use crate::frame::{self, Decoder, OP_CLOSE, OP_PING, OP_PONG, Piece};
+use crate::tls::Stream;
 
 const LISTENER: Token = Token(usize::MAX);
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -20,7 +22,7 @@ const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const OUT_HIGH: usize = 1 << 20;
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     upgraded: bool,
     carry: Vec<u8>,
     out: Vec<u8>,
@@ -35,12 +37,13 @@ enum Next {
     Drop,
 }
 
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub fn run(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    eprintln!("listening on {} (echo)", listener.local_addr()?);
+    let kind = if tls.is_some() { "echo tls" } else { "echo" };
+    eprintln!("listening on {} ({kind})", listener.local_addr()?);
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
@@ -67,7 +70,7 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
             };
             if let Next::Drop = c.ready(ev.is_writable(), &mut scratch) {
                 let mut c = conns[i].take().unwrap();
-                let _ = poll.registry().deregister(&mut c.stream);
+                let _ = poll.registry().deregister(&mut c.stream.tcp);
                 free.push(i);
             }
         }
@@ -93,6 +96,10 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
                             free.push(i);
                             continue;
                         }
+                        let stream = match &tls {
+                            Some(cfg) => Stream::server(stream, cfg),
+                            None => Stream::plain(stream),
+                        };
                         conns[i] = Some(Conn {
                             stream,
                             upgraded: false,
@@ -128,6 +135,10 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
@@ -138,8 +149,9 @@ impl Conn {
         Ok(())
     }
 
+    /// Bytes not yet written (plus one while TLS records wait for the socket).
     fn backlog(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + usize::from(self.stream.tls_pending())
     }
 
     /// Reads (unless paused by a full output), echoes, writes. Edge-triggered: every path
@@ -166,6 +178,7 @@ impl Conn {
         }
         if self.closing && self.backlog() == 0 {
             // The server ends the TCP stream first after a close, as RFC 6455 asks.
+            self.stream.close_notify();
             return Next::Drop;
         }
         Next::Keep

@@ -10,6 +10,7 @@ mod modes;
 mod opts;
 mod report;
 mod sys;
+mod tls;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,9 +29,14 @@ fn main() {
     let r = match o.mode.as_str() {
         "echo" => {
             let addr = o.listen.as_deref().unwrap_or("127.0.0.1:9001");
-            match addr.parse() {
-                Ok(a) => echo::run(a).map_err(|e| format!("echo: {e}")),
-                Err(_) => Err(format!("--listen: {addr:?} is not an address")),
+            let tls = match (&o.tls_cert, &o.tls_key) {
+                (Some(c), Some(k)) => tls::server_config(c, k).map(Some),
+                _ => Ok(None),
+            };
+            match (addr.parse(), tls) {
+                (Ok(a), Ok(tls)) => echo::run(a, tls).map_err(|e| format!("echo: {e}")),
+                (Err(_), _) => Err(format!("--listen: {addr:?} is not an address")),
+                (_, Err(e)) => Err(e),
             }
         }
         "hold" => modes::hold(&o),

@@ -92,7 +92,12 @@ impl Ramp {
 }
 
 fn pool_for(o: &Opts) -> Result<Pool, String> {
-    let t = Target::new(o.url.as_deref().unwrap_or(""), &o.headers, &o.sources)?;
+    let t = Target::new(
+        o.url.as_deref().unwrap_or(""),
+        &o.headers,
+        &o.sources,
+        &o.tls,
+    )?;
     Pool::new(t).map_err(|e| e.to_string())
 }
 

@@ -8,10 +8,10 @@ Usage:
   wsgate-loadgen flood      --url URL --conns M [--size BYTES] [--window W] [--secs S]
   wsgate-loadgen latency    --url URL --conns M --rate R [--size BYTES] [--secs S]
   wsgate-loadgen handshakes --url URL [--concurrency C] [--secs S]
-  wsgate-loadgen echo       --listen ADDR
+  wsgate-loadgen echo       --listen ADDR [--tls-cert FILE --tls-key FILE]
 
 Options (all client modes):
-  --url ws://HOST:PORT/PATH   target (ws:// only; the host is resolved once)
+  --url ws://HOST:PORT/PATH   target, ws:// or wss:// (the host is resolved once)
   --header 'Name: value'      extra upgrade request header (repeatable)
   --sources IP,IP,...         bind each connection to one of these source addresses in turn
   --timeout S                 connect plus upgrade deadline per connection (default 10)
@@ -24,6 +24,18 @@ Options (all client modes):
                               spreads messages more evenly but costs the sender more CPU
   --label TEXT                copied into the JSON result
   --stdin                     hold: also stop when stdin reaches end of file
+
+TLS (wss:// URLs):
+  --ca FILE                   PEM certificates to trust as roots
+  --insecure                  accept any server certificate (handshake signatures are still
+                              checked); for benchmarks against a self-signed gateway
+  --sni NAME                  server name to send and verify (default: the URL's host; an
+                              IP address sends none)
+  --resume                    allow TLS session resumption (default: every connection does a
+                              full handshake)
+
+Echo:
+  --tls-cert FILE --tls-key FILE   serve TLS (wss://) with this PEM chain and key
 
 Results: one JSON line on stdout. Progress and errors: stderr.
 SIGTERM/SIGINT end the run early; results are still printed.
@@ -48,6 +60,9 @@ pub struct Opts {
     pub cpu_pids: Vec<(String, String)>,
     pub label: Option<String>,
     pub stdin: bool,
+    pub tls: crate::client::TlsOpts,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -80,6 +95,9 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
         cpu_pids: Vec::new(),
         label: None,
         stdin: false,
+        tls: Default::default(),
+        tls_cert: None,
+        tls_key: None,
     };
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -113,11 +131,20 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--label" => o.label = Some(val()?),
             "--stdin" => o.stdin = true,
+            "--ca" => o.tls.ca = Some(val()?),
+            "--insecure" => o.tls.insecure = true,
+            "--sni" => o.tls.sni = Some(val()?),
+            "--resume" => o.tls.resume = true,
+            "--tls-cert" => o.tls_cert = Some(val()?),
+            "--tls-key" => o.tls_key = Some(val()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if o.mode != "echo" && o.url.is_none() {
         return Err(format!("{}: --url is required", o.mode));
+    }
+    if o.tls_cert.is_some() != o.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     if o.conns == 0 || o.window == 0 {
         return Err("--conns and --window must be at least 1".into());
