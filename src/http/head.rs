@@ -274,6 +274,57 @@ fn map_err(e: httparse::Error) -> HeadError {
     })
 }
 
+/// The error for a head httparse refused. A header line that starts with whitespace is obsolete
+/// line folding (RFC 9112 §5.2), which httparse reports as a bad header name; it gets its own
+/// reason so the log says what the peer did.
+fn refused(buf: &[u8], e: httparse::Error) -> HeadError {
+    if e == httparse::Error::HeaderName && folded(buf) {
+        return HeadError::Malformed("obsolete line folding");
+    }
+    map_err(e)
+}
+
+/// Whether the first header line that is not `name:` starts with a space or a tab.
+fn folded(buf: &[u8]) -> bool {
+    // httparse skips empty lines before the start line.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    for line in buf[start..].split(|&b| b == b'\n').skip(1) {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            return true;
+        }
+        let named = line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| is_tchar(b)));
+        if !named {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether `b` may be part of a token such as a field name (RFC 9110 §5.6.2).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Refuses a LF without its CR in a complete head. httparse accepts bare LF as a line end
+/// (RFC 9112 §2.2 allows it), but a server behind the gateway may not, and two parsers that
+/// split the same bytes into different lines are how requests get smuggled.
+fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
+    let mut prev = 0;
+    for &b in head {
+        if b == b'\n' && prev != b'\r' {
+            return Err(HeadError::Malformed("bare LF line ending"));
+        }
+        prev = b;
+    }
+    Ok(())
+}
+
 /// The part of `buf` that may hold a head, and whether a still incomplete head is too large.
 fn window(buf: &[u8]) -> (&[u8], bool) {
     if buf.len() >= MAX_HEAD {
@@ -285,12 +336,14 @@ fn window(buf: &[u8]) -> (&[u8], bool) {
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
 /// `Ok(Some((head, n)))`: the head took the first `n` bytes; what follows belongs to the body
-/// or, after an upgrade, to the WebSocket stream. Header values must be UTF-8.
+/// or, after an upgrade, to the WebSocket stream. Header values must be UTF-8, every line must
+/// end with CRLF and no header line may be folded, so that the head splits into the same lines
+/// for every server it is relayed to.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf).map_err(map_err)? {
+    let n = match req.parse(buf).map_err(|e| refused(buf, e))? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial if full => return Err(HeadError::TooLarge),
         httparse::Status::Partial => return Ok(None),
@@ -298,6 +351,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadErr
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed("incomplete request line"));
     };
+    check_line_ends(&buf[..n])?;
     let method = span_of(buf, method.as_bytes());
     let target_span = span_of(buf, target.as_bytes());
     // Path and query, ignoring any fragment a client should not have sent.
@@ -347,12 +401,14 @@ fn split_target(target: &str) -> (usize, usize, Option<(usize, usize)>) {
     }
 }
 
-/// Parses a response head from the start of `buf`, with the same bounds as [`parse_request`].
+/// Parses a response head from the start of `buf`, with the same bounds and strictness as
+/// [`parse_request`]: a response head may be relayed as received, so it must split into lines
+/// the same way for the client as for the gateway.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let n = match resp.parse(buf).map_err(map_err)? {
+    let n = match resp.parse(buf).map_err(|e| refused(buf, e))? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial if full => return Err(HeadError::TooLarge),
         httparse::Status::Partial => return Ok(None),
@@ -360,6 +416,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadE
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(HeadError::Malformed("incomplete status line"));
     };
+    check_line_ends(&buf[..n])?;
     let reason = resp
         .reason
         .map_or(Span::default(), |r| span_of(buf, r.as_bytes()));
@@ -557,6 +614,86 @@ mod tests {
         // A status line without a reason phrase is valid.
         let (h, _) = parse_response(b"HTTP/1.1 200\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.status(), h.reason()), (200, ""));
+    }
+
+    /// The request and response forms of one head: `rest` follows the start line.
+    fn both(rest: &[u8]) -> [Vec<u8>; 2] {
+        [
+            [&b"GET / HTTP/1.1"[..], rest].concat(),
+            [&b"HTTP/1.1 200 OK"[..], rest].concat(),
+        ]
+    }
+
+    fn refusal(bytes: &[u8]) -> Option<HeadError> {
+        if bytes.starts_with(b"HTTP/") {
+            parse_response(bytes).err()
+        } else {
+            parse_request(bytes).err()
+        }
+    }
+
+    #[test]
+    fn bare_lf_is_refused_anywhere_in_the_head() {
+        let bare = Some(HeadError::Malformed("bare LF line ending"));
+        for rest in [
+            &b"\nHost: a\r\n\r\n"[..],
+            b"\r\nHost: a\n\r\n",
+            b"\r\nHost: a\r\n\n",
+            b"\r\nHost: a\r\nX: b\n\r\n",
+            b"\n\n",
+            b"\r\n\n",
+        ] {
+            for bad in both(rest) {
+                assert_eq!(refusal(&bad), bare, "{:?}", String::from_utf8_lossy(&bad));
+            }
+        }
+        // Before the request line too, where httparse skips empty lines.
+        assert_eq!(refusal(b"\nGET / HTTP/1.1\r\n\r\n"), bare);
+        // An empty line there is tolerated (RFC 9112 §2.2) and counted in the head's length.
+        let (h, n) = parse_request(b"\r\nGET / HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.path(), n), ("/", 20));
+        // A CR without LF was already refused by httparse.
+        assert!(matches!(
+            refusal(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"),
+            Some(HeadError::Malformed(_))
+        ));
+        // Only the head is checked: the bytes after it are the body's business.
+        let (_, n) = parse_request(b"GET / HTTP/1.1\r\n\r\n\nbody\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 18);
+        let (_, n) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 19);
+    }
+
+    #[test]
+    fn obsolete_line_folding_is_refused() {
+        let fold = Some(HeadError::Malformed("obsolete line folding"));
+        for rest in [
+            &b"\r\nX: a\r\n b\r\n\r\n"[..],
+            b"\r\nX: a\r\n\tb\r\n\r\n",
+            b"\r\nX:\r\n b\r\n\r\n",
+            b"\r\n X: a\r\n\r\n",
+            b"\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n",
+            // Refused as soon as the folded line starts, without waiting for the head's end.
+            b"\r\nX: a\r\n b",
+            // Bare LF and a fold: either reason is right, this one is found first.
+            b"\nX: a\n b\n\n",
+        ] {
+            for bad in both(rest) {
+                assert_eq!(refusal(&bad), fold, "{:?}", String::from_utf8_lossy(&bad));
+            }
+        }
+        assert_eq!(refusal(b"\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), fold);
+        // Another bad name keeps its own reason.
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1\r\nBad Name: x\r\n y\r\n\r\n"),
+            Some(HeadError::Malformed("invalid header name"))
+        );
     }
 
     #[test]
