@@ -176,6 +176,42 @@ impl RequestHead {
     pub fn raw(&self) -> &str {
         &self.fields.raw
     }
+    /// How the body after this head is delimited (RFC 9112 §6.3). A request cannot end at
+    /// close, so every head whose body end the gateway and the server behind it might see
+    /// differently is an error, answered with 400 (request smuggling, RFC 9112 §11.2).
+    /// Without `Transfer-Encoding` or `Content-Length` there is no body.
+    pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
+        if self.headers("transfer-encoding").next().is_none() {
+            return Ok(content_length(&self.fields)?.map_or(BodyFraming::None, BodyFraming::Length));
+        }
+        // RFC 9112 §6.1: HTTP/1.0 has no transfer codings, so such framing is faulty.
+        if self.minor == 0 {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.3: a server may let either one win; the gateway cannot know which.
+        if self.headers("content-length").next().is_some() {
+            return Err(HeadError::Malformed(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        let mut chunked = 0;
+        let mut last_chunked = false;
+        for t in codings(&self.fields) {
+            last_chunked = t.eq_ignore_ascii_case("chunked");
+            chunked += usize::from(last_chunked);
+        }
+        if chunked > 1 {
+            return Err(HeadError::Malformed("chunked applied more than once"));
+        }
+        if !last_chunked {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding does not end with chunked",
+            ));
+        }
+        Ok(BodyFraming::Chunked)
+    }
 }
 
 /// A parsed response head.
@@ -187,10 +223,11 @@ pub struct ResponseHead {
     minor: u8,
 }
 
-/// How the body after a response head is delimited (RFC 9112 §6.3).
+/// How the body after a head is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
-    /// No body (1xx, 204, 304).
+    /// No body: a 1xx, 204 or 304 response, or a request without `Content-Length` or
+    /// `Transfer-Encoding`.
     None,
     Length(u64),
     Chunked,
@@ -232,33 +269,43 @@ impl ResponseHead {
         }
         if self.headers("transfer-encoding").next().is_some() {
             // Chunked must be the last coding; anything else can only end at close.
-            let last = self
-                .headers("transfer-encoding")
-                .flat_map(|v| v.split(','))
-                .map(|t| t.trim_matches([' ', '\t']))
-                .filter(|t| !t.is_empty())
-                .last();
-            return Ok(match last {
+            return Ok(match codings(&self.fields).last() {
                 Some(t) if t.eq_ignore_ascii_case("chunked") => BodyFraming::Chunked,
                 _ => BodyFraming::UntilClose,
             });
         }
-        let mut length = None;
-        for v in self.headers("content-length").flat_map(|v| v.split(',')) {
-            let v = v.trim_matches([' ', '\t']);
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::Malformed("invalid Content-Length"));
-            }
-            let n: u64 = v
-                .parse()
-                .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length"));
-            }
-            length = Some(n);
-        }
-        Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+        Ok(content_length(&self.fields)?.map_or(BodyFraming::UntilClose, BodyFraming::Length))
     }
+}
+
+/// The `Content-Length` of a head, if any. Repeats of one value, as separate fields or as a
+/// list, are the same length (RFC 9110 §8.6); differing or invalid values leave the body's end
+/// ambiguous and are an error.
+fn content_length(fields: &Fields) -> Result<Option<u64>, HeadError> {
+    let mut length = None;
+    for v in fields.all("content-length").flat_map(|v| v.split(',')) {
+        let v = v.trim_matches([' ', '\t']);
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HeadError::Malformed("invalid Content-Length"));
+        }
+        let n: u64 = v
+            .parse()
+            .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(HeadError::Malformed("conflicting Content-Length"));
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
+/// The transfer codings of a head in order, empty list elements skipped.
+fn codings(fields: &Fields) -> impl Iterator<Item = &str> + '_ {
+    fields
+        .all("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
 }
 
 fn map_err(e: httparse::Error) -> HeadError {
@@ -694,6 +741,148 @@ mod tests {
             refusal(b"GET / HTTP/1.1\r\nBad Name: x\r\n y\r\n\r\n"),
             Some(HeadError::Malformed("invalid header name"))
         );
+    }
+
+    fn request_framing(head: &[u8]) -> Result<BodyFraming, HeadError> {
+        req(head).body_framing()
+    }
+
+    #[test]
+    fn request_framing_without_ambiguity() {
+        use BodyFraming::*;
+        for (head, want) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], None),
+            (b"POST / HTTP/1.0\r\n\r\n", None),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Length(0)),
+            (
+                b"POST / HTTP/1.1\r\ncontent-length:  12 \r\n\r\n",
+                Length(12),
+            ),
+            (b"POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n", Length(12)),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+                Length(u64::MAX),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: ,chunked,\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+                Chunked,
+            ),
+        ] {
+            let text = String::from_utf8_lossy(head);
+            assert_eq!(request_framing(head), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn request_smuggling_forms_are_refused() {
+        let cases: [(&[u8], &str); 17] = [
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "both Transfer-Encoding and Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+                "both Transfer-Encoding and Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 05\r\nContent-Length: 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5,\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", "invalid Content-Length"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                "chunked applied more than once",
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ),
+        ];
+        for (head, why) in cases {
+            let text = String::from_utf8_lossy(head);
+            assert_eq!(
+                request_framing(head),
+                Err(HeadError::Malformed(why)),
+                "{text:?}"
+            );
+        }
+        // Two header fields each saying chunked are the same coding applied twice.
+        assert_eq!(
+            request_framing(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Err(HeadError::Malformed("chunked applied more than once"))
+        );
+        // Forms that never reach the framing: httparse refuses whitespace before the colon
+        // and control bytes in values, this module refuses folding and bare LF.
+        for bad in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\x0b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length:\r\n 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            let text = String::from_utf8_lossy(bad);
+            assert!(
+                matches!(parse_request(bad), Err(HeadError::Malformed(_))),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
