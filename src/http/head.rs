@@ -176,6 +176,42 @@ impl RequestHead {
     pub fn raw(&self) -> &str {
         &self.fields.raw
     }
+    /// How the body after this head is delimited (RFC 9112 §6.3). A request cannot end at
+    /// close, so every head whose body end the gateway and the server behind it might see
+    /// differently is an error, answered with 400 (request smuggling, RFC 9112 §11.2).
+    /// Without `Transfer-Encoding` or `Content-Length` there is no body.
+    pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
+        if self.headers("transfer-encoding").next().is_none() {
+            return Ok(content_length(&self.fields)?.map_or(BodyFraming::None, BodyFraming::Length));
+        }
+        // RFC 9112 §6.1: HTTP/1.0 has no transfer codings, so such framing is faulty.
+        if self.minor == 0 {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.3: a server may let either one win; the gateway cannot know which.
+        if self.headers("content-length").next().is_some() {
+            return Err(HeadError::Malformed(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        let mut chunked = 0;
+        let mut last_chunked = false;
+        for t in codings(&self.fields) {
+            last_chunked = t.eq_ignore_ascii_case("chunked");
+            chunked += usize::from(last_chunked);
+        }
+        if chunked > 1 {
+            return Err(HeadError::Malformed("chunked applied more than once"));
+        }
+        if !last_chunked {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding does not end with chunked",
+            ));
+        }
+        Ok(BodyFraming::Chunked)
+    }
 }
 
 /// A parsed response head.
@@ -187,10 +223,11 @@ pub struct ResponseHead {
     minor: u8,
 }
 
-/// How the body after a response head is delimited (RFC 9112 §6.3).
+/// How the body after a head is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
-    /// No body (1xx, 204, 304).
+    /// No body: a 1xx, 204 or 304 response, or a request without `Content-Length` or
+    /// `Transfer-Encoding`.
     None,
     Length(u64),
     Chunked,
@@ -232,33 +269,43 @@ impl ResponseHead {
         }
         if self.headers("transfer-encoding").next().is_some() {
             // Chunked must be the last coding; anything else can only end at close.
-            let last = self
-                .headers("transfer-encoding")
-                .flat_map(|v| v.split(','))
-                .map(|t| t.trim_matches([' ', '\t']))
-                .filter(|t| !t.is_empty())
-                .last();
-            return Ok(match last {
+            return Ok(match codings(&self.fields).last() {
                 Some(t) if t.eq_ignore_ascii_case("chunked") => BodyFraming::Chunked,
                 _ => BodyFraming::UntilClose,
             });
         }
-        let mut length = None;
-        for v in self.headers("content-length").flat_map(|v| v.split(',')) {
-            let v = v.trim_matches([' ', '\t']);
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::Malformed("invalid Content-Length"));
-            }
-            let n: u64 = v
-                .parse()
-                .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length"));
-            }
-            length = Some(n);
-        }
-        Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+        Ok(content_length(&self.fields)?.map_or(BodyFraming::UntilClose, BodyFraming::Length))
     }
+}
+
+/// The `Content-Length` of a head, if any. Repeats of one value, as separate fields or as a
+/// list, are the same length (RFC 9110 §8.6); differing or invalid values leave the body's end
+/// ambiguous and are an error.
+fn content_length(fields: &Fields) -> Result<Option<u64>, HeadError> {
+    let mut length = None;
+    for v in fields.all("content-length").flat_map(|v| v.split(',')) {
+        let v = v.trim_matches([' ', '\t']);
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HeadError::Malformed("invalid Content-Length"));
+        }
+        let n: u64 = v
+            .parse()
+            .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(HeadError::Malformed("conflicting Content-Length"));
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
+/// The transfer codings of a head in order, empty list elements skipped.
+fn codings(fields: &Fields) -> impl Iterator<Item = &str> + '_ {
+    fields
+        .all("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
 }
 
 fn map_err(e: httparse::Error) -> HeadError {
@@ -274,6 +321,57 @@ fn map_err(e: httparse::Error) -> HeadError {
     })
 }
 
+/// The error for a head httparse refused. A header line that starts with whitespace is obsolete
+/// line folding (RFC 9112 §5.2), which httparse reports as a bad header name; it gets its own
+/// reason so the log says what the peer did.
+fn refused(buf: &[u8], e: httparse::Error) -> HeadError {
+    if e == httparse::Error::HeaderName && folded(buf) {
+        return HeadError::Malformed("obsolete line folding");
+    }
+    map_err(e)
+}
+
+/// Whether the first header line that is not `name:` starts with a space or a tab.
+fn folded(buf: &[u8]) -> bool {
+    // httparse skips empty lines before the start line.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    for line in buf[start..].split(|&b| b == b'\n').skip(1) {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            return true;
+        }
+        let named = line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| is_tchar(b)));
+        if !named {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether `b` may be part of a token such as a field name (RFC 9110 §5.6.2).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Refuses a LF without its CR in a complete head. httparse accepts bare LF as a line end
+/// (RFC 9112 §2.2 allows it), but a server behind the gateway may not, and two parsers that
+/// split the same bytes into different lines are how requests get smuggled.
+fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
+    let mut prev = 0;
+    for &b in head {
+        if b == b'\n' && prev != b'\r' {
+            return Err(HeadError::Malformed("bare LF line ending"));
+        }
+        prev = b;
+    }
+    Ok(())
+}
+
 /// The part of `buf` that may hold a head, and whether a still incomplete head is too large.
 fn window(buf: &[u8]) -> (&[u8], bool) {
     if buf.len() >= MAX_HEAD {
@@ -285,12 +383,14 @@ fn window(buf: &[u8]) -> (&[u8], bool) {
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
 /// `Ok(Some((head, n)))`: the head took the first `n` bytes; what follows belongs to the body
-/// or, after an upgrade, to the WebSocket stream. Header values must be UTF-8.
+/// or, after an upgrade, to the WebSocket stream. Header values must be UTF-8, every line must
+/// end with CRLF and no header line may be folded, so that the head splits into the same lines
+/// for every server it is relayed to.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf).map_err(map_err)? {
+    let n = match req.parse(buf).map_err(|e| refused(buf, e))? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial if full => return Err(HeadError::TooLarge),
         httparse::Status::Partial => return Ok(None),
@@ -298,6 +398,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadErr
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed("incomplete request line"));
     };
+    check_line_ends(&buf[..n])?;
     let method = span_of(buf, method.as_bytes());
     let target_span = span_of(buf, target.as_bytes());
     // Path and query, ignoring any fragment a client should not have sent.
@@ -347,12 +448,14 @@ fn split_target(target: &str) -> (usize, usize, Option<(usize, usize)>) {
     }
 }
 
-/// Parses a response head from the start of `buf`, with the same bounds as [`parse_request`].
+/// Parses a response head from the start of `buf`, with the same bounds and strictness as
+/// [`parse_request`]: a response head may be relayed as received, so it must split into lines
+/// the same way for the client as for the gateway.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let n = match resp.parse(buf).map_err(map_err)? {
+    let n = match resp.parse(buf).map_err(|e| refused(buf, e))? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial if full => return Err(HeadError::TooLarge),
         httparse::Status::Partial => return Ok(None),
@@ -360,6 +463,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadE
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(HeadError::Malformed("incomplete status line"));
     };
+    check_line_ends(&buf[..n])?;
     let reason = resp
         .reason
         .map_or(Span::default(), |r| span_of(buf, r.as_bytes()));
@@ -557,6 +661,228 @@ mod tests {
         // A status line without a reason phrase is valid.
         let (h, _) = parse_response(b"HTTP/1.1 200\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.status(), h.reason()), (200, ""));
+    }
+
+    /// The request and response forms of one head: `rest` follows the start line.
+    fn both(rest: &[u8]) -> [Vec<u8>; 2] {
+        [
+            [&b"GET / HTTP/1.1"[..], rest].concat(),
+            [&b"HTTP/1.1 200 OK"[..], rest].concat(),
+        ]
+    }
+
+    fn refusal(bytes: &[u8]) -> Option<HeadError> {
+        if bytes.starts_with(b"HTTP/") {
+            parse_response(bytes).err()
+        } else {
+            parse_request(bytes).err()
+        }
+    }
+
+    #[test]
+    fn bare_lf_is_refused_anywhere_in_the_head() {
+        let bare = Some(HeadError::Malformed("bare LF line ending"));
+        for rest in [
+            &b"\nHost: a\r\n\r\n"[..],
+            b"\r\nHost: a\n\r\n",
+            b"\r\nHost: a\r\n\n",
+            b"\r\nHost: a\r\nX: b\n\r\n",
+            b"\n\n",
+            b"\r\n\n",
+        ] {
+            for bad in both(rest) {
+                assert_eq!(refusal(&bad), bare, "{:?}", String::from_utf8_lossy(&bad));
+            }
+        }
+        // Before the request line too, where httparse skips empty lines.
+        assert_eq!(refusal(b"\nGET / HTTP/1.1\r\n\r\n"), bare);
+        // An empty line there is tolerated (RFC 9112 §2.2) and counted in the head's length.
+        let (h, n) = parse_request(b"\r\nGET / HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.path(), n), ("/", 20));
+        // A CR without LF was already refused by httparse.
+        assert!(matches!(
+            refusal(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"),
+            Some(HeadError::Malformed(_))
+        ));
+        // Only the head is checked: the bytes after it are the body's business.
+        let (_, n) = parse_request(b"GET / HTTP/1.1\r\n\r\n\nbody\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 18);
+        let (_, n) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 19);
+    }
+
+    #[test]
+    fn obsolete_line_folding_is_refused() {
+        let fold = Some(HeadError::Malformed("obsolete line folding"));
+        for rest in [
+            &b"\r\nX: a\r\n b\r\n\r\n"[..],
+            b"\r\nX: a\r\n\tb\r\n\r\n",
+            b"\r\nX:\r\n b\r\n\r\n",
+            b"\r\n X: a\r\n\r\n",
+            b"\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n",
+            // Refused as soon as the folded line starts, without waiting for the head's end.
+            b"\r\nX: a\r\n b",
+            // Bare LF and a fold: either reason is right, this one is found first.
+            b"\nX: a\n b\n\n",
+        ] {
+            for bad in both(rest) {
+                assert_eq!(refusal(&bad), fold, "{:?}", String::from_utf8_lossy(&bad));
+            }
+        }
+        assert_eq!(refusal(b"\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), fold);
+        // Another bad name keeps its own reason.
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1\r\nBad Name: x\r\n y\r\n\r\n"),
+            Some(HeadError::Malformed("invalid header name"))
+        );
+    }
+
+    fn request_framing(head: &[u8]) -> Result<BodyFraming, HeadError> {
+        req(head).body_framing()
+    }
+
+    #[test]
+    fn request_framing_without_ambiguity() {
+        use BodyFraming::*;
+        for (head, want) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], None),
+            (b"POST / HTTP/1.0\r\n\r\n", None),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Length(0)),
+            (
+                b"POST / HTTP/1.1\r\ncontent-length:  12 \r\n\r\n",
+                Length(12),
+            ),
+            (b"POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n", Length(12)),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+                Length(u64::MAX),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: ,chunked,\r\n\r\n",
+                Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+                Chunked,
+            ),
+        ] {
+            let text = String::from_utf8_lossy(head);
+            assert_eq!(request_framing(head), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn request_smuggling_forms_are_refused() {
+        let cases: [(&[u8], &str); 17] = [
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "both Transfer-Encoding and Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+                "both Transfer-Encoding and Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 05\r\nContent-Length: 6\r\n\r\n",
+                "conflicting Content-Length",
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5,\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", "invalid Content-Length"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",
+                "Transfer-Encoding does not end with chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                "chunked applied more than once",
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ),
+        ];
+        for (head, why) in cases {
+            let text = String::from_utf8_lossy(head);
+            assert_eq!(
+                request_framing(head),
+                Err(HeadError::Malformed(why)),
+                "{text:?}"
+            );
+        }
+        // Two header fields each saying chunked are the same coding applied twice.
+        assert_eq!(
+            request_framing(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Err(HeadError::Malformed("chunked applied more than once"))
+        );
+        // Forms that never reach the framing: httparse refuses whitespace before the colon
+        // and control bytes in values, this module refuses folding and bare LF.
+        for bad in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\x0b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length:\r\n 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            let text = String::from_utf8_lossy(bad);
+            assert!(
+                matches!(parse_request(bad), Err(HeadError::Malformed(_))),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
+use super::head::is_tchar;
+
 /// The reason phrase of a status; a generic phrase per class for statuses not listed.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -56,10 +58,7 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Whether `name` is a valid header name (an RFC 9110 token).
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(is_tchar)
 }
 
 /// Whether `value` can go into a header line: no CR, LF or other control bytes except tab.
