@@ -20,6 +20,9 @@ pub enum Kind {
     Admin,
 }
 
+/// Connections the kernel may queue for `accept` on each listener.
+const BACKLOG: libc::c_int = 4096;
+
 pub struct Listener {
     pub socket: TcpListener,
     pub addr: SocketAddr,
@@ -36,6 +39,12 @@ impl Listener {
     ) -> io::Result<Listener> {
         let socket = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        // mio listens with a backlog of 128; a burst of connects beyond it (reconnecting
+        // clients after a restart) would wait for SYN retransmissions. Listening again only
+        // changes the backlog; the kernel caps it at net.core.somaxconn.
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is the listening socket just bound, owned by `socket`.
+        unsafe { libc::listen(socket.as_raw_fd(), BACKLOG) };
         let addr = socket.local_addr()?;
         Ok(Listener {
             socket,
