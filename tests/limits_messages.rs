@@ -225,7 +225,12 @@ fn sixth_backend_message_in_a_minute_closes_the_client_with_1008() {
         Some(Some((1008, OVER.to_string()))),
         "{closed:?}"
     );
-    assert_eq!(backend.state(|s| s.flood_sent), 6);
+    // The backend thread counts its sends on its own schedule: wait for the 6th to be counted.
+    assert!(
+        backend.wait_until(DEADLINE, |s| s.flood_sent == 6),
+        "the backend sent {} messages",
+        backend.state(|s| s.flood_sent)
+    );
     assert_eq!(backend_close_code(&backend), Some(1001));
     assert_eq!(
         counter(&gw, RESPONSE_LIMIT, "demo-app").map(|c| c.0),
