@@ -1,5 +1,7 @@
 //! Loads the shipped `conf/gateway.yaml` with the seed's API and Product YAML and checks the
-//! compiled model.
+//! compiled model. The shipped config also loads a second product (with the seed's API and the
+//! WebSocket-and-HTTPS API, see `config_https.rs`); the seed's product is loaded first, so its
+//! plan is plan 0 and the seed API is API 0.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,13 +26,29 @@ fn loaded(o: &Overrides) -> Loaded {
     }
 }
 
+/// The limit `name` of the seed's plan (plan 0).
 fn limit<'a>(m: &'a Model, name: &str) -> (LimitIdx, &'a LimitDef) {
+    plan_limit(m, 0, name)
+}
+
+fn plan_limit<'a>(m: &'a Model, plan: PlanIdx, name: &str) -> (LimitIdx, &'a LimitDef) {
     let i = m
         .limits
         .iter()
-        .position(|l| l.name == name)
-        .unwrap_or_else(|| panic!("no limit {name}"));
+        .position(|l| l.name == name && l.plan == Some(plan))
+        .unwrap_or_else(|| panic!("no limit {name} in plan {plan}"));
     (i as LimitIdx, &m.limits[i])
+}
+
+/// The index of the plan of the second shipped product.
+fn https_plan(m: &Model) -> PlanIdx {
+    let p = m
+        .products
+        .iter()
+        .find(|p| p.name == "test-yahel-websocket-https-product")
+        .expect("the second product is loaded");
+    assert_eq!(p.plans.len(), 1);
+    p.plans[0]
 }
 
 fn upgrade(api: &Api) -> &WebSocketUpgrade {
@@ -62,10 +80,11 @@ fn loads_without_warnings() {
 #[test]
 fn limits_of_the_default_plan() {
     let m = loaded(&Overrides::default()).model;
-    assert_eq!(m.products.len(), 1);
+    assert_eq!(m.products.len(), 2);
     assert_eq!(m.products[0].name, "test-yahel-websocket-product");
     assert_eq!(m.products[0].version, "1.0.0");
-    assert_eq!(m.plans.len(), 1);
+    assert_eq!(m.plans.len(), 2);
+    assert_eq!(m.products[0].plans, vec![0]);
     let plan = &m.plans[0];
     assert_eq!(plan.name, "default-plan");
     assert_eq!(plan.title, "Default Plan");
@@ -128,19 +147,20 @@ fn limits_of_the_default_plan() {
     assert_eq!(named("websocket-connections"), Some(vec![ci]));
     assert_eq!(named("websocket-request-ratelimit"), Some(vec![ri]));
     assert_eq!(named("websocket-response-ratelimit"), Some(vec![si]));
-    assert_eq!(m.limits.len(), 4);
+    assert_eq!(m.limits.iter().filter(|l| l.plan == Some(0)).count(), 4);
 }
 
 #[test]
 fn api_and_assembly() {
     let m = loaded(&Overrides::default()).model;
-    assert_eq!(m.apis.len(), 1);
+    assert_eq!(m.apis.len(), 2);
     let api = &m.apis[0];
     assert_eq!(api.name, "test-yahel-websocket-api");
     assert_eq!(api.version, "1.0.0");
     assert_eq!(api.base_path, "/test-yahel-websocket-api");
     assert_eq!(api.schemes, Schemes(Schemes::HTTPS | Schemes::WSS));
-    assert_eq!(api.plans, vec![0]);
+    let hp = https_plan(&m);
+    assert_eq!(api.plans, vec![0, hp]);
     assert!(api.cors.enabled);
     assert!(api.activity_log.enabled);
     assert_eq!(api.activity_log.success, LogContent::Activity);
@@ -175,14 +195,15 @@ fn api_and_assembly() {
             assert_eq!(e.kind, LimitKind::Count);
             assert_eq!(e.op, LimitOp::Inc);
             let (ci, _) = limit(&m, "websocket-connections");
-            assert_eq!(e.per_plan, vec![(0, vec![ci])]);
+            let (hi, _) = plan_limit(&m, hp, "websocket-connections");
+            assert_eq!(e.per_plan, vec![(0, vec![ci]), (hp, vec![hi])]);
             assert!(e.fixed.is_empty());
         }
         other => panic!("expected ratelimit, got {other:?}"),
     }
 
     let w = upgrade(api);
-    assert_eq!(w.target_url.as_static(), Some("ws://127.0.0.1:8081/"));
+    assert_eq!(w.target_url.as_static(), Some("http://127.0.0.1:8081/"));
     assert_eq!(w.timeout, Duration::from_secs(60));
     assert!(w.inject_proxy_headers && w.verb_keep && !w.follow_redirects);
     assert!(w.parameter_control.allow && w.parameter_control.patterns.is_empty());
@@ -194,13 +215,28 @@ fn api_and_assembly() {
     let rq = flow_entry(&w.request_assembly);
     assert_eq!(rq.name, "websocket-request-ratelimit");
     assert_eq!((rq.kind, rq.op), (LimitKind::Rate, LimitOp::Consume));
-    assert_eq!(rq.per_plan, vec![(0, vec![limit(&m, &rq.name).0])]);
+    assert_eq!(
+        rq.per_plan,
+        vec![
+            (0, vec![limit(&m, &rq.name).0]),
+            (hp, vec![plan_limit(&m, hp, &rq.name).0])
+        ]
+    );
     let rs = flow_entry(&w.response_assembly);
     assert_eq!(rs.name, "websocket-response-ratelimit");
     assert_eq!((rs.kind, rs.op), (LimitKind::Rate, LimitOp::Consume));
-    assert_eq!(rs.per_plan, vec![(0, vec![limit(&m, &rs.name).0])]);
+    assert_eq!(
+        rs.per_plan,
+        vec![
+            (0, vec![limit(&m, &rs.name).0]),
+            (hp, vec![plan_limit(&m, hp, &rs.name).0])
+        ]
+    );
 
-    assert_eq!(m.property(api, "target-url"), Some("ws://127.0.0.1:8081/"));
+    assert_eq!(
+        m.property(api, "target-url"),
+        Some("http://127.0.0.1:8081/")
+    );
 }
 
 #[test]
@@ -236,12 +272,17 @@ fn settings_applications_and_overrides() {
     assert_eq!(s.bounds.idle_timeout, Duration::from_secs(3600));
     assert_eq!(s.bounds.over_limit, OverLimitAction::Close);
 
-    assert_eq!(m.applications.len(), 1);
+    assert_eq!(m.applications.len(), 2);
     let app = &m.applications[0];
     assert_eq!(app.name, "demo-app");
     assert_eq!(app.client_id, "demo-client-id");
     assert!(app.client_secret.is_none());
+    assert_eq!(app.plan, https_plan(&m));
     assert_eq!(m.plans[app.plan as usize].name, "default-plan");
+    let seed_app = &m.applications[1];
+    assert_eq!(seed_app.name, "seed-app");
+    assert_eq!(seed_app.client_id, "seed-client-id");
+    assert_eq!(seed_app.plan, 0, "seed-app is on the seed's own plan");
 
     let o = Overrides {
         listen: Some(vec!["127.0.0.1:18080".parse().unwrap()]),
@@ -295,12 +336,13 @@ fn summary_shows_the_policy_tree_limits_and_applications() {
         "/ GET PUT POST DELETE HEAD PATCH",
         "- ratelimit \"count limit\" source plan-named",
         "count-limit websocket-connections inc",
-        "- websocket-upgrade \"websocket-upgrade\" -> ws://127.0.0.1:8081/",
+        "- websocket-upgrade \"websocket-upgrade\" -> http://127.0.0.1:8081/",
         "rate-limit websocket-request-ratelimit consume",
         "rate-limit websocket-response-ratelimit consume",
         "plan rate limit default: 100/1hour (100 per 3600s), soft, is-client",
         "assembly count limit websocket-connections: 2 (at most 2 at once), hard, is-client, auto-decrement",
-        "demo-app: client id demo-client-id, plan test-yahel-websocket-product:1.0.0/default-plan",
+        "seed-app: client id seed-client-id, plan test-yahel-websocket-product:1.0.0/default-plan",
+        "demo-app: client id demo-client-id, plan test-yahel-websocket-https-product:1.0.0/default-plan",
         "over-limit close",
     ] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
