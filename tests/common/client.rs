@@ -189,8 +189,8 @@ pub fn close_and_wait<S: Read + Write>(ws: &mut WebSocket<S>, code: u16, reason:
     read_until_closed(ws)
 }
 
-/// A parsed HTTP response head (and body, when read).
-#[derive(Debug, Clone, Default)]
+/// A parsed HTTP response head (and body, when read). Its `Debug` shows the body as text.
+#[derive(Clone, Default)]
 pub struct HttpResponse {
     pub status: u16,
     pub reason: String,
@@ -198,6 +198,17 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
     /// The head exactly as received.
     pub raw_head: String,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl HttpResponse {
@@ -385,6 +396,80 @@ impl RawConn {
             None => resp.body = self.read_to_end()?,
         }
         Ok(resp)
+    }
+
+    /// Reads the response to a request made with `method`: a head only for HEAD and for 1xx,
+    /// 204 and 304; otherwise the body by Content-Length, by chunked encoding (decoded into
+    /// `body`) or until the peer closes. What follows the response stays buffered, so responses
+    /// on a kept-alive connection are read one after the other.
+    pub fn read_response_to(&mut self, method: &str) -> io::Result<HttpResponse> {
+        let mut resp = self.read_head()?;
+        if method.eq_ignore_ascii_case("HEAD")
+            || resp.status < 200
+            || resp.status == 204
+            || resp.status == 304
+        {
+            return Ok(resp);
+        }
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            resp.body = self.read_chunked_body()?;
+            return Ok(resp);
+        }
+        match resp.header("content-length") {
+            Some(v) => {
+                let len: usize = v.trim().parse().map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad Content-Length {v:?}"),
+                    )
+                })?;
+                self.need(len)?;
+                resp.body = self.buf.drain(..len).collect();
+            }
+            None => resp.body = self.read_to_end()?,
+        }
+        Ok(resp)
+    }
+
+    /// One line up to CRLF (without it).
+    fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
+                return Ok(line);
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a chunked body",
+                ));
+            }
+        }
+    }
+
+    /// A chunked body, decoded; trailer lines are read and dropped.
+    fn read_chunked_body(&mut self) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let text = String::from_utf8_lossy(&line);
+            let size = text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size line {text:?}"),
+                )
+            })?;
+            if size == 0 {
+                while !self.read_line()?.is_empty() {}
+                return Ok(body);
+            }
+            self.need(size + 2)?;
+            body.extend(self.buf.drain(..size + 2).take(size));
+        }
     }
 
     /// Reads one server frame.

@@ -5,7 +5,7 @@
 //! - `backend`: a tungstenite backend that records what it receives (`EchoBackend`, `Mode`)
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
 //! - `tls`: test CAs and certificates (rcgen), rustls client/server configs, `wss_connect`
-//! - `python`: the Python `websockets` peers (`python`, `PyEcho`, `run_py_client`)
+//! - `python`: the Python peers (`python`, `PyEcho`, `run_py_client`, `PyHttpEcho`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
@@ -33,7 +33,7 @@ pub use client::{
 };
 pub use conf::{GatewayYaml, OpenApi, TempConf, TlsCertConf};
 pub use gateway::{Gateway, run_wsgate};
-pub use python::{PyEcho, python, run_py_client};
+pub use python::{PyEcho, PyHttpEcho, SeenHttp, python, run_py_client};
 
 /// The one generous deadline: for the gateway to start, for a log line, and as the read/write
 /// timeout guarding every test socket. Reaching it means the test failed, not that it waited.

@@ -1,5 +1,6 @@
-//! The Python `websockets` peers of `tests/peers/`: installed once per test binary by
-//! `tests/peers/setup.sh`, then run as child processes.
+//! The Python peers of `tests/peers/`: the `websockets` echo and client (installed once per test
+//! binary by `tests/peers/setup.sh`) and the HTTP/1.1 echo on the standard library's
+//! `http.server`, each run as a child process.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
@@ -160,5 +161,151 @@ pub fn run_py_client(python: &PathBuf, url: &str, args: &[&str]) -> PyClientRun 
         status,
         summary: proc.stdout().trim().to_string(),
         stderr: proc.stderr(),
+    }
+}
+
+/// `tests/peers/http_echo.py` on 127.0.0.1 with an ephemeral port: an HTTP/1.1 server that answers
+/// every request with what it received, as JSON, and prints the same JSON as one stdout line.
+/// Stopped (SIGTERM, then SIGKILL) on drop.
+pub struct PyHttpEcho {
+    proc: Proc,
+    port: u16,
+}
+
+impl PyHttpEcho {
+    pub fn start(python: &PathBuf) -> PyHttpEcho {
+        let mut cmd = Command::new(python);
+        cmd.arg(peers_dir().join("http_echo.py"))
+            .args(["--host", "127.0.0.1", "--port", "0"]);
+        let proc = Proc::spawn("http_echo.py", cmd).expect("spawn http_echo.py");
+        let ready = proc
+            .streams()
+            .wait_until(DEADLINE, |s| s.stdout.contains('\n') || s.stdout_eof);
+        let first = proc.stdout().lines().next().unwrap_or_default().to_string();
+        let port = match first.trim().parse() {
+            Ok(p) if ready => p,
+            _ => panic!(
+                "http_echo.py printed no port (got {first:?})\n{}",
+                tail(&proc.stderr(), 50)
+            ),
+        };
+        PyHttpEcho { proc, port }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash, so that `$(target-url)$(request.path)`
+    /// makes a whole URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request answered so far, in order.
+    pub fn requests(&self) -> Vec<SeenHttp> {
+        self.proc
+            .stdout()
+            .lines()
+            .skip(1)
+            .map(SeenHttp::parse)
+            .collect()
+    }
+
+    /// Waits until at least `n` requests were answered; false after `timeout`.
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.proc
+            .streams()
+            .wait_until(timeout, |s| s.stdout.lines().skip(1).count() >= n)
+    }
+
+    /// The backend's log (one line per request, and errors).
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+
+    pub fn stop(&mut self) -> ExitStatus {
+        self.proc.stop(DEADLINE)
+    }
+}
+
+impl Drop for PyHttpEcho {
+    fn drop(&mut self) {
+        self.proc.stop(Duration::from_secs(5));
+    }
+}
+
+/// One request as `http_echo.py` received it (its JSON line, or the body of its answer).
+#[derive(Debug, Clone, Default)]
+pub struct SeenHttp {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub target: String,
+    pub path: String,
+    /// The query without `?` (empty when there is none).
+    pub query: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, decoded from chunked encoding when it was chunked.
+    pub body: String,
+    /// For a chunked request: the chunked body exactly as it arrived.
+    pub raw_body: Option<String>,
+}
+
+impl SeenHttp {
+    /// Parses one JSON object of `http_echo.py` (JSON is read with the YAML parser the crate
+    /// already has).
+    pub fn parse(json: &str) -> SeenHttp {
+        let v: serde_yaml::Value = serde_yaml::from_str(json)
+            .unwrap_or_else(|e| panic!("not the backend's JSON ({e}): {json:?}"));
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or_else(|| panic!("{k} missing in {json}"))
+                .to_string()
+        };
+        let headers = v
+            .get("headers")
+            .and_then(|h| h.as_sequence())
+            .unwrap_or_else(|| panic!("headers missing in {json}"))
+            .iter()
+            .map(|pair| {
+                let p = pair.as_sequence().expect("a [name, value] pair");
+                let text = |i: usize| p[i].as_str().expect("a string").to_string();
+                (text(0), text(1))
+            })
+            .collect();
+        SeenHttp {
+            method: s("method"),
+            target: s("target"),
+            path: s("path"),
+            query: s("query"),
+            version: s("version"),
+            headers,
+            body: s("body"),
+            raw_body: v
+                .get("raw_body")
+                .and_then(|x| x.as_str())
+                .map(str::to_string),
+        }
+    }
+
+    /// First value of a header, name compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
