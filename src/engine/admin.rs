@@ -99,7 +99,7 @@ impl Gateway {
         format!(
             concat!(
                 "{{\"accepted\":{},\"open\":{},\"upgraded\":{},\"upgrades_total\":{},",
-                "\"upgrades_failed\":{},\"buffers_in_use\":{},\"buffers_idle\":{},",
+                "\"upgrades_failed\":{},\"calls\":{},\"buffers_in_use\":{},\"buffers_idle\":{},",
                 "\"buffer_size\":{},\"buffered_bytes\":{},\"max_buffered_per_connection\":{},",
                 "\"connection_state_bytes\":{}}}\n"
             ),
@@ -108,6 +108,7 @@ impl Gateway {
             s.upgraded,
             s.upgrades_total,
             s.upgrades_failed,
+            s.calls,
             self.pool.in_use(),
             self.pool.idle(),
             self.pool.buf_size(),

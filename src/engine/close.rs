@@ -84,6 +84,23 @@ impl Gateway {
                     self.echo_close(key, 1001, "idle timeout");
                 }
             }
+            Phase::Call => {
+                let answered =
+                    c.hs.as_ref()
+                        .and_then(|h| h.call.as_ref())
+                        .is_some_and(|call| call.response.is_some());
+                if answered {
+                    // The answer started: too late for an error of our own.
+                    log::warn!(
+                        "backend call for client {} did not complete in time",
+                        c.peer
+                    );
+                    self.finish(key);
+                } else {
+                    log::warn!("backend did not answer the call in time");
+                    self.respond(key, 504, "Timeout", &[]);
+                }
+            }
             Phase::Refused | Phase::Respond | Phase::Linger => self.finish(key),
         }
     }
@@ -108,6 +125,7 @@ impl Gateway {
             | Phase::Resolving
             | Phase::Connecting
             | Phase::BackendHead
+            | Phase::Call
             | Phase::Refused => self.finish(key),
         }
     }

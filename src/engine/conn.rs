@@ -3,6 +3,7 @@
 
 use super::pool::BufId;
 use super::stream::Stream;
+use crate::http::body::Body;
 use crate::http::head::RequestHead;
 use crate::http::url::TargetUrl;
 use crate::model::{ApiIdx, Model};
@@ -33,6 +34,8 @@ pub enum Phase {
     Linger,
     /// The built-in echo backend: upgraded, echoing frames.
     Echo,
+    /// A plain HTTP call (the invoke policy): request body to the backend, its answer back.
+    Call,
 }
 
 /// Readiness and close bookkeeping, one bit each.
@@ -111,10 +114,16 @@ impl Flow {
     }
 }
 
-/// What only the handshake needs; dropped once the connection is open.
+/// What only the exchange with the backend needs: the upgrade handshake, or a plain call.
+/// Dropped once the WebSocket is open or the call is over.
 pub struct Handshake {
     pub head: RequestHead,
-    pub upgrade: ClientUpgrade,
+    /// The client's upgrade; `None` for a plain call.
+    pub upgrade: Option<ClientUpgrade>,
+    /// A plain call in progress (the invoke policy).
+    pub call: Option<Call>,
+    /// The `tls-profile` of the policy that reaches the backend.
+    pub tls_profile: Option<u16>,
     pub txn: String,
     pub target: TargetUrl,
     /// The `Sec-WebSocket-Key` we sent to the backend.
@@ -129,6 +138,29 @@ pub struct Handshake {
     pub refused_left: u64,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
     pub reply_headers: Vec<(String, String)>,
+}
+
+/// Where the bodies of a plain call end.
+pub struct Call {
+    pub request: Body,
+    /// Set once the backend's response head has gone to the client.
+    pub response: Option<Body>,
+    /// The client asked with HEAD: the answer has no body whatever its headers say.
+    pub head_only: bool,
+    /// The client connection takes another request after this one.
+    pub keep_alive: bool,
+    /// The backend stopped taking the request body (it may still answer).
+    pub request_broken: bool,
+    /// The backend's side has ended.
+    pub backend_eof: bool,
+}
+
+impl Call {
+    pub fn response_done(&self) -> bool {
+        self.response
+            .as_ref()
+            .is_some_and(|r| r.done() || self.backend_eof)
+    }
 }
 
 /// One rate limit counted on every data message of one direction, resolved at the handshake so

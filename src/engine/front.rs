@@ -2,12 +2,13 @@
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
 use super::Gateway;
-use super::conn::{ConnLimits, Handshake, MessageLimit, Phase, flag};
+use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::relay::{Io, read_once, write_out};
-use crate::http::head::{HeadError, RequestHead, parse_request};
+use crate::http::body::Body;
+use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request};
 use crate::http::response;
 use crate::http::url::TargetUrl;
-use crate::model::{Api, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
+use crate::model::{Api, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
 use crate::policy::assembly::{self, LimitHeaders, Limiter, Step};
 use crate::policy::context::Vars;
 use crate::policy::limits::{Consumer, Held, Lookup};
@@ -21,6 +22,30 @@ impl Gateway {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
+            // Bytes already buffered (a pipelined request after a call) come first.
+            if let Some(id) = c.up.buf
+                && c.up.head < c.up.end
+            {
+                let buf = &self.pool.get(id)[c.up.head as usize..c.up.end as usize];
+                match parse_request(buf) {
+                    Ok(None) => {}
+                    Ok(Some((head, used))) => {
+                        c.up.head += used as u32;
+                        c.up.out = c.up.head;
+                        self.on_request(key, head);
+                        return;
+                    }
+                    Err(HeadError::TooLarge) => {
+                        self.respond(key, 431, "Request header fields too large", &[]);
+                        return;
+                    }
+                    Err(HeadError::Malformed(why)) => {
+                        log::debug!("malformed request head: {why}");
+                        self.respond(key, 400, why, &[]);
+                        return;
+                    }
+                }
+            }
             if !c.has(flag::CLIENT_READABLE) {
                 return;
             }
@@ -53,26 +78,6 @@ impl Gateway {
                     return;
                 }
                 Io::Progress => {}
-            }
-            let Some(id) = c.up.buf else { return };
-            let buf = &self.pool.get(id)[c.up.head as usize..c.up.end as usize];
-            match parse_request(buf) {
-                Ok(None) => continue,
-                Ok(Some((head, used))) => {
-                    c.up.head += used as u32;
-                    c.up.out = c.up.head;
-                    self.on_request(key, head);
-                    return;
-                }
-                Err(HeadError::TooLarge) => {
-                    self.respond(key, 431, "Request header fields too large", &[]);
-                    return;
-                }
-                Err(HeadError::Malformed(why)) => {
-                    log::debug!("malformed request head: {why}");
-                    self.respond(key, 400, why, &[]);
-                    return;
-                }
             }
         }
     }
@@ -136,6 +141,21 @@ impl Gateway {
         } else {
             None
         };
+        // A body that two servers could delimit differently is refused before anything counts.
+        let framing = match upgrade {
+            Some(_) => BodyFraming::None,
+            None => match head.body_framing() {
+                Ok(f) => f,
+                Err(e) => {
+                    let why = match e {
+                        HeadError::Malformed(why) => why,
+                        HeadError::TooLarge => "request head too large",
+                    };
+                    log::debug!("client {peer}: {why}");
+                    return self.respond(key, 400, why, &[]);
+                }
+            },
+        };
         let caller = match preflow::identify(&model, &self.clients, api_idx, &head) {
             Ok(c) => c,
             Err(r) => return self.respond(key, r.status, r.message, &[]),
@@ -174,20 +194,23 @@ impl Gateway {
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {
                     message_limits(policy, &vars, &mut lim, &mut messages);
-                    Ok((policy, nth))
+                    Ok(Backend::Upgrade(policy, nth))
                 }
+                Step::Invoke(invoke) => Ok(Backend::Invoke(invoke)),
                 Step::Fail(e) => Err((e.status, e.message)),
-                Step::Invoke(_) => Err((
-                    501,
-                    "The invoke policy is not supported yet; this gateway serves WebSocket upgrades"
-                        .to_string(),
-                )),
                 Step::Done => Err((500, "The assembly ended without a backend call".to_string())),
             },
         };
         let mut reply_headers = preflow::limit_headers(&checked);
         reply_headers.extend(preflow::cors_headers(&head, api));
-        let (wsu, nth) = match outcome {
+        let backend = match outcome {
+            Ok(Backend::Upgrade(..)) if upgrade.is_none() => {
+                // The assembly only returns an upgrade for a WebSocket request.
+                Err((500, "Internal error".to_string()))
+            }
+            other => other,
+        };
+        let backend = match backend {
             Ok(x) => x,
             Err((status, message)) => {
                 for (slot, w) in held.take_all() {
@@ -204,11 +227,8 @@ impl Gateway {
                 return self.respond(key, status, &message, &extra);
             }
         };
-        let Some(upgrade) = upgrade else {
-            // The assembly only returns an upgrade for a WebSocket request.
-            return self.respond(key, 500, "Internal error", &[]);
-        };
-        let url = vars.expand(&wsu.target_url);
+        let call = backend.call();
+        let url = vars.expand(call.target_url);
         let target = TargetUrl::parse(&url);
         drop(vars);
         let limits = (!held.is_empty() || !messages.is_empty())
@@ -223,9 +243,29 @@ impl Gateway {
         };
         let txn = self.txn.next();
         let nonce = self.random16();
+        let (nth, plain) = match backend {
+            Backend::Upgrade(_, nth) => (nth, None),
+            Backend::Invoke(invoke) => {
+                let method = invoke.verb.as_deref().unwrap_or(head.method()).to_string();
+                // A body only goes with a method the client sent it with.
+                let keep_alive =
+                    head.minor_version() >= 1 && !head.has_token("connection", "close");
+                let state = Call {
+                    request: Body::new(framing),
+                    response: None,
+                    head_only: method.eq_ignore_ascii_case("HEAD"),
+                    keep_alive,
+                    request_broken: false,
+                    backend_eof: false,
+                };
+                (0, Some((method, state)))
+            }
+        };
         let mut hs = Box::new(Handshake {
             head,
             upgrade,
+            call: None,
+            tls_profile: call.tls_profile,
             txn,
             target,
             key: handshake::new_key(nonce),
@@ -237,13 +277,15 @@ impl Gateway {
             reply_headers,
         });
         let port = self.listener_port(key);
-        build_backend_request(&mut hs, api, wsu, secure, peer, port);
+        let method = plain.as_ref().map(|(m, _)| m.as_str());
+        build_backend_request(&mut hs, api, &call, secure, peer, port, method, framing);
+        hs.call = plain.map(|(_, state)| state);
         let c = &mut self.conns[key];
         c.api = api_idx;
         c.wsu = nth;
         c.hs = Some(hs);
         c.phase = Phase::Resolving;
-        self.set_timeout(key, wsu.timeout);
+        self.set_timeout(key, call.timeout);
         self.start_connect(key);
     }
 
@@ -432,13 +474,70 @@ fn message_limits(
     }
 }
 
+/// What the request to the backend takes from the policy that makes it.
+pub(super) struct BackendCall<'m> {
+    pub target_url: &'m crate::model::Template,
+    pub timeout: std::time::Duration,
+    pub tls_profile: Option<u16>,
+    pub header_control: &'m crate::model::Control,
+    pub parameter_control: &'m crate::model::Control,
+    pub inject_proxy_headers: bool,
+    pub username: Option<&'m str>,
+    pub password: Option<&'m str>,
+}
+
+/// The policy that reaches the backend.
+enum Backend<'m> {
+    /// websocket-upgrade, and its place in the assembly.
+    Upgrade(&'m WebSocketUpgrade, u16),
+    Invoke(&'m Invoke),
+}
+
+impl<'m> Backend<'m> {
+    fn call(&self) -> BackendCall<'m> {
+        match *self {
+            Backend::Upgrade(w, _) => BackendCall::of_upgrade(w),
+            Backend::Invoke(i) => BackendCall {
+                target_url: &i.target_url,
+                timeout: i.timeout,
+                tls_profile: i.tls_profile,
+                header_control: &i.header_control,
+                parameter_control: &i.parameter_control,
+                inject_proxy_headers: i.inject_proxy_headers,
+                username: i.username.as_deref(),
+                password: i.password.as_deref(),
+            },
+        }
+    }
+}
+
+impl<'m> BackendCall<'m> {
+    pub(super) fn of_upgrade(w: &'m WebSocketUpgrade) -> BackendCall<'m> {
+        BackendCall {
+            target_url: &w.target_url,
+            timeout: w.timeout,
+            tls_profile: w.tls_profile,
+            header_control: &w.header_control,
+            parameter_control: &w.parameter_control,
+            inject_proxy_headers: w.inject_proxy_headers,
+            username: w.username.as_deref(),
+            password: w.password.as_deref(),
+        }
+    }
+}
+
+/// Writes the request for the backend into `hs.request`: an upgrade, or with `method` a plain
+/// call whose body is framed as `framing`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn build_backend_request(
     hs: &mut Handshake,
     api: &Api,
-    wsu: &WebSocketUpgrade,
+    call: &BackendCall,
     secure: bool,
     peer: std::net::SocketAddr,
     port: u16,
+    method: Option<&str>,
+    framing: BodyFraming,
 ) {
     let strip: Vec<&str> = api
         .security
@@ -452,20 +551,21 @@ pub(super) fn build_backend_request(
         client: &hs.head,
         target: &hs.target,
         client_query: hs.head.query(),
-        header_control: &wsu.header_control,
-        parameter_control: &wsu.parameter_control,
+        header_control: call.header_control,
+        parameter_control: call.parameter_control,
         key: &hs.key,
-        inject_proxy_headers: wsu.inject_proxy_headers,
+        inject_proxy_headers: call.inject_proxy_headers,
         client_ip: peer.ip(),
         original_host: hs.head.header("host"),
         listener_port: port,
         proto: if secure { "https" } else { "http" },
-        credentials: match (&wsu.username, &wsu.password) {
-            (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
-            (Some(u), None) => Some((u.as_str(), "")),
+        credentials: match (call.username, call.password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (Some(u), None) => Some((u, "")),
             _ => None,
         },
         strip: &strip,
+        plain: method.map(|m| (m, framing)),
     };
     hs.request.clear();
     handshake::backend_request(&mut hs.request, &req);

@@ -7,6 +7,7 @@
 //! loop.
 
 mod admin;
+mod call;
 mod close;
 pub mod conn;
 mod echo;
@@ -54,6 +55,8 @@ pub struct Stats {
     pub upgraded: usize,
     pub upgrades_total: u64,
     pub upgrades_failed: u64,
+    /// Plain calls (the invoke policy) answered by a backend.
+    pub calls: u64,
 }
 
 /// What the gateway is listening on, once bound.
@@ -320,6 +323,8 @@ impl Gateway {
                 self.drive_upstream(key)
             }
             Refused => self.drive_refused(key),
+            // A client that half-closes after its request still gets the answer.
+            Call => self.drive_call(key),
             Open => self.drive_relay(key),
             Respond | Linger => self.drive_respond(key),
             Echo => self.drive_echo(key),

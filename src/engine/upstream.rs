@@ -7,7 +7,7 @@ use super::relay::{Io, read_leaving, read_once, write_out};
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
 use crate::http::url::TargetUrl;
-use crate::model::{ApiIdx, Model};
+use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
 use mio::net::TcpStream;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// Room kept free while reading the backend's answer, for the client's 101 in front of any
 /// frames that came with it.
-const ANSWER_ROOM: usize = 4096;
+pub(super) const ANSWER_ROOM: usize = 4096;
 
 /// Redirects followed at most during one handshake.
 const MAX_REDIRECTS: u8 = 5;
@@ -76,7 +76,7 @@ impl Gateway {
         };
         let _ = tcp.set_nodelay(true);
         let mut stream = if hs.target.tls() {
-            let (config, insecure) = backend_tls(&c.model, c.api, c.wsu);
+            let (config, insecure) = backend_tls(&c.model, hs.tls_profile);
             if insecure {
                 log::warn!(
                     "TLS to backend {}: certificate NOT verified (insecure-skip-verify)",
@@ -139,6 +139,11 @@ impl Gateway {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return self.connect_failed(key, e),
                 }
+            }
+            if hs.call.is_some() {
+                // The request body follows its head while the answer is awaited.
+                c.phase = Phase::Call;
+                return self.drive_call(key);
             }
             c.phase = Phase::BackendHead;
         }
@@ -205,11 +210,14 @@ impl Gateway {
                 }
             };
             let Some(hs) = c.hs.as_mut() else { return };
+            let Some(upgrade) = hs.upgrade.as_ref() else {
+                return;
+            };
             let checked = handshake::check_backend_response(
                 &resp,
                 &hs.key,
-                hs.upgrade.protocols.as_deref(),
-                hs.upgrade.extensions.as_deref(),
+                upgrade.protocols.as_deref(),
+                upgrade.extensions.as_deref(),
             );
             match checked {
                 Ok(neg) => {
@@ -219,7 +227,7 @@ impl Gateway {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
-                    handshake::client_101(&mut reply, &hs.upgrade.key, &neg, &hs.txn, &extra);
+                    handshake::client_101(&mut reply, &upgrade.key, &neg, &hs.txn, &extra);
                     let allow_rsv = if neg.extensions.is_some() { 0b111 } else { 0 };
                     let max = self.model.settings.bounds.max_message_size;
                     c.up.dec = Decoder::new(Role::Client, allow_rsv, max);
@@ -334,7 +342,17 @@ impl Gateway {
         let Some(hs) = self.conns[key].hs.as_mut() else {
             return;
         };
-        super::front::build_backend_request(hs, api, wsu, secure, peer, port);
+        let call = super::front::BackendCall::of_upgrade(wsu);
+        super::front::build_backend_request(
+            hs,
+            api,
+            &call,
+            secure,
+            peer,
+            port,
+            None,
+            crate::http::head::BodyFraming::None,
+        );
         self.start_connect(key);
     }
 
@@ -398,16 +416,10 @@ impl Gateway {
     }
 }
 
-/// The TLS client settings for a connection's backend: the `tls-profile` of its
-/// websocket-upgrade policy, or the system roots. Also says whether verification is off.
-fn backend_tls(model: &Model, api: ApiIdx, wsu: u16) -> (Arc<rustls::ClientConfig>, bool) {
-    let profile = model
-        .apis
-        .get(api as usize)
-        .and_then(|a| super::front::nth_upgrade(&a.assembly.execute, wsu))
-        .and_then(|w| w.tls_profile)
-        .and_then(|p| model.tls_profiles.get(p as usize));
-    match profile {
+/// The TLS client settings for a backend: those of the policy's `tls-profile`, or the system
+/// roots. Also says whether verification is off.
+fn backend_tls(model: &Model, profile: Option<u16>) -> (Arc<rustls::ClientConfig>, bool) {
+    match profile.and_then(|p| model.tls_profiles.get(p as usize)) {
         Some(p) => (p.config.clone(), p.insecure_skip_verify),
         None => (crate::tls::default_client_config(), false),
     }

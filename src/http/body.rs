@@ -115,6 +115,11 @@ pub struct Body {
 }
 
 impl Body {
+    /// The body ends only when the connection does (a response without length or chunking).
+    pub fn until_close(&self) -> bool {
+        matches!(self.state, State::UntilClose)
+    }
+
     pub fn new(framing: BodyFraming) -> Body {
         let (state, left) = match framing {
             BodyFraming::None | BodyFraming::Length(0) => (State::Done, 0),

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use base64::prelude::*;
 use sha1::{Digest, Sha1};
 
-use crate::http::head::{RequestHead, ResponseHead};
+use crate::http::head::{BodyFraming, RequestHead, ResponseHead};
 use crate::http::response::write_header;
 use crate::http::url::TargetUrl;
 use crate::model::Control;
@@ -191,6 +191,9 @@ pub struct BackendRequest<'a> {
     pub credentials: Option<(&'a str, &'a str)>,
     /// Lower-case names of the client id and secret headers and query parameters; never sent.
     pub strip: &'a [&'a str],
+    /// A plain HTTP call (the invoke policy) instead of an upgrade: its method and how its body
+    /// is framed. `key` is then unused.
+    pub plain: Option<(&'a str, BodyFraming)>,
 }
 
 /// Headers the gateway writes itself or that only concern the client connection.
@@ -269,8 +272,8 @@ fn push_target(out: &mut Vec<u8>, s: &str) {
 
 /// Writes the upgrade request to the backend.
 pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
-    let client = req.client;
-    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(req.plain.map_or("GET", |(m, _)| m).as_bytes());
+    out.push(b' ');
     push_target(out, &req.target.path_and_query);
     // Client parameters go after the target's own query.
     let mut sep: &[u8] = match req.target.query() {
@@ -289,6 +292,25 @@ pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Through write_header: the fields of a TargetUrl are public, so not necessarily parsed.
     write_header(out, "Host", &req.target.host_header().to_string());
+    if let Some((_, framing)) = req.plain {
+        // One request per backend connection for now; the body goes as the client framed it.
+        out.extend_from_slice(b"Connection: close\r\n");
+        match framing {
+            BodyFraming::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            BodyFraming::None | BodyFraming::UntilClose => {}
+        }
+    } else {
+        upgrade_headers(out, req);
+    }
+    copied_headers(out, req);
+}
+
+/// The WebSocket part of an upgrade request to the backend.
+fn upgrade_headers(out: &mut Vec<u8>, req: &BackendRequest) {
+    let client = req.client;
     out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
     write_header(out, "Sec-WebSocket-Key", req.key);
     out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
@@ -302,7 +324,12 @@ pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
         "Sec-WebSocket-Extensions",
         client.headers("sec-websocket-extensions"),
     );
+}
 
+/// The client's headers that pass the filters, the forwarded headers and credentials, and the
+/// empty line that ends the head.
+fn copied_headers(out: &mut Vec<u8>, req: &BackendRequest) {
+    let client = req.client;
     let inject = req.inject_proxy_headers;
     let mut present = [false; 3];
     for (name, value) in client.headers_iter() {
@@ -680,6 +707,7 @@ mod tests {
                 proto: "https",
                 credentials: None,
                 strip: &["x-ibm-client-id", "x-ibm-client-secret", "client_id"],
+                plain: None,
             }
         }
     }
