@@ -219,6 +219,20 @@ impl PyHttpEcho {
             .wait_until(timeout, |s| s.stdout.lines().skip(1).count() >= n)
     }
 
+    /// Every request answered so far, once there are at least `n` (the lines arrive through a
+    /// pipe, so the last answer a client got may not have been read yet); panics when fewer
+    /// than `n` arrive within `DEADLINE`.
+    pub fn requests_at_least(&self, n: usize) -> Vec<SeenHttp> {
+        if !self.wait_requests(n, DEADLINE) {
+            panic!(
+                "http_echo.py answered {} requests, expected at least {n}\n{}",
+                self.requests().len(),
+                tail(&self.stderr(), 30)
+            );
+        }
+        self.requests()
+    }
+
     /// The backend's log (one line per request, and errors).
     pub fn stderr(&self) -> String {
         self.proc.stderr()
