@@ -123,7 +123,7 @@ impl Gateway {
                 Io::Blocked => c.flags &= !flag::BACKEND_READABLE,
                 Io::Full if call.response.is_none() => {
                     log::warn!("backend answer head too large");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
                 Io::Full => {}
@@ -135,7 +135,7 @@ impl Gateway {
                         .is_some_and(|r| r.done() || r.until_close());
                     if call.response.is_none() {
                         log::warn!("backend closed the connection before answering");
-                        self.respond(key, 502, "Invalid response from backend", &[]);
+                        self.backend_failed(key, 502, "Invalid response from backend");
                         return Round::Ended;
                     }
                     if !whole {
@@ -147,7 +147,7 @@ impl Gateway {
                 Io::Error(e) => {
                     if call.response.is_none() {
                         log::warn!("backend for client {}: {e}", c.peer);
-                        self.respond(key, 502, "Invalid response from backend", &[]);
+                        self.backend_failed(key, 502, "Invalid response from backend");
                     } else {
                         self.finish(key);
                     }
@@ -174,11 +174,22 @@ impl Gateway {
                 Ok(Some(x)) => x,
                 Err(e) => {
                     log::warn!("backend answered with a malformed head: {e}");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
             };
             let informational = resp.status() < 200;
+            let status = resp.status();
+            if status >= 400 && call.stop_on.operation {
+                drop(resp);
+                self.recover(
+                    key,
+                    "OperationError",
+                    status,
+                    "The backend reported an error",
+                );
+                return Round::Ended;
+            }
             let framing = if call.head_only || informational {
                 Ok(BodyFraming::None)
             } else {
@@ -188,7 +199,7 @@ impl Gateway {
                 Ok(f) => f,
                 Err(e) => {
                     log::warn!("backend answer: {e}");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
             };
@@ -213,7 +224,7 @@ impl Gateway {
             } else {
                 let extra = end - rest;
                 if n + extra > buf.len() {
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
                 buf.copy_within(rest..end, n);
