@@ -78,26 +78,20 @@ fn serve(s: TcpStream) {
     let mut w = s;
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
-    let chunked = loop {
+    let (mut chunked, mut expect) = (false, false);
+    loop {
         let mut h = String::new();
         r.read_line(&mut h).unwrap();
         if h == "\r\n" || h.is_empty() {
-            break false;
+            break;
         }
-        if h.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-        {
-            // Read the rest of the head, then the body.
-            loop {
-                let mut rest = String::new();
-                r.read_line(&mut rest).unwrap();
-                if rest == "\r\n" {
-                    break;
-                }
-            }
-            break true;
-        }
-    };
+        let lower = h.to_ascii_lowercase();
+        expect |= lower.starts_with("expect: 100-continue");
+        chunked |= lower.starts_with("transfer-encoding: chunked");
+    }
+    if expect {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+    }
     if line.starts_with("GET /stream/big") {
         write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").unwrap();
         let block = vec![b'x'; 64 << 10];
@@ -229,4 +223,28 @@ fn a_chunked_upload_streams_within_the_buffer_bound() {
         grew < 4096,
         "the gateway grew by {grew} KiB for a 50 MiB upload"
     );
+}
+
+/// `Expect: 100-continue`: the client sends its body only after the backend's interim answer,
+/// which the gateway relays; then the final answer follows on the same connection.
+#[test]
+fn expect_100_continue_is_relayed_before_the_body() {
+    let (_c, gw) = gateway(backend());
+    let s = TcpStream::connect(gw.addr("plain")).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(
+        b"POST /stream/upload HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let (interim, _) = read_head(&mut r);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    w.write_all(b"5\r\nhello\r\n0\r\n\r\n").unwrap();
+    let (status, len) = read_head(&mut r);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body, b"5");
 }
