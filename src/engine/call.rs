@@ -123,7 +123,7 @@ impl Gateway {
                 Io::Blocked => c.flags &= !flag::BACKEND_READABLE,
                 Io::Full if call.response.is_none() => {
                     log::warn!("backend answer head too large");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
                 Io::Full => {}
@@ -135,7 +135,7 @@ impl Gateway {
                         .is_some_and(|r| r.done() || r.until_close());
                     if call.response.is_none() {
                         log::warn!("backend closed the connection before answering");
-                        self.respond(key, 502, "Invalid response from backend", &[]);
+                        self.backend_failed(key, 502, "Invalid response from backend");
                         return Round::Ended;
                     }
                     if !whole {
@@ -147,7 +147,7 @@ impl Gateway {
                 Io::Error(e) => {
                     if call.response.is_none() {
                         log::warn!("backend for client {}: {e}", c.peer);
-                        self.respond(key, 502, "Invalid response from backend", &[]);
+                        self.backend_failed(key, 502, "Invalid response from backend");
                     } else {
                         self.finish(key);
                     }
@@ -167,18 +167,30 @@ impl Gateway {
         while call.response.is_none()
             && let Some(id) = c.down.buf
         {
-            let (start, end) = (c.down.head as usize, c.down.end as usize);
+            // Bytes before `out` are heads already rewritten (an interim 100 Continue).
+            let (start, end) = (c.down.out as usize, c.down.end as usize);
             let buf = self.pool.get(id);
             let (resp, used) = match parse_response(&buf[start..end]) {
                 Ok(None) => break,
                 Ok(Some(x)) => x,
                 Err(e) => {
                     log::warn!("backend answered with a malformed head: {e}");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
             };
             let informational = resp.status() < 200;
+            let status = resp.status();
+            if status >= 400 && call.stop_on.operation {
+                drop(resp);
+                self.recover(
+                    key,
+                    "OperationError",
+                    status,
+                    "The backend reported an error",
+                );
+                return Round::Ended;
+            }
             let framing = if call.head_only || informational {
                 Ok(BodyFraming::None)
             } else {
@@ -188,7 +200,7 @@ impl Gateway {
                 Ok(f) => f,
                 Err(e) => {
                     log::warn!("backend answer: {e}");
-                    self.respond(key, 502, "Invalid response from backend", &[]);
+                    self.backend_failed(key, 502, "Invalid response from backend");
                     return Round::Ended;
                 }
             };
@@ -204,24 +216,17 @@ impl Gateway {
                 call.keep_alive,
             );
             drop(resp);
-            // Put the new head where the backend's was, moving the body bytes if it is longer.
+            // Put the new head where the backend's was, moving the bytes after it.
             let rest = start + used;
             let n = head.len();
-            if n <= rest {
-                buf[rest - n..rest].copy_from_slice(&head);
-                c.down.head = (rest - n) as u32;
-            } else {
-                let extra = end - rest;
-                if n + extra > buf.len() {
-                    self.respond(key, 502, "Invalid response from backend", &[]);
-                    return Round::Ended;
-                }
-                buf.copy_within(rest..end, n);
-                buf[..n].copy_from_slice(&head);
-                c.down.head = 0;
-                c.down.end = (n + extra) as u32;
+            if start + n + (end - rest) > buf.len() {
+                self.backend_failed(key, 502, "Invalid response from backend");
+                return Round::Ended;
             }
-            c.down.out = c.down.head + n as u32;
+            buf.copy_within(rest..end, start + n);
+            buf[start..start + n].copy_from_slice(&head);
+            c.down.end = (start + n + end - rest) as u32;
+            c.down.out = (start + n) as u32;
             moved = true;
             if !informational {
                 call.response = Some(Body::new(framing));

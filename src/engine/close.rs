@@ -61,7 +61,7 @@ impl Gateway {
                         .map(|h| format!("{}:{}", h.target.host, h.target.port))
                         .unwrap_or_default();
                 log::warn!("backend {target} did not complete the upgrade in time");
-                self.respond(key, 504, "Timeout", &[]);
+                self.backend_failed(key, 504, "Timeout");
             }
             Phase::Open => {
                 if c.has(flag::FAILING) || c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED)
@@ -98,7 +98,7 @@ impl Gateway {
                     self.finish(key);
                 } else {
                     log::warn!("backend did not answer the call in time");
-                    self.respond(key, 504, "Timeout", &[]);
+                    self.backend_failed(key, 504, "Timeout");
                 }
             }
             Phase::Refused | Phase::Respond | Phase::Linger => self.finish(key),

@@ -153,6 +153,17 @@ pub struct Call {
     pub request_broken: bool,
     /// The backend's side has ended.
     pub backend_eof: bool,
+    /// Errors the invoke's `stop-on-error` lists, which go to the assembly's `catch`.
+    pub stop_on: StopOn,
+}
+
+/// The errors of `stop-on-error` that the gateway raises for a call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopOn {
+    /// The backend cannot be reached, times out, or fails TLS.
+    pub connection: bool,
+    /// The backend answers 4xx or 5xx.
+    pub operation: bool,
 }
 
 impl Call {

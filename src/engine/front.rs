@@ -2,7 +2,7 @@
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
 use super::Gateway;
-use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
+use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, StopOn, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request};
@@ -257,6 +257,10 @@ impl Gateway {
                     keep_alive,
                     request_broken: false,
                     backend_eof: false,
+                    stop_on: StopOn {
+                        connection: invoke.stop_on_error.iter().any(|e| e == "ConnectionError"),
+                        operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
+                    },
                 };
                 (0, Some((method, state)))
             }
@@ -292,6 +296,85 @@ impl Gateway {
     fn listener_port(&self, key: usize) -> u16 {
         let l = self.conns[key].listener as usize;
         self.listeners.get(l).map(|l| l.addr.port()).unwrap_or(0)
+    }
+
+    /// The backend could not be used: the documented error, or, for a call whose invoke lists
+    /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
+    pub(super) fn backend_failed(&mut self, key: usize, status: u16, message: &str) {
+        let listed = self
+            .conns
+            .get(key)
+            .and_then(|c| c.hs.as_ref())
+            .and_then(|h| h.call.as_ref())
+            .is_some_and(|call| call.stop_on.connection);
+        if !listed {
+            return self.respond(key, status, message, &[]);
+        }
+        self.recover(key, "ConnectionError", status, message);
+    }
+
+    /// Runs the assembly's `catch` for an error of the backend call and answers with its result.
+    pub(super) fn recover(&mut self, key: usize, name: &str, status: u16, message: &str) {
+        let Some(c) = self.conns.get(key) else { return };
+        let Some(hs) = c.hs.as_ref() else { return };
+        let model = c.model.clone();
+        let api_idx = c.api;
+        let api = &model.apis[api_idx as usize];
+        let peer = c.peer;
+        let secure = c.has(flag::SECURE);
+        let head = &hs.head;
+        let operation = match self.routes.lookup(head.path(), head.method()) {
+            Route::Found { operation, .. } => api.operations.get(operation),
+            _ => None,
+        };
+        let Ok(caller) = preflow::identify(&model, &self.clients, api_idx, head) else {
+            return self.respond(key, status, message, &[]);
+        };
+        let mut vars = Vars {
+            head,
+            model: &model,
+            api,
+            operation,
+            app: caller.app.map(|a| &model.applications[a as usize]),
+            plan: caller.plan.map(|p| &model.plans[p as usize]),
+            plan_idx: caller.plan,
+            websocket: false,
+            secure,
+            set: Vec::new(),
+            status: None,
+        };
+        let mut held = Held::new();
+        let mut checked: LimitHeaders = Vec::new();
+        let mut lim = Limiter {
+            counters: &mut self.counters,
+            consumer: Consumer {
+                app: caller.app,
+                remote_ip: peer.ip(),
+                api: api_idx,
+                dynamic: None,
+            },
+            now: self.now_secs,
+            held: &mut held,
+            headers: &mut checked,
+        };
+        let raised = assembly::Raised {
+            name: name.to_string(),
+            status,
+            reason: None,
+            message: message.to_string(),
+        };
+        let (status, message) = match assembly::recover(&api.assembly, raised, &mut vars, &mut lim)
+        {
+            Step::Fail(r) => (r.status, r.message),
+            // A catch that calls another backend is not followed: the error stands.
+            _ => (status, message.to_string()),
+        };
+        drop(vars);
+        for (slot, w) in held.take_all() {
+            self.counters.dec(slot, w);
+        }
+        log::debug!("{name} for client {peer} handled by the assembly's catch: {status}");
+        self.respond(key, status, &message, &[]);
     }
 
     /// Answers the client with a JSON error and closes once it is written.

@@ -52,7 +52,7 @@ impl Gateway {
                 Ok(addrs) => self.connect(key, &addrs),
                 Err(e) => {
                     log::warn!("backend name did not resolve: {e}");
-                    self.respond(key, 500, "Could not connect to endpoint", &[]);
+                    self.backend_failed(key, 500, "Could not connect to endpoint");
                 }
             }
         }
@@ -65,13 +65,13 @@ impl Gateway {
         let Some(hs) = c.hs.as_mut() else { return };
         let Some(addr) = addrs.get(hs.attempt as usize).copied() else {
             log::warn!("no address left to try for backend {}", hs.target.host);
-            return self.respond(key, 500, "Could not connect to endpoint", &[]);
+            return self.backend_failed(key, 500, "Could not connect to endpoint");
         };
         let tcp = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("connect to backend {addr} failed: {e}");
-                return self.respond(key, 500, "Could not connect to endpoint", &[]);
+                return self.backend_failed(key, 500, "Could not connect to endpoint");
             }
         };
         let _ = tcp.set_nodelay(true);
@@ -87,7 +87,7 @@ impl Gateway {
                 Ok(s) => s,
                 Err(e) => {
                     log::warn!("TLS to backend {}: {e}", hs.target.host);
-                    return self.respond(key, 500, "Could not connect to endpoint", &[]);
+                    return self.backend_failed(key, 500, "Could not connect to endpoint");
                 }
             }
         } else {
@@ -99,7 +99,7 @@ impl Gateway {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::warn!("cannot register a backend connection: {e}");
-            return self.respond(key, 500, "Could not connect to endpoint", &[]);
+            return self.backend_failed(key, 500, "Could not connect to endpoint");
         }
         c.backend = Some(stream);
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
@@ -167,9 +167,9 @@ impl Gateway {
             .get_ref()
             .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some());
         if tls {
-            self.respond(key, 502, "TLS handshake with the backend failed", &[]);
+            self.backend_failed(key, 502, "TLS handshake with the backend failed");
         } else {
-            self.respond(key, 500, "Could not connect to endpoint", &[]);
+            self.backend_failed(key, 500, "Could not connect to endpoint");
         }
     }
 

@@ -63,6 +63,21 @@ pub fn run<'m>(assembly: &'m Assembly, vars: &mut Vars<'_>, lim: &mut Limiter<'_
     step
 }
 
+/// An error of the backend call the assembly stopped at (an invoke's `ConnectionError` or
+/// `OperationError` listed in its `stop-on-error`): the assembly's `catch` for it, then
+/// `finally`, as if the call had raised it.
+pub fn recover<'m>(
+    assembly: &'m Assembly,
+    e: Raised,
+    vars: &mut Vars<'_>,
+    lim: &mut Limiter<'_>,
+) -> Step<'m> {
+    let step = catch(assembly, e, vars, lim);
+    let mut n = 0;
+    let _ = exec(&assembly.finally, vars, lim, &mut n);
+    step
+}
+
 fn catch<'m>(
     assembly: &'m Assembly,
     e: Raised,
