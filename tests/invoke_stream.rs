@@ -27,9 +27,14 @@ x-ibm-configuration:
           version: 2.0.0
           title: invoke
           target-url: $(target-url)$(request.path)
-          timeout: 60
+          timeout: 1
 paths:
   /big:
+    get:
+      responses:
+        '200':
+          description: ok
+  /slow:
     get:
       responses:
         '200':
@@ -92,7 +97,15 @@ fn serve(s: TcpStream) {
     if expect {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
     }
-    if line.starts_with("GET /stream/big") {
+    if line.starts_with("GET /stream/slow") {
+        // Ten bytes over about 2.5 s: longer than the API's 1 s timeout, never idle that long.
+        w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .unwrap();
+        for _ in 0..10 {
+            thread::sleep(std::time::Duration::from_millis(250));
+            w.write_all(b"s").unwrap();
+        }
+    } else if line.starts_with("GET /stream/big") {
         write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").unwrap();
         let block = vec![b'x'; 64 << 10];
         let mut left = BIG;
@@ -247,4 +260,22 @@ fn expect_100_continue_is_relayed_before_the_body() {
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body).unwrap();
     assert_eq!(body, b"5");
+}
+
+/// The invoke's `timeout` bounds each pause, not the whole answer: a body that keeps flowing
+/// for longer than the timeout arrives whole.
+#[test]
+fn an_answer_that_keeps_flowing_outlasts_the_timeout() {
+    let (_c, gw) = gateway(backend());
+    let s = TcpStream::connect(gw.addr("plain")).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"GET /stream/slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (status, len) = read_head(&mut r);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body, b"ssssssssss");
 }

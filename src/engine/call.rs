@@ -25,6 +25,7 @@ enum Round {
 impl Gateway {
     /// Advances a call as far as the sockets allow, and ends it when both bodies are through.
     pub(super) fn drive_call(&mut self, key: usize) {
+        let mut moved = false;
         loop {
             let up = self.call_request(key);
             if matches!(up, Round::Ended) {
@@ -34,8 +35,18 @@ impl Gateway {
             match (up, down) {
                 (_, Round::Ended) => return,
                 (Round::Idle, Round::Idle) => break,
-                _ => {}
+                _ => moved = true,
             }
+        }
+        // A long body is not cut off while it flows: the timeout counts from the last bytes
+        // that moved, not from the start of the call.
+        let flowing = self
+            .conns
+            .get(key)
+            .and_then(|c| c.hs.as_ref())
+            .and_then(|h| h.call.as_ref());
+        if moved && let Some(t) = flowing.map(|call| call.timeout) {
+            self.set_timeout(key, t);
         }
         self.call_done(key);
     }

@@ -155,6 +155,8 @@ pub struct Call {
     pub backend_eof: bool,
     /// Errors the invoke's `stop-on-error` lists, which go to the assembly's `catch`.
     pub stop_on: StopOn,
+    /// The invoke's `timeout`: for the answer to start, then for each pause while bodies flow.
+    pub timeout: std::time::Duration,
 }
 
 /// The errors of `stop-on-error` that the gateway raises for a call.

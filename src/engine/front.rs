@@ -261,6 +261,7 @@ impl Gateway {
                         connection: invoke.stop_on_error.iter().any(|e| e == "ConnectionError"),
                         operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
                     },
+                    timeout: invoke.timeout,
                 };
                 (0, Some((method, state)))
             }
