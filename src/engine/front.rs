@@ -247,7 +247,7 @@ impl Gateway {
             Backend::Upgrade(_, nth) => (nth, None),
             Backend::Invoke(invoke) => {
                 let method = invoke.verb.as_deref().unwrap_or(head.method()).to_string();
-                // A body only goes with a method the client sent it with.
+                // HTTP/1.1 keeps the connection unless the client says otherwise; 1.0 does not.
                 let keep_alive =
                     head.minor_version() >= 1 && !head.has_token("connection", "close");
                 let state = Call {
