@@ -487,7 +487,7 @@ export CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^
     NPROC=$(nproc) KERNEL=$(uname -sr) MEM_TOTAL_KB=$(meminfo_kb MemTotal) NOFILE=$(ulimit -n) \
     DEBIAN=$(cat /etc/debian_version 2>/dev/null || echo unknown) \
     COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown) \
-    DIRTY=$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock bench 2>/dev/null | head -3 | tr '\n' ' ') \
+    DIRTY=$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock bench ':!bench/results' 2>/dev/null | head -3 | tr '\n' ' ') \
     RUSTC=$(rustc --version) WSGATE_V=$("$WSGATE" --version) \
     RUSTLS_V=$(awk '/^name = "rustls"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock") \
     NGINX_V=$(nginx -v 2>&1 | head -1) HAPROXY_V=$(haproxy -v | head -1) OPENSSL_V=$(openssl version) \

@@ -70,19 +70,21 @@ def counts(p, s):
     return sorted(n for n in dens.get((p, s), {}) if n > 0)
 
 
+# Per connection figures divide by the connections that were open when sampled ("opened"), which
+# can fall short of the count asked for (nginx's worker at 9,500).
 def rss_slope(p, s):
     ns = counts(p, s)
     if len(ns) < 2:
         return None
     d = dens[(p, s)]
-    a, b = ns[0], ns[-1]
-    return (d[b]["at"]["rss_kb"] - d[a]["at"]["rss_kb"]) * 1024 / (b - a)
+    a, b = d[ns[0]], d[ns[-1]]
+    return (b["at"]["rss_kb"] - a["at"]["rss_kb"]) * 1024 / (b["opened"] - a["opened"])
 
 
 def kernel_per_conn(p, s, n):
     r = dens[(p, s)][n]
-    slab = (r["at"]["slab_kb"] - r["before"]["slab_kb"]) * 1024 / n
-    pages = (r["at"]["tcp_mem_pages"] - r["before"]["tcp_mem_pages"]) * 4096 / n
+    slab = (r["at"]["slab_kb"] - r["before"]["slab_kb"]) * 1024 / r["opened"]
+    pages = (r["at"]["tcp_mem_pages"] - r["before"]["tcp_mem_pages"]) * 4096 / r["opened"]
     return slab, pages
 
 
@@ -91,10 +93,10 @@ def kernel_slope(p, s):
     if len(ns) < 2:
         return None
     d = dens[(p, s)]
-    a, b = ns[0], ns[-1]
-    da = d[a]["at"]["slab_kb"] - d[a]["before"]["slab_kb"]
-    db = d[b]["at"]["slab_kb"] - d[b]["before"]["slab_kb"]
-    return (db - da) * 1024 / (b - a)
+    a, b = d[ns[0]], d[ns[-1]]
+    da = a["at"]["slab_kb"] - a["before"]["slab_kb"]
+    db = b["at"]["slab_kb"] - b["before"]["slab_kb"]
+    return (db - da) * 1024 / (b["opened"] - a["opened"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +194,8 @@ try:
                 if not d:
                     continue
                 ns = sorted(d)
-                ax.plot(ns, [d[n]["at"]["rss_kb"] / 1024 for n in ns], "o-", color=COLOR[p],
+                ax.plot([d[n].get("opened", 0) for n in ns], [d[n]["at"]["rss_kb"] / 1024 for n in ns],
+                        "o-", color=COLOR[p],
                         label=NAME[p])
             ax.set_title(f"{s}: proxy RSS with N idle proxied connections")
             ax.set_xlabel("connections")
@@ -419,7 +422,7 @@ if HAVE_DENS:
                     w(f"| {NAME[p]} | {s} | 0 | | | {r['at']['rss_kb'] / 1024:.1f} | | | | | {other} |")
                     continue
                 slab, pages = kernel_per_conn(p, s, n)
-                over = (r["at"]["rss_kb"] - d[0]["at"]["rss_kb"]) * 1024 / n if 0 in d else None
+                over = (r["at"]["rss_kb"] - d[0]["at"]["rss_kb"]) * 1024 / r["opened"] if 0 in d else None
                 w(f"| {NAME[p]} | {s} | {n:,} | {r['opened']:,} | {r['ready_secs']} | "
                   f"{r['at']['rss_kb'] / 1024:.1f} | {n0(over)} | {n0(slab)} | {n0(pages)} | "
                   f"{r['at']['tcp_inuse'] - r['before']['tcp_inuse']:,} | {other} |")
@@ -635,7 +638,13 @@ for t in MSG_TARGETS:
 for (p, s), d in dens.items():
     for n, r in d.items():
         if n and r["opened"] != n:
-            probs.append(f"density {NAME[p]} {s} {n}: only {r['opened']} opened")
+            fails = {}
+            for h in r["holds"]:
+                for k, v in h.get("failures", {}).items():
+                    fails[k] = fails.get(k, 0) + v
+            why = ", ".join(f"{k} {v}" for k, v in fails.items())
+            probs.append(f"density {NAME[p]} {s} {n:,}: {r['opened']:,} opened ({why}); its "
+                         "per-connection figures use the connections it held")
 for (t, s), h in HS.items():
     if h and (h["failed"] or h["unclean"]):
         probs.append(f"handshakes {NAME[t]} {s}: {h['failed']} failed, {h['unclean']} unclean closes")
