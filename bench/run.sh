@@ -317,6 +317,17 @@ density_sample() { # pid -> JSON
     printf '{"rss_kb":%s,"rss_anon_kb":%s,"slab_kb":%s,"sunreclaim_kb":%s,%s}' \
         "$(rss_kb "$1")" "$(rss_kb "$1" RssAnon)" "$(meminfo_kb Slab)" "$(meminfo_kb SUnreclaim)" "$tcp"
 }
+# Waits (at most 5 s) until the machine's TCP sockets in use stop changing, so that sockets of
+# the previous count or proxy still closing do not end up in a "before" figure.
+settle_tcp() {
+    local prev=-1 cur
+    for _ in $(seq 25); do
+        cur=$(awk '$1 == "TCP:" { print $3 }' /proc/net/sockstat)
+        [ $prev -ge 0 ] && [ $((cur - prev)) -le 20 ] && [ $((prev - cur)) -le 20 ] && return 0
+        prev=$cur
+        sleep 0.2
+    done
+}
 if has density; then
     t0=$(now)
     pno=0
@@ -328,6 +339,7 @@ if has density; then
             if [ $scheme = ws ]; then url=$P_WS tls=(); else url=$P_WSS tls=("${TLS_OPTS[@]}"); fi
             log "density: $proxy $scheme (pid $P_PID)"
             sleep 0.3
+            settle_tcp
             extra=0; [ -n "$P_EXTRA" ] && extra=$(rss_kb "$P_EXTRA")
             printf '{"kind":"density","proxy":"%s","scheme":"%s","n":0,"at":%s,"extra_rss_kb":%s}\n' \
                 $proxy $scheme "$(density_sample "$P_PID")" "$extra" >>"$RAW"
@@ -335,6 +347,7 @@ if has density; then
             for n in $COUNTS; do
                 round=$((round + 1))
                 procs=$(((n + PER_PROC - 1) / PER_PROC))
+                settle_tcp
                 before=$(density_sample "$P_PID")
                 t1=$(now)
                 hpids=()

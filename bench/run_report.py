@@ -311,6 +311,10 @@ if HAVE_DENS:
     for s in ["ws", "wss"]:
         hrow(f"idle {s} connection: proxy RSS, B per connection",
              {p: rss_slope(p, s) for p in PROXIES}, n0)
+    for s in ["ws", "wss"]:
+        top = {p: (counts(p, s) or [None])[-1] for p in PROXIES}
+        hrow(f"idle {s} connection: kernel slab, B per proxied connection (4 sockets), at the "
+             f"largest N", {p: kernel_per_conn(p, s, top[p])[0] for p in PROXIES if top[p]}, n0)
 if HAVE_FL:
     for s in SIZES:
         hrow(f"flood {size_name(s)}: round trips/s", {p: get(FL[(p, s)], "rate") for p in PROXIES},
