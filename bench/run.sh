@@ -33,9 +33,9 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # Settings. Full: ~9 minutes; quick: under 2.
 if [ $QUICK = 1 ]; then
-    COUNTS="500 2000" SECS=2 WARMUP=0.5 ROUNDS=1 HS_SECS=2 HS_WARMUP=0.5 HS_ROUNDS=1
+    COUNTS="500 2000" SECS=2 WARMUP=0.5 ROUNDS=1 LAT_SECS=2 LAT_ROUNDS=1 HS_SECS=2 HS_WARMUP=0.5 HS_ROUNDS=1
 else
-    COUNTS="1000 5000 9500" SECS=5 WARMUP=1 ROUNDS=3 HS_SECS=3 HS_WARMUP=1 HS_ROUNDS=3
+    COUNTS="1000 5000 9500" SECS=5 WARMUP=1 ROUNDS=3 LAT_SECS=3 LAT_ROUNDS=5 HS_SECS=3 HS_WARMUP=1 HS_ROUNDS=3
 fi
 FLOOD_CONNS=64 WINDOW=16 SIZES="64 4096"       # throughput: M connections, W messages in flight each
 LAT_CONNS=1000 LAT_RATE=20000 LAT_SIZE=64      # latency: R round trips/s offered over M connections
@@ -416,11 +416,17 @@ cpu_args() { # target -> --cpu-pid options
     [ "$1" = direct ] || echo "--cpu-pid proxy=${PID_OF[$1]}"
     echo "--cpu-pid echo=$ECHO_PID"
 }
-# Rotates the order of the targets each round so none always runs first or last.
+# Rotates the order of the targets each round so none always runs first or last, and reverses it
+# every other round so no two are always neighbours (disturbances from other work on the machine
+# last several seconds and would otherwise hit the same neighbours each round).
 rotated() { # round, targets...
     local r=$1; shift
     local a=("$@") n=$# i
-    for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r - 1) % n))]}"; done
+    if [ $((r % 2)) = 1 ]; then
+        for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r - 1) % n))]}"; done
+    else
+        for i in $(seq $((n - 1)) -1 0); do echo "${a[$(((i + r - 1) % n))]}"; done
+    fi
 }
 MSG_TARGETS=(direct wsgate wsgate-off nginx haproxy)
 
@@ -442,12 +448,12 @@ fi
 
 if has latency; then
     t0=$(now)
-    for r in $(seq "$ROUNDS"); do
+    for r in $(seq "$LAT_ROUNDS"); do
         for t in $(rotated "$r" "${MSG_TARGETS[@]}"); do
-            log "latency: round $r/$ROUNDS, $LAT_RATE/s over $LAT_CONNS connections, $t"
+            log "latency: round $r/$LAT_ROUNDS, $LAT_RATE/s over $LAT_CONNS connections, $t"
             # shellcheck disable=SC2046
             lg latency --url "${URL_WS[$t]}" --conns $LAT_CONNS --rate $LAT_RATE --size $LAT_SIZE \
-                --secs $SECS --warmup $WARMUP --header "$HEADER" --label "$t" $(cpu_args "$t")
+                --secs $LAT_SECS --warmup $WARMUP --header "$HEADER" --label "$t" $(cpu_args "$t")
             printf '{"kind":"latency","target":"%s","round":%s,"result":%s}\n' "$t" "$r" "$(res)" >>"$RAW"
         done
     done
@@ -494,7 +500,7 @@ libs_of() {
         while IFS== read -r name path; do printf '%s:%s ' "$name" "$(stat -L -c %s "$path")"; done
 }
 NGINX_BIN=$(command -v nginx) HAPROXY_BIN=$(command -v haproxy)
-export OUT RAW ARGS QUICK DATE LOAD_BEFORE LOAD_AFTER T_START T_END COUNTS SECS WARMUP ROUNDS HS_SECS HS_WARMUP \
+export OUT RAW ARGS QUICK DATE LOAD_BEFORE LOAD_AFTER T_START T_END COUNTS SECS WARMUP ROUNDS LAT_SECS LAT_ROUNDS HS_SECS HS_WARMUP \
     HS_ROUNDS FLOOD_CONNS WINDOW SIZES LAT_CONNS LAT_RATE LAT_SIZE HS_CONC PER_PROC HIGH SCENARIOS
 export CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
     NPROC=$(nproc) KERNEL=$(uname -sr) MEM_TOTAL_KB=$(meminfo_kb MemTotal) NOFILE=$(ulimit -n) \
@@ -512,7 +518,7 @@ export CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^
     CMDLINE="bench/run.sh${ARGS:+ $ARGS}"
 python3 - >"$OUT/meta.json" <<'EOF'
 import json, os
-keys = """ARGS QUICK DATE LOAD_BEFORE LOAD_AFTER T_START T_END COUNTS SECS WARMUP ROUNDS HS_SECS HS_WARMUP HS_ROUNDS
+keys = """ARGS QUICK DATE LOAD_BEFORE LOAD_AFTER T_START T_END COUNTS SECS WARMUP ROUNDS LAT_SECS LAT_ROUNDS HS_SECS HS_WARMUP HS_ROUNDS
 FLOOD_CONNS WINDOW SIZES LAT_CONNS LAT_RATE LAT_SIZE HS_CONC PER_PROC HIGH SCENARIOS CPU_MODEL NPROC
 KERNEL MEM_TOTAL_KB NOFILE DEBIAN COMMIT DIRTY RUSTC WSGATE_V RUSTLS_V NGINX_V HAPROXY_V OPENSSL_V
 WSGATE_SIZE WSGATE_STRIPPED NGINX_BIN NGINX_SIZE HAPROXY_BIN HAPROXY_SIZE WSGATE_LIBS NGINX_LIBS
