@@ -73,12 +73,15 @@ unset_pid() {
     PIDS=("${keep[@]}")
 }
 
+# The gateway honours CARGO_TARGET_DIR; the load generator is its own workspace with its own
+# target dir, so the variable is dropped for its build.
+GW_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ $BUILD = 1 ]; then
     log "building wsgate and the load generator (release)"
     (cd "$ROOT" && cargo build --release --quiet)
-    (cd "$BENCH/loadgen" && cargo build --release --quiet)
+    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 fi
-WSGATE=$ROOT/target/release/wsgate
+WSGATE=$GW_TARGET/release/wsgate
 LG=$BENCH/loadgen/target/release/wsgate-loadgen
 for b in "$WSGATE" "$LG"; do
     [ -x "$b" ] || { log "$b is missing (run without --no-build)"; exit 1; }
