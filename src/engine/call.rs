@@ -6,7 +6,7 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
-use super::relay::{Io, read_leaving, read_once, write_out};
+use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::ANSWER_ROOM;
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, ResponseHead, parse_response};
@@ -227,17 +227,10 @@ impl Gateway {
                 call.keep_alive,
             );
             drop(resp);
-            // Put the new head where the backend's was, moving the bytes after it.
-            let rest = start + used;
-            let n = head.len();
-            if start + n + (end - rest) > buf.len() {
+            if !splice_head(&mut self.pool, &mut c.down, start, used, &head) {
                 self.backend_failed(key, 502, "Invalid response from backend");
                 return Round::Ended;
             }
-            buf.copy_within(rest..end, start + n);
-            buf[start..start + n].copy_from_slice(&head);
-            c.down.end = (start + n + end - rest) as u32;
-            c.down.out = (start + n) as u32;
             moved = true;
             if !informational {
                 call.response = Some(Body::new(framing));

@@ -164,19 +164,15 @@ impl Gateway {
         let mut checked: LimitHeaders = Vec::new();
         let mut messages = Vec::new();
         let now = self.now_secs;
-        let mut vars = Vars {
-            head: &head,
-            model: &model,
+        let mut vars = Vars::new(
+            &head,
+            &model,
             api,
             operation,
-            app: caller.app.map(|a| &model.applications[a as usize]),
-            plan: caller.plan.map(|p| &model.plans[p as usize]),
-            plan_idx: caller.plan,
-            websocket: upgrade.is_some(),
+            &caller,
+            upgrade.is_some(),
             secure,
-            set: Vec::new(),
-            status: None,
-        };
+        );
         let mut lim = Limiter {
             counters: &mut self.counters,
             consumer: Consumer {
@@ -331,19 +327,7 @@ impl Gateway {
         let Ok(caller) = preflow::identify(&model, &self.clients, api_idx, head) else {
             return self.respond(key, status, message, &[]);
         };
-        let mut vars = Vars {
-            head,
-            model: &model,
-            api,
-            operation,
-            app: caller.app.map(|a| &model.applications[a as usize]),
-            plan: caller.plan.map(|p| &model.plans[p as usize]),
-            plan_idx: caller.plan,
-            websocket: false,
-            secure,
-            set: Vec::new(),
-            status: None,
-        };
+        let mut vars = Vars::new(head, &model, api, operation, &caller, false, secure);
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut lim = Limiter {

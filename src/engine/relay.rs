@@ -97,6 +97,29 @@ pub(super) fn write_out(pool: &mut Pool, flow: &mut Flow, dst: &mut Stream) -> I
     Io::Progress
 }
 
+/// Replaces the `used` bytes of a backend head at `start` of the flow's buffer with `head`
+/// (the client's version of it), moving the bytes after it, and marks the new head ready to
+/// send. False when the buffer has no room for it.
+pub(super) fn splice_head(
+    pool: &mut Pool,
+    flow: &mut Flow,
+    start: usize,
+    used: usize,
+    head: &[u8],
+) -> bool {
+    let Some(id) = flow.buf else { return false };
+    let buf = pool.get(id);
+    let (rest, end, n) = (start + used, flow.end as usize, head.len());
+    if start + n + (end - rest) > buf.len() {
+        return false;
+    }
+    buf.copy_within(rest..end, start + n);
+    buf[start..start + n].copy_from_slice(head);
+    flow.end = (start + n + end - rest) as u32;
+    flow.out = (start + n) as u32;
+    true
+}
+
 /// Gives the flow's buffer back when nothing is left in it.
 pub(super) fn release_if_empty(pool: &mut Pool, flow: &mut Flow) {
     if flow.head == flow.end {

@@ -3,7 +3,7 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
-use super::relay::{Io, read_leaving, read_once, write_out};
+use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
 use crate::http::url::TargetUrl;
@@ -233,23 +233,9 @@ impl Gateway {
                     c.up.dec = Decoder::new(Role::Client, allow_rsv, max);
                     c.down.dec = Decoder::new(Role::Server, allow_rsv, max);
                     // The backend's bytes after its head are frames: they follow our 101.
-                    let buf = self.pool.get(id);
-                    let rest = start + used;
-                    let n = reply.len();
-                    if n <= rest {
-                        buf[rest - n..rest].copy_from_slice(&reply);
-                        c.down.head = (rest - n) as u32;
-                    } else {
-                        let extra = end - rest;
-                        if n + extra > buf.len() {
-                            return self.respond(key, 502, "Invalid response from backend", &[]);
-                        }
-                        buf.copy_within(rest..end, n);
-                        buf[..n].copy_from_slice(&reply);
-                        c.down.head = 0;
-                        c.down.end = (n + extra) as u32;
+                    if !splice_head(&mut self.pool, &mut c.down, start, used, &reply) {
+                        return self.respond(key, 502, "Invalid response from backend", &[]);
                     }
-                    c.down.out = c.down.head + n as u32;
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;

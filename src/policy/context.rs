@@ -25,6 +25,31 @@ pub struct Vars<'a> {
 }
 
 impl<'a> Vars<'a> {
+    /// The variables of one request by an identified caller, before any policy has run.
+    pub fn new(
+        head: &'a RequestHead,
+        model: &'a Model,
+        api: &'a Api,
+        operation: Option<&'a Operation>,
+        caller: &crate::policy::preflow::Caller,
+        websocket: bool,
+        secure: bool,
+    ) -> Vars<'a> {
+        Vars {
+            head,
+            model,
+            api,
+            operation,
+            app: caller.app.map(|a| &model.applications[a as usize]),
+            plan: caller.plan.map(|p| &model.plans[p as usize]),
+            plan_idx: caller.plan,
+            websocket,
+            secure,
+            set: Vec::new(),
+            status: None,
+        }
+    }
+
     /// A variable by its dotted name, or `None` when it has no value.
     pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
