@@ -203,7 +203,7 @@ fn over_the_connection_cap_new_clients_wait_until_one_leaves() {
     third.set_read_guard(DEADLINE).expect("guard");
     let head = third.read_head().expect("served once below the cap");
     assert_eq!(head.status, 101);
-    assert!(gw.log_contains("below the connection cap again"));
+    assert!(gw.wait_log("below the connection cap again", DEADLINE));
     // The admin listener answered throughout; the cap is about API traffic.
     assert_eq!(stat(&gw, "open"), 2);
 }
