@@ -464,6 +464,12 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadE
         return Err(HeadError::Malformed("incomplete status line"));
     };
     check_line_ends(&buf[..n])?;
+    // RFC 9110 §15: codes outside 100..=599 are invalid, and are handled like a 5xx. httparse
+    // takes any three digits, and a code such as 044 would pass for an interim (1xx) answer
+    // whose body the gateway then parsed as the next head.
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::Malformed("invalid status"));
+    }
     let reason = resp
         .reason
         .map_or(Span::default(), |r| span_of(buf, r.as_bytes()));
@@ -657,6 +663,30 @@ mod tests {
         assert!(frame(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n").is_err());
         assert!(
             frame(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n").is_err()
+        );
+        // Three digits outside 100..=599 are no status (found by fuzzing: 044 was taken for
+        // an interim response without a body).
+        for bad in [
+            &b"HTTP/1.1 044 X\r\nContent-Length: 3\r\n\r\n"[..],
+            b"HTTP/1.1 000 X\r\n\r\n",
+            b"HTTP/1.1 099\r\n\r\n",
+            b"HTTP/1.1 600 X\r\n\r\n",
+            b"HTTP/1.1 999 X\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_response(bad).unwrap_err(),
+                HeadError::Malformed("invalid status"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            frame(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Ok(BodyFraming::None)
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 599 X\r\n\r\n"),
+            Ok(BodyFraming::UntilClose)
         );
         // A status line without a reason phrase is valid.
         let (h, _) = parse_response(b"HTTP/1.1 200\r\n\r\n").unwrap().unwrap();
