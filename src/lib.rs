@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fuzz_checks;
 pub mod http;
 pub mod model;
 pub mod policy;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in turn, one process at a time, for SECONDS each (default 600), then
+# minimises each corpus. Stable Rust stands in for nightly through RUSTC_BOOTSTRAP=1.
+#   fuzz/run.sh [SECONDS] [TARGET...]
+# A finding stops that target's run and is written to fuzz/artifacts/TARGET/; replay one with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export RUSTC_BOOTSTRAP=1
+seconds=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(http_head http_body ws_frame condition config)
+cargo fuzz build || exit 1
+for t in "${targets[@]}"; do
+  echo "==> $t for ${seconds}s"
+  cargo fuzz run "$t" -- -max_total_time="$seconds" -timeout=10 -print_final_stats=1
+  echo "==> $t exit $?"
+done
+for t in "${targets[@]}"; do
+  echo "==> cmin $t"
+  cargo fuzz cmin "$t"
+done
