@@ -52,6 +52,11 @@ HEADS = [
     b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
     b"HTTP/1.0 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
     b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\n\r\n",
+    UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n"),
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: ws://other:8080/chat\r\nContent-Length: 0\r\n\r\n",
 ]
 for h in HEADS:
     put("http_head", with_reads(h))

@@ -1,5 +1,5 @@
-//! Request and response heads ([`crate::http::head`]) and body framing
-//! ([`crate::http::body`]).
+//! Request and response heads ([`crate::http::head`]), body framing ([`crate::http::body`])
+//! and the upgrade checks on both ([`crate::ws::handshake`]).
 
 use super::Reads;
 use crate::http::body::{Body, BodyError};
@@ -7,12 +7,16 @@ use crate::http::head::{
     BodyFraming, HeadError, MAX_HEAD, MAX_HEADERS, RequestHead, ResponseHead, parse_request,
     parse_response,
 };
+use crate::ws::handshake::{
+    Negotiated, check_backend_response, client_101, redirect_location, validate_client,
+};
 
 /// The `http_head` target: the input, after its read sizes, parsed as a request head and as a
 /// response head, whole and read by read as the engine does (the whole buffer so far, after
 /// each read). The answer must not depend on the reads, and an accepted head must be what its
 /// bytes say. The bytes after an accepted head go through the body tracker its framing asks
-/// for.
+/// for, and the head through the upgrade checks: the 101 the gateway writes for an accepted
+/// upgrade must pass a client's checks of RFC 6455 §4.1.
 pub fn head(data: &[u8]) {
     let (reads, stream) = Reads::split(data);
     let whole = parse_request(stream);
@@ -122,6 +126,54 @@ fn request_holds(h: &RequestHead, n: usize, stream: &[u8]) {
     if let Ok(framing) = framing {
         body_after(framing, &stream[n..]);
     }
+    if let Ok(upgrade) = validate_client(h) {
+        let offered = (upgrade.protocols.as_deref(), upgrade.extensions.as_deref());
+        // The gateway's 101 names no subprotocol or extension the backend did not choose.
+        let mut reply = Vec::new();
+        client_101(
+            &mut reply,
+            &upgrade.key,
+            &Negotiated::default(),
+            "txn-1",
+            &[],
+        );
+        let (resp, used) = parse_response(&reply)
+            .expect("the gateway's 101 parses")
+            .expect("the gateway's 101 is complete");
+        assert_eq!(used, reply.len());
+        assert_eq!(
+            check_backend_response(&resp, &upgrade.key, offered.0, offered.1),
+            Ok(Negotiated::default())
+        );
+    }
+}
+
+/// A fixed client upgrade that backend answers are checked against.
+const SENT_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const OFFERED_PROTOCOLS: &str = "chat, superchat";
+const OFFERED_EXTENSIONS: &str = "permessage-deflate; client_max_window_bits";
+
+/// A backend's answer to the fixed upgrade: what it negotiates must have been offered, and the
+/// 101 the gateway then writes to the client must negotiate the same again.
+fn upgrade_answer_holds(resp: &ResponseHead) {
+    let _ = redirect_location(resp);
+    let offered = (Some(OFFERED_PROTOCOLS), Some(OFFERED_EXTENSIONS));
+    let Ok(negotiated) = check_backend_response(resp, SENT_KEY, offered.0, offered.1) else {
+        return;
+    };
+    assert_eq!(resp.status(), 101);
+    if let Some(p) = &negotiated.protocol {
+        assert!(OFFERED_PROTOCOLS.split(", ").any(|o| o == p));
+    }
+    let mut reply = Vec::new();
+    client_101(&mut reply, SENT_KEY, &negotiated, "txn-1", &[]);
+    let (again, _) = parse_response(&reply)
+        .expect("the gateway's 101 parses")
+        .expect("the gateway's 101 is complete");
+    assert_eq!(
+        check_backend_response(&again, SENT_KEY, offered.0, offered.1),
+        Ok(negotiated)
+    );
 }
 
 fn response_holds(h: &ResponseHead, n: usize, stream: &[u8]) {
@@ -138,6 +190,7 @@ fn response_holds(h: &ResponseHead, n: usize, stream: &[u8]) {
         }
         Err(e) => assert!(matches!(e, HeadError::Malformed(_))),
     }
+    upgrade_answer_holds(h);
 }
 
 /// Feeds the bytes after a head to the tracker its framing asks for.
