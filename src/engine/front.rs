@@ -92,9 +92,11 @@ impl Gateway {
             self.admin_request(key, head);
             return;
         }
-        let model = c.model.clone();
+        // A request starts on the config of the moment, even on a connection older than it.
+        let model = self.model.clone();
         let secure = c.has(flag::SECURE);
         let peer = c.peer;
+        self.conns[key].model = model.clone();
         let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
             Route::NoApi => return self.respond(key, 404, "API not found for requested URI", &[]),
@@ -227,8 +229,13 @@ impl Gateway {
         let url = vars.expand(call.target_url);
         let target = TargetUrl::parse(&url);
         drop(vars);
-        let limits = (!held.is_empty() || !messages.is_empty())
-            .then(|| Box::new(ConnLimits { held, messages }));
+        let limits = (!held.is_empty() || !messages.is_empty()).then(|| {
+            Box::new(ConnLimits {
+                held,
+                messages,
+                retired: Vec::new(),
+            })
+        });
         self.conns[key].limits = limits;
         let target = match target {
             Ok(t) => t,
@@ -314,6 +321,10 @@ impl Gateway {
     pub(super) fn recover(&mut self, key: usize, name: &str, status: u16, message: &str) {
         let Some(c) = self.conns.get(key) else { return };
         let Some(hs) = c.hs.as_ref() else { return };
+        if !std::rc::Rc::ptr_eq(&c.model, &self.model) {
+            // Its limits and routes belong to the config before a reload: no catch.
+            return self.respond(key, status, message, &[]);
+        }
         let model = c.model.clone();
         let api_idx = c.api;
         let api = &model.apis[api_idx as usize];

@@ -15,6 +15,7 @@ mod front;
 mod listen;
 pub mod pool;
 mod relay;
+mod reload;
 mod resolve;
 mod signals;
 pub mod stream;
@@ -27,6 +28,7 @@ use crate::route::RouteTable;
 use conn::Conn;
 use mio::{Events, Interest, Poll, Token};
 use pool::Pool;
+pub use reload::Loader;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -83,6 +85,8 @@ pub struct Gateway {
     stats: Stats,
     /// Applications by client id.
     clients: crate::policy::preflow::ClientIndex,
+    /// Loads the config again on SIGHUP or `POST /reload`.
+    loader: Option<Loader>,
     /// Every limit counter of the gateway.
     counters: crate::policy::limits::Counters,
     /// Unix time in seconds, read once per loop turn; limit windows use it.
@@ -149,6 +153,7 @@ impl Gateway {
             stats: Stats::default(),
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
+            loader: None,
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
@@ -237,6 +242,11 @@ impl Gateway {
         for sig in self.signals.drain() {
             match sig {
                 signals::Signal::Terminate => self.begin_shutdown(),
+                signals::Signal::Reload => {
+                    if self.stopping.is_none() {
+                        self.reload();
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,184 @@
+//! Reload (SIGHUP, `POST /reload`): load the config again from the files and arguments the
+//! process started with and, if it is valid, serve new connections with it at once.
+//!
+//! Open connections keep the `Rc<Model>` they started with, and their limit slots are rewritten
+//! to the new counter layout once, here ([`crate::policy::limits::Reload`]): they keep counting
+//! in the same counters, against the maxima they started with. An invalid config changes
+//! nothing. Listeners are bound once: a config that changes them (or the buffer size, which
+//! the buffer pool is made of) is served with the old ones, and the log says a restart is needed.
+
+use super::Gateway;
+use crate::config::{Diagnostic, Loaded};
+use crate::model::{LimitIdx, Settings};
+use crate::route::RouteTable;
+use std::rc::Rc;
+
+/// Loads the config again; set by whoever started the gateway.
+pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>>>;
+
+/// What a reload did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub applied: bool,
+    /// Errors (and warnings) of a config that was not applied; warnings of one that was.
+    pub diagnostics: Vec<String>,
+    /// What stayed as it was because it needs a restart.
+    pub restart_needed: Vec<String>,
+    /// Counters that moved to the new layout.
+    pub carried: usize,
+    /// Open connections that keep the config they started with.
+    pub connections: usize,
+}
+
+impl Gateway {
+    /// How to load the config again; without one, a reload is refused.
+    pub fn set_loader(&mut self, loader: Loader) {
+        self.loader = Some(loader);
+    }
+
+    pub(super) fn reload(&mut self) -> Outcome {
+        let mut out = Outcome {
+            applied: false,
+            diagnostics: Vec::new(),
+            restart_needed: Vec::new(),
+            carried: 0,
+            connections: 0,
+        };
+        let Some(loader) = self.loader.as_mut() else {
+            let why = "this gateway was not started from a config file".to_string();
+            log::error!("reload refused: {why}");
+            out.diagnostics.push(why);
+            return out;
+        };
+        log::info!(
+            "reloading the config from {}",
+            self.model.settings.source.display()
+        );
+        let mut model = match loader() {
+            Ok(Loaded { model, warnings }) => {
+                for w in &warnings {
+                    log::warn!("{w}");
+                    out.diagnostics.push(w.to_string());
+                }
+                model
+            }
+            Err(diags) => {
+                for d in &diags {
+                    log::error!("{d}");
+                    out.diagnostics.push(d.to_string());
+                }
+                log::error!(
+                    "reload failed with {} problem(s): the running config stays",
+                    diags.len()
+                );
+                return out;
+            }
+        };
+        out.restart_needed = keep_bound(&self.model.settings, &mut model.settings);
+        for what in &out.restart_needed {
+            log::warn!("reload: {what} changed; that takes a restart, the old value stays");
+        }
+
+        // Every counter an open connection uses gets a retired definition in the new layout.
+        let in_use: Vec<LimitIdx> = self
+            .conns
+            .iter()
+            .filter_map(|(_, c)| c.limits.as_deref())
+            .flat_map(|l| {
+                let mut v: Vec<LimitIdx> = l.messages.iter().map(|m| m.slot.limit()).collect();
+                let mut held = l.held.clone();
+                held.slots_mut(|s| v.push(s.limit()));
+                v
+            })
+            .collect();
+        let mut carry = self.counters.reload(&model, self.now_secs, in_use);
+        for (_, c) in self.conns.iter_mut() {
+            let Some(l) = c.limits.as_deref_mut() else {
+                continue;
+            };
+            out.connections += 1;
+            l.held
+                .slots_mut(|s| *s = carry.slot(&mut self.counters, *s));
+            for m in &mut l.messages {
+                m.slot = carry.slot(&mut self.counters, m.slot);
+            }
+            // The pins of the old layout went with it; these are the new layout's.
+            l.retired.clear();
+            let mut note = |limit: LimitIdx| {
+                if self.counters.is_retired(limit) && !l.retired.contains(&limit) {
+                    l.retired.push(limit);
+                }
+            };
+            for m in &l.messages {
+                note(m.slot.limit());
+            }
+            l.held.slots_mut(|s| note(s.limit()));
+            for &r in &l.retired {
+                self.counters.pin(r);
+            }
+        }
+        out.carried = carry.carried;
+        self.routes = Rc::new(RouteTable::new(&model.apis));
+        self.clients = crate::policy::preflow::client_index(&model);
+        self.model = Rc::new(model);
+        out.applied = true;
+        log::info!(
+            "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
+            self.model.apis.len(),
+            self.model.limits.len(),
+            carry.carried,
+            carry.dropped,
+            out.connections
+        );
+        out
+    }
+}
+
+/// Puts back into `new` what is bound at start and cannot change without a restart, and names
+/// what differed.
+fn keep_bound(old: &Settings, new: &mut Settings) -> Vec<String> {
+    let mut changed = Vec::new();
+    let shape = |s: &Settings| {
+        s.listeners
+            .iter()
+            .map(|l| {
+                let certs: Vec<_> = l.tls.iter().flat_map(|t| t.certs.iter()).collect();
+                format!("{} {} {:?}", l.addr, l.tls_offloaded, certs)
+            })
+            .collect::<Vec<_>>()
+    };
+    if shape(old) != shape(new) {
+        changed.push("the listeners".to_string());
+    }
+    if old.admin != new.admin {
+        changed.push("the admin listener".to_string());
+    }
+    if old.echo != new.echo {
+        changed.push("the echo listener".to_string());
+    }
+    new.listeners = old.listeners.clone();
+    new.admin = old.admin;
+    new.echo = old.echo;
+    if old.bounds.buffer_bound != new.bounds.buffer_bound {
+        changed.push("buffer-bound".to_string());
+        new.bounds.buffer_bound = old.bounds.buffer_bound;
+    }
+    changed
+}
+
+/// The JSON answer of `POST /reload`.
+pub(super) fn outcome_json(o: &Outcome) -> String {
+    let list = |v: &[String]| {
+        let items: Vec<String> = v.iter().map(|s| super::admin::json_string(s)).collect();
+        format!("[{}]", items.join(","))
+    };
+    let key = if o.applied { "warnings" } else { "errors" };
+    format!(
+        "{{\"applied\":{},\"{key}\":{},\"restart_needed\":{},\"carried\":{},\"connections\":{}}}\n",
+        o.applied,
+        list(&o.diagnostics),
+        list(&o.restart_needed),
+        o.carried,
+        o.connections
+    )
+}
