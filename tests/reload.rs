@@ -1,0 +1,389 @@
+//! Reload over real sockets (SIGHUP and `POST /reload`): open WebSockets keep echoing on the
+//! limits they started with while new ones get the new config; counts and rate windows carry
+//! over; an invalid config changes nothing; a removed limit's counters go with its last
+//! connection.
+//!
+//! Every gateway runs with the test clock aligned to the start of an hour, so no minute window
+//! rolls over during a test.
+
+mod common;
+
+use common::admin::*;
+use common::limits::*;
+use common::*;
+use tungstenite::Message;
+
+const OVER: &str = "Rate Limit exceeded";
+
+/// The seed product's limit values, each replaced.
+struct Values<'a> {
+    request: &'a str,
+    response: &'a str,
+    count: &'a str,
+}
+
+const SEED: Values = Values {
+    request: "3/1minute",
+    response: "5/1minute",
+    count: "2",
+};
+
+/// Writes the seed API and the seed product with the given limit values (and extra edits).
+fn write_product(
+    conf: &TempConf,
+    v: &Values,
+    product_edits: &[(&str, &str)],
+    api_edits: &[(&str, &str)],
+) {
+    let request = format!("value: {}", v.request);
+    let response = format!("value: {}", v.response);
+    let count = format!("auto-decrement: true\n          value: {}\n", v.count);
+    let mut edits: Vec<(&str, &str)> = vec![
+        ("value: 3/1minute", &request),
+        ("value: 5/1minute", &response),
+        ("auto-decrement: true\n          value: 2\n", &count),
+    ];
+    edits.extend_from_slice(product_edits);
+    write_seed_with(conf, &edits, api_edits);
+}
+
+fn start(backend: &EchoBackend, v: &Values) -> (TempConf, Gateway) {
+    let conf = TempConf::new();
+    write_product(&conf, v, &[], &[]);
+    let path = seed_yaml(&backend.target_url()).write(&conf);
+    let gw = start_with_test_clock(&path, 3600);
+    (conf, gw)
+}
+
+/// `POST /reload`: the status and the JSON answer.
+fn post_reload(gw: &Gateway) -> (u16, serde_yaml::Value) {
+    let r = http_request(gw.addr("admin"), "POST", "/reload", &[], b"").expect("POST /reload");
+    let body = r.body_text();
+    let v = serde_yaml::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (r.status, v)
+}
+
+/// The live counter of one limit for one application: (value, max).
+fn counter(gw: &Gateway, limit: &str, app: &str) -> Option<(u64, u64)> {
+    limits(gw)
+        .into_iter()
+        .find(|c| c.limit == limit && c.key.ends_with(&format!("app={app}")))
+        .map(|c| (c.value, c.max))
+}
+
+fn expect_counter(gw: &Gateway, limit: &str, app: &str, want: Option<(u64, u64)>, after: &str) {
+    let (got, ok) = poll(|| counter(gw, limit, app), |v| *v == want);
+    assert!(
+        ok,
+        "after {after}: {limit} of {app} is {got:?}, expected {want:?}: {:?}",
+        limits(gw)
+    );
+}
+
+/// Sends a text message and expects it back.
+fn echo(ws: &mut Ws, text: &str) {
+    roundtrip(ws, Message::text(text));
+}
+
+/// Sends a text message and expects the gateway to close with 1008 instead of forwarding it.
+fn expect_rate_close(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+    let closed = read_until_closed(ws);
+    assert_eq!(closed.code(), Some(1008), "{closed:?}");
+    assert_eq!(
+        closed.frame,
+        Some(Some((1008, OVER.to_string()))),
+        "{closed:?}"
+    );
+}
+
+#[test]
+fn fifty_websockets_keep_echoing_across_a_reload_that_lowers_the_message_rate() {
+    let backend = EchoBackend::start();
+    let generous = Values {
+        request: "1000/1minute",
+        response: "1000/1minute",
+        count: "60",
+    };
+    let (conf, gw) = start(&backend, &generous);
+    let mut old: Vec<Ws> = (0..50).map(|_| open_as(&gw, A).0).collect();
+    for (i, ws) in old.iter_mut().enumerate() {
+        echo(ws, &format!("before {i}"));
+    }
+    expect_counter(
+        &gw,
+        REQUEST_LIMIT,
+        "demo-app",
+        Some((50, 1000)),
+        "50 messages",
+    );
+
+    write_product(
+        &conf,
+        &Values {
+            request: "3/1minute",
+            ..generous
+        },
+        &[],
+        &[],
+    );
+    let (status, answer) = post_reload(&gw);
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(answer["applied"].as_bool(), Some(true), "{answer:?}");
+    assert_eq!(answer["connections"].as_u64(), Some(50), "{answer:?}");
+    gw.expect_log("config reloaded");
+    // The window carried over; the counter now shows the new maximum.
+    expect_counter(&gw, REQUEST_LIMIT, "demo-app", Some((50, 3)), "the reload");
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", Some((50, 60)), "the reload");
+
+    // The old connections keep their 1000 a minute: 50 more pass, far over the new 3.
+    for (i, ws) in old.iter_mut().enumerate() {
+        echo(ws, &format!("after {i}"));
+    }
+    expect_counter(
+        &gw,
+        REQUEST_LIMIT,
+        "demo-app",
+        Some((100, 3)),
+        "50 more messages",
+    );
+
+    // A new connection of B gets the new limit: 3 messages, the fourth closes it.
+    let (mut b, _) = open_as(&gw, B);
+    for i in 0..3 {
+        echo(&mut b, &format!("b {i}"));
+    }
+    expect_rate_close(&mut b, "b 3");
+    // A new connection of A counts in A's carried window, already over the new 3.
+    let (mut a, _) = open_as(&gw, A);
+    expect_rate_close(&mut a, "a 0");
+
+    // The old ones are still undisturbed.
+    for (i, ws) in old.iter_mut().enumerate() {
+        echo(ws, &format!("still {i}"));
+    }
+    assert_eq!(
+        backend.open(),
+        50,
+        "only the 50 old connections remain open"
+    );
+    for ws in &mut old {
+        close_and_wait(ws, 1000, "done");
+    }
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", None, "closing all");
+}
+
+#[test]
+fn sighup_reload_keeps_counting_the_connections_held_before_it() {
+    let backend = EchoBackend::start();
+    let (conf, mut gw) = start(&backend, &SEED);
+    let (mut a1, _) = open_as(&gw, A);
+    let (mut a2, _) = open_as(&gw, A);
+    expect_counter(
+        &gw,
+        COUNT_LIMIT,
+        "demo-app",
+        Some((2, 2)),
+        "two connections",
+    );
+
+    // Same count limit, another request rate: a real change that leaves the count alone.
+    write_product(
+        &conf,
+        &Values {
+            request: "4/1minute",
+            ..SEED
+        },
+        &[],
+        &[],
+    );
+    gw.signal("HUP");
+    assert!(
+        gw.wait_log("config reloaded", DEADLINE),
+        "{}",
+        log_digest(&gw, 20)
+    );
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", Some((2, 2)), "the reload");
+    let third = refused(connect_as(&gw, A, &[]));
+    third.assert_error(429, "Assembly Rate Limit exceeded");
+    echo(&mut a1, "a1 still here");
+
+    // One old connection closes: its count comes back exactly once, into the same counter.
+    close_and_wait(&mut a2, 1000, "done");
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", Some((1, 2)), "closing one");
+    let (mut a3, r3) = open_as(&gw, A);
+    assert_eq!(
+        header(&r3, "x-countlimit-remaining"),
+        Some(count_headers(0).1)
+    );
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", Some((2, 2)), "a new one");
+
+    // A second reload raises the count: the two held still count, one more fits.
+    write_product(&conf, &Values { count: "3", ..SEED }, &[], &[]);
+    gw.signal("HUP");
+    assert!(
+        gw.wait_log_count("config reloaded", 2, DEADLINE),
+        "{}",
+        log_digest(&gw, 20)
+    );
+    expect_counter(
+        &gw,
+        COUNT_LIMIT,
+        "demo-app",
+        Some((2, 3)),
+        "the second reload",
+    );
+    let (_a4, r4) = open_as(&gw, A);
+    assert_eq!(
+        header(&r4, "x-countlimit-remaining").as_deref(),
+        Some("name=websocket-connections,0;")
+    );
+    refused(connect_as(&gw, A, &[])).assert_error(429, "Assembly Rate Limit exceeded");
+
+    // Connections from both earlier configs give back what they hold.
+    close_and_wait(&mut a1, 1000, "done");
+    close_and_wait(&mut a3, 1000, "done");
+    expect_counter(
+        &gw,
+        COUNT_LIMIT,
+        "demo-app",
+        Some((1, 3)),
+        "closing the older ones",
+    );
+}
+
+#[test]
+fn an_invalid_config_changes_nothing() {
+    let backend = EchoBackend::start();
+    let (conf, mut gw) = start(&backend, &SEED);
+    let (mut a, _) = open_as(&gw, A);
+    echo(&mut a, "one");
+    let before = limits(&gw);
+    assert_eq!(
+        before.len(),
+        4,
+        "plan rate, count, request and response counters: {before:?}"
+    );
+
+    write_product(
+        &conf,
+        &Values {
+            request: "lots/1minute",
+            ..SEED
+        },
+        &[],
+        &[],
+    );
+    let (status, answer) = post_reload(&gw);
+    assert_eq!(status, 422, "{answer:?}");
+    assert_eq!(answer["applied"].as_bool(), Some(false), "{answer:?}");
+    let errors: Vec<&str> = answer["errors"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("no errors in {answer:?}"))
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    let bad = errors
+        .iter()
+        .find(|e| e.contains("websocket-request-ratelimit") && e.contains(": error: "))
+        .unwrap_or_else(|| panic!("no error about the request limit in {errors:?}"));
+    // File, line and field, as `wsgate check` reports them.
+    assert!(
+        bad.contains("test-yahel-websocket-product_1.0.0.yaml:17:18:"),
+        "{bad}"
+    );
+    gw.expect_log(bad);
+    gw.expect_log("reload failed");
+
+    // SIGHUP with the same files: the same refusal, in the log only.
+    gw.signal("HUP");
+    assert!(
+        gw.wait_log_count("reload failed", 2, DEADLINE),
+        "{}",
+        log_digest(&gw, 20)
+    );
+    assert!(!gw.log_contains("config reloaded"));
+
+    // The connection echoes, the counters are as they were, and the old limits hold.
+    echo(&mut a, "two");
+    let mut after = limits(&gw);
+    let mut want = before.clone();
+    for c in want
+        .iter_mut()
+        .filter(|c| c.limit == REQUEST_LIMIT || c.limit == RESPONSE_LIMIT)
+    {
+        c.value += 1;
+    }
+    after.sort_by(|x, y| x.limit.cmp(&y.limit));
+    want.sort_by(|x, y| x.limit.cmp(&y.limit));
+    assert_eq!(after, want);
+    let (_a2, r2) = open_as(&gw, A);
+    assert_eq!(
+        header(&r2, "x-countlimit-remaining"),
+        Some(count_headers(0).1)
+    );
+    refused(connect_as(&gw, A, &[])).assert_error(429, "Assembly Rate Limit exceeded");
+    echo(&mut a, "three");
+    expect_rate_close(&mut a, "four is over 3 a minute");
+}
+
+#[test]
+fn a_removed_limit_keeps_counting_for_its_connections_and_goes_with_the_last() {
+    let backend = EchoBackend::start();
+    let (conf, gw) = start(&backend, &SEED);
+    let (mut old, _) = open_as(&gw, A);
+    echo(&mut old, "one");
+    expect_counter(&gw, REQUEST_LIMIT, "demo-app", Some((1, 3)), "one message");
+
+    // The request limit is replaced by one of another name.
+    const RENAMED: &str = "websocket-request-ratelimit-v2";
+    let rename = [(
+        "      websocket-request-ratelimit:\n",
+        "      websocket-request-ratelimit-v2:\n",
+    )];
+    let api_rename = [(
+        "- name: websocket-request-ratelimit\n",
+        "- name: websocket-request-ratelimit-v2\n",
+    )];
+    write_product(&conf, &SEED, &rename, &api_rename);
+    let (status, answer) = post_reload(&gw);
+    assert_eq!(status, 200, "{answer:?}");
+
+    // The old connection still counts in the removed limit, against its 3.
+    echo(&mut old, "two");
+    expect_counter(
+        &gw,
+        REQUEST_LIMIT,
+        "demo-app",
+        Some((2, 3)),
+        "a message after",
+    );
+    let (mut new, _) = open_as(&gw, A);
+    echo(&mut new, "new one");
+    expect_counter(
+        &gw,
+        RENAMED,
+        "demo-app",
+        Some((1, 3)),
+        "the new connection's message",
+    );
+    expect_counter(
+        &gw,
+        REQUEST_LIMIT,
+        "demo-app",
+        Some((2, 3)),
+        "the new connection's message",
+    );
+
+    close_and_wait(&mut old, 1000, "done");
+    expect_counter(
+        &gw,
+        REQUEST_LIMIT,
+        "demo-app",
+        None,
+        "its last connection closed",
+    );
+    gw.expect_log("counters dropped");
+    expect_counter(&gw, RENAMED, "demo-app", Some((1, 3)), "the old one closed");
+    echo(&mut new, "new two");
+}
