@@ -28,6 +28,8 @@ Options:
   --help                   print this help
 
 Logging goes to standard error; set RUST_LOG (e.g. RUST_LOG=debug) to change the level.
+SIGHUP (or POST /reload on the admin listener) loads the config again without dropping
+connections; SIGTERM or SIGINT shuts down gracefully.
 ";
 
 #[derive(Debug, PartialEq)]

@@ -127,7 +127,12 @@ fn fifty_websockets_keep_echoing_across_a_reload_that_lowers_the_message_rate() 
         &[],
         &[],
     );
+    let t = std::time::Instant::now();
     let (status, answer) = post_reload(&gw);
+    println!(
+        "POST /reload with 50 open WebSockets answered in {:?}",
+        t.elapsed()
+    );
     assert_eq!(status, 200, "{answer:?}");
     assert_eq!(answer["applied"].as_bool(), Some(true), "{answer:?}");
     assert_eq!(answer["connections"].as_u64(), Some(50), "{answer:?}");
@@ -386,4 +391,35 @@ fn a_removed_limit_keeps_counting_for_its_connections_and_goes_with_the_last() {
     gw.expect_log("counters dropped");
     expect_counter(&gw, RENAMED, "demo-app", Some((1, 3)), "the old one closed");
     echo(&mut new, "new two");
+}
+
+#[test]
+fn a_reload_serves_new_applications_at_once_and_leaves_the_listeners_bound() {
+    let backend = EchoBackend::start();
+    let conf = TempConf::new();
+    write_product(&conf, &SEED, &[], &[]);
+    let path = GatewayYaml::seed(&backend.target_url()).write(&conf);
+    let gw = start_with_test_clock(&path, 3600);
+    let (mut a, _) = open_as(&gw, A);
+    refused(connect_as(&gw, B, &[])).assert_error(401, "Invalid client id or secret.");
+
+    // Application B is added; an echo listener and a bigger buffer bound need a restart.
+    let mut yaml = seed_yaml(&backend.target_url()).bound("buffer-bound", "128KiB");
+    yaml.echo_backend = true;
+    yaml.write(&conf);
+    let (status, answer) = post_reload(&gw);
+    assert_eq!(status, 200, "{answer:?}");
+    let restart: Vec<&str> = answer["restart_needed"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{answer:?}"))
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(restart, ["the echo listener", "buffer-bound"], "{answer:?}");
+    gw.expect_log("reload: the echo listener changed; that takes a restart");
+    assert!(gw.addrs("echo").is_empty(), "{:?}", gw.listeners());
+
+    let (mut b, _) = open_as(&gw, B);
+    echo(&mut b, "b is known now");
+    echo(&mut a, "a is undisturbed");
 }
