@@ -423,3 +423,60 @@ fn a_reload_serves_new_applications_at_once_and_leaves_the_listeners_bound() {
     echo(&mut b, "b is known now");
     echo(&mut a, "a is undisturbed");
 }
+
+/// Figures only: how long a reload takes with many open, limited WebSockets, and that each of
+/// them still echoes after it. `cargo test --release --test reload -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn reload_with_thousands_of_open_websockets() {
+    const N: usize = 3000;
+    let backend = EchoBackend::start();
+    let generous = Values {
+        request: "100000/1minute",
+        response: "100000/1minute",
+        count: "5000",
+    };
+    let (conf, gw) = start(&backend, &generous);
+    let mut open: Vec<Ws> = (0..N).map(|_| open_as(&gw, A).0).collect();
+    for ws in open.iter_mut().step_by(10) {
+        echo(ws, "before");
+    }
+    let rss_before = gw.rss_kib();
+    write_product(
+        &conf,
+        &Values {
+            request: "50000/1minute",
+            ..generous
+        },
+        &[],
+        &[],
+    );
+    for round in 0..10 {
+        let t = std::time::Instant::now();
+        let (status, answer) = post_reload(&gw);
+        let took = t.elapsed();
+        assert_eq!(status, 200, "{answer:?}");
+        assert_eq!(answer["connections"].as_u64(), Some(N as u64));
+        println!(
+            "reload {round} with {N} open WebSockets: POST /reload answered in {took:?}, RSS {} KiB",
+            gw.rss_kib()
+        );
+    }
+    println!(
+        "gateway RSS {} KiB before the reloads, {} KiB after 10",
+        rss_before,
+        gw.rss_kib()
+    );
+    for (i, ws) in open.iter_mut().enumerate() {
+        echo(ws, &format!("after {i}"));
+    }
+    expect_counter(
+        &gw,
+        COUNT_LIMIT,
+        "demo-app",
+        Some((N as u64, 5000)),
+        "the reloads",
+    );
+    drop(open);
+    expect_counter(&gw, COUNT_LIMIT, "demo-app", None, "closing them all");
+}
