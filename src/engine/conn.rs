@@ -157,6 +157,11 @@ pub struct Call {
     pub stop_on: StopOn,
     /// The invoke's `timeout`: for the answer to start, then for each pause while bodies flow.
     pub timeout: std::time::Duration,
+    /// Where the invoke sits in the assembly.
+    pub at: crate::policy::assembly::Cursor,
+    /// The variables the flow set before the call, kept when policies run after the invoke
+    /// (see `policy::assembly::after_invoke`); `None` when the answer passes untouched.
+    pub resume: Option<Vec<(String, String)>>,
 }
 
 /// The errors of `stop-on-error` that the gateway raises for a call.

@@ -7,7 +7,10 @@ body (decoded from chunked encoding when the request was chunked) and, for a chu
 the raw bytes of the chunked body as they came. Every answer has the same JSON as its body
 (with Content-Length), except for HEAD (head only) and the statuses below.
 
-A path segment `status-NNN` makes the answer that status: 204 and 304 come without a body.
+A path segment `status-NNN` makes the answer that status: 204 and 304 come without a body. A
+query parameter `keep-location` becomes the answer's `Location` header (for redirects). The
+JSON says which client port the request came from (`peer`), so a test can tell whether
+requests shared a connection.
 Connections are kept alive (HTTP/1.1) unless the client asks to close. Every answer carries
 `X-Backend: http_echo`, two `X-Multi` lines and `Keep-Alive: timeout=30`, so a test can see
 which response headers the gateway passes on. Exits on SIGTERM or SIGINT.
@@ -20,7 +23,7 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.Lock()
 
@@ -85,6 +88,7 @@ class Handler(BaseHTTPRequestHandler):
             "version": self.request_version,
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": text(body),
+            "peer": self.client_address[1],
         }
         if raw is not None:
             seen["raw_body"] = text(raw)
@@ -100,6 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Multi", "one")
         self.send_header("X-Multi", "two")
         self.send_header("Keep-Alive", "timeout=30")
+        location = parse_qs(url.query).get("keep-location")
+        if location:
+            self.send_header("Location", location[0])
         if status in (204, 304):
             self.end_headers()
             return
