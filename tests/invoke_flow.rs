@@ -299,3 +299,103 @@ fn a_throw_after_the_invoke_replaces_the_answer_and_catch_and_finally_see_it() {
     let r = get(&mut c, "/flow/fine", "");
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+// ---- follow-redirects ----------------------------------------------------------------------
+
+/// Sends `method target` with an optional body and reads the answer.
+fn call(c: &mut RawConn, method: &str, target: &str, body: Option<&[u8]>) -> HttpResponse {
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: {HOST}\r\nX-IBM-Client-Id: {CLIENT}\r\n");
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    c.send(head.as_bytes()).expect("send the head");
+    if let Some(b) = body {
+        c.send(b).expect("send the body");
+    }
+    c.read_response_to(method)
+        .unwrap_or_else(|e| panic!("{method} {target}: no response: {e}"))
+}
+
+#[test]
+fn redirects_are_followed_when_asked_to_and_bounded() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[("follow-redirects", "true")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+
+    // Relative, then absolute: the client sees only where it landed.
+    let r = get(
+        &mut c,
+        "/flow/status-302?keep-location=/landed/here%3Fkeep=1",
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let s = seen(&r);
+    assert_eq!(
+        (s.path.as_str(), s.query.as_str()),
+        ("/landed/here", "keep=1")
+    );
+    assert_eq!(
+        r.header("x-seen-status"),
+        Some("200"),
+        "the flow ran on the final answer"
+    );
+    let absolute = format!("{}/landed/absolute", backend.url());
+    let r = get(
+        &mut c,
+        &format!("/flow/status-301?keep-location={absolute}"),
+        "",
+    );
+    assert_eq!(seen(&r).path, "/landed/absolute", "{r:?}");
+
+    // A POST with a body is not sent twice: a 307 goes back to the client...
+    let r = call(
+        &mut c,
+        "POST",
+        "/flow/status-307?keep-location=/elsewhere",
+        Some(b"once"),
+    );
+    assert_eq!(r.status, 307, "{r:?}");
+    assert_eq!(r.header("location"), Some("/elsewhere"), "{r:?}");
+    // ...while a 303 is followed as a GET without the body.
+    let r = call(
+        &mut c,
+        "POST",
+        "/flow/status-303?keep-location=/after-post",
+        Some(b"once"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let s = seen(&r);
+    assert_eq!(
+        (s.method.as_str(), s.path.as_str(), s.body.as_str()),
+        ("GET", "/after-post", "")
+    );
+    assert_eq!(s.header("content-length"), None, "{s:?}");
+
+    // A loop ends after five redirects: the sixth answer, a redirect, goes to the client.
+    // Seven requests so far: two for each followed redirect, one for the 307.
+    assert_eq!(backend.requests_at_least(7).len(), 7);
+    let r = get(&mut c, "/flow/status-307?keep-location=self", "");
+    assert_eq!(r.status, 307, "{r:?}");
+    assert_eq!(
+        backend.requests_at_least(13).len(),
+        13,
+        "the first call and five redirects"
+    );
+}
+
+#[test]
+fn redirects_go_to_the_client_without_follow_redirects() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let r = get(&mut c, "/flow/status-302?keep-location=/landed", "");
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(r.header("location"), Some("/landed"), "{r:?}");
+    assert_eq!(seen(&r).path, "/flow/status-302");
+}

@@ -6,8 +6,9 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
+use super::front::{BackendCall, build_backend_request};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
-use super::upstream::ANSWER_ROOM;
+use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, ResponseHead, parse_response};
 use crate::http::response::{reason, write_header};
@@ -205,6 +206,17 @@ impl Gateway {
                 );
                 return Round::Ended;
             }
+            if !informational && let Some(location) = self.redirect_to(key, &resp) {
+                drop(resp);
+                self.follow_redirect(key, &location, status == 303);
+                return Round::Ended;
+            }
+            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+                return Round::Ended;
+            };
+            let Some(call) = hs.call.as_mut() else {
+                return Round::Ended;
+            };
             let framing = if call.head_only || informational {
                 Ok(BodyFraming::None)
             } else {
@@ -394,6 +406,73 @@ impl Gateway {
                 None
             }
         }
+    }
+
+    /// Where to go instead, when `resp` is a redirect the invoke follows (`follow-redirects`,
+    /// at most [`MAX_REDIRECTS`] times). Only a request without a body is sent again, since the
+    /// body was streamed and is not kept; a 303 is followed once the body is through, as a GET.
+    fn redirect_to(&self, key: usize, resp: &ResponseHead) -> Option<String> {
+        let c = self.conns.get(key)?;
+        let hs = c.hs.as_ref()?;
+        let call = hs.call.as_ref()?;
+        let status = resp.status();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) || hs.redirects >= MAX_REDIRECTS {
+            return None;
+        }
+        let invoke = assembly::invoke_at(&c.model.apis[c.api as usize].assembly, &call.at)?;
+        if !invoke.follow_redirects {
+            return None;
+        }
+        let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
+        if !(bodiless || status == 303 && call.request.done()) {
+            return None;
+        }
+        let location = resp.header("location").filter(|l| !l.is_empty())?;
+        Some(location.to_string())
+    }
+
+    /// Sends the call again to `location`; after a 303 as a GET without a body.
+    fn follow_redirect(&mut self, key: usize, location: &str, see_other: bool) {
+        if !self.retarget(key, location) {
+            return;
+        }
+        let port = self.listener_port(key);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let model = c.model.clone();
+        let api = &model.apis[c.api as usize];
+        let (secure, peer) = (c.has(flag::SECURE), c.peer);
+        let Some(hs) = c.hs.as_mut() else { return };
+        let Some(call) = hs.call.as_mut() else { return };
+        let Some(invoke) = assembly::invoke_at(&api.assembly, &call.at) else {
+            return;
+        };
+        let method = invoke.verb.as_deref().unwrap_or(hs.head.method());
+        let method = if see_other && !method.eq_ignore_ascii_case("HEAD") {
+            "GET"
+        } else {
+            method
+        }
+        .to_string();
+        call.response = None;
+        call.backend_eof = false;
+        call.request_broken = false;
+        let timeout = call.timeout;
+        let request = BackendCall::of_invoke(invoke);
+        build_backend_request(
+            hs,
+            api,
+            &request,
+            secure,
+            peer,
+            port,
+            Some(&method),
+            BodyFraming::None,
+        );
+        c.phase = Phase::Resolving;
+        self.set_timeout(key, timeout);
+        self.start_connect(key);
     }
 
     /// Ends the call once the answer is out and the request body is through: the backend

@@ -299,7 +299,7 @@ impl Gateway {
         self.start_connect(key);
     }
 
-    fn listener_port(&self, key: usize) -> u16 {
+    pub(super) fn listener_port(&self, key: usize) -> u16 {
         let l = self.conns[key].listener as usize;
         self.listeners.get(l).map(|l| l.addr.port()).unwrap_or(0)
     }
@@ -663,7 +663,12 @@ pub(super) fn build_backend_request(
     let req = handshake::BackendRequest {
         client: &hs.head,
         target: &hs.target,
-        client_query: hs.head.query(),
+        // A redirect's location is the whole URL to use: the client's query is in it already.
+        client_query: if hs.redirects > 0 {
+            None
+        } else {
+            hs.head.query()
+        },
         header_control: call.header_control,
         parameter_control: call.parameter_control,
         key: &hs.key,

@@ -8,7 +8,8 @@ the raw bytes of the chunked body as they came. Every answer has the same JSON a
 (with Content-Length), except for HEAD (head only) and the statuses below.
 
 A path segment `status-NNN` makes the answer that status: 204 and 304 come without a body. A
-query parameter `keep-location` becomes the answer's `Location` header (for redirects). The
+query parameter `keep-location` becomes the answer's `Location` header (for redirects; `self`
+names the request's own target). The
 JSON says which client port the request came from (`peer`), so a test can tell whether
 requests shared a connection.
 Connections are kept alive (HTTP/1.1) unless the client asks to close. Every answer carries
@@ -106,7 +107,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Keep-Alive", "timeout=30")
         location = parse_qs(url.query).get("keep-location")
         if location:
-            self.send_header("Location", location[0])
+            # `self` redirects to this very request, for redirect loops.
+            here = self.path if location[0] == "self" else location[0]
+            self.send_header("Location", here)
         if status in (204, 304):
             self.end_headers()
             return
