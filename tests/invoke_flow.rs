@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::admin::log_digest;
 use common::limits::error_body;
 use common::*;
 
@@ -398,4 +399,132 @@ fn redirects_go_to_the_client_without_follow_redirects() {
     assert_eq!(r.status, 302, "{r:?}");
     assert_eq!(r.header("location"), Some("/landed"), "{r:?}");
     assert_eq!(seen(&r).path, "/flow/status-302");
+}
+
+// ---- persistent-connection -------------------------------------------------------------------
+
+/// The backend connection (its port) of each of `n` calls, made over `clients` client
+/// connections one after another.
+fn ports_of_calls(
+    gw: &Gateway,
+    backend: &PyHttpEcho,
+    clients: usize,
+    per_client: usize,
+) -> Vec<u16> {
+    let before = backend.requests().len();
+    for _ in 0..clients {
+        let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+        for _ in 0..per_client {
+            let r = get(&mut c, "/flow/reuse", "");
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+    }
+    let seen = backend.requests_at_least(before + clients * per_client);
+    seen[before..].iter().map(|s| s.peer).collect()
+}
+
+#[test]
+fn backend_connections_carry_later_calls_from_any_client() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[]);
+    let ports = ports_of_calls(&gw, &backend, 4, 5);
+    let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+    println!(
+        "20 calls over 4 client connections used {} backend connection(s)",
+        distinct.len()
+    );
+    assert_eq!(
+        distinct.len(),
+        1,
+        "one backend connection for calls in sequence: {ports:?}"
+    );
+    let seen = backend.requests();
+    assert!(
+        seen.iter().all(|s| s.header("connection").is_none()),
+        "a persistent call does not ask the backend to close"
+    );
+}
+
+#[test]
+fn persistent_connection_false_uses_a_connection_per_call() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[("persistent-connection", "false")]);
+    let ports = ports_of_calls(&gw, &backend, 2, 5);
+    let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), 10, "{ports:?}");
+    let seen = backend.requests();
+    assert!(
+        seen.iter().all(|s| s.header("connection") == Some("close")),
+        "each call asks the backend to close"
+    );
+}
+
+#[test]
+fn a_backend_that_closes_or_refuses_keep_alive_gets_a_new_connection() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    // The backend closes after answering, without a word: the next call still succeeds.
+    let r = get(&mut c, "/flow/drop-after", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let dropped = seen(&r).peer;
+    for _ in 0..3 {
+        let r = get(&mut c, "/flow/after-drop", "");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_ne!(seen(&r).peer, dropped, "a closed connection was used again");
+    }
+    // An answer with `Connection: close`: the gateway does not keep that connection, and the
+    // client's connection is not affected.
+    let r = get(&mut c, "/flow/say-close", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("connection"), None, "{r:?}");
+    let closed = seen(&r).peer;
+    let r = get(&mut c, "/flow/next", "");
+    assert_ne!(seen(&r).peer, closed);
+    let kept = seen(&r).peer;
+    let r = get(&mut c, "/flow/next", "");
+    assert_eq!(
+        seen(&r).peer,
+        kept,
+        "keep-alive resumes with the new connection"
+    );
+}
+
+#[test]
+fn a_kept_connection_that_fails_before_answering_is_retried_only_when_safe() {
+    let Some(backend) = http_backend() else {
+        return;
+    };
+    let (_conf, gw) = start(&backend, &[]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    // The connection of this call is kept, and the backend drops the next request on it.
+    let r = get(&mut c, "/flow/drop-next", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let first = seen(&r).peer;
+    // A GET goes again on a new connection: the client sees nothing of it.
+    let r = get(&mut c, "/flow/retried", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_ne!(seen(&r).peer, first);
+    assert!(
+        gw.wait_log("trying a new one", DEADLINE),
+        "{}",
+        log_digest(&gw, 20)
+    );
+
+    // A POST is not sent twice, even without a body: the backend may have acted on it.
+    let r = get(&mut c, "/flow/drop-next", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call(&mut c, "POST", "/flow/not-retried", None);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(
+        r.body_text(),
+        error_body(502, "Invalid response from backend"),
+        "{r:?}"
+    );
 }

@@ -7,12 +7,14 @@
 use super::Gateway;
 use super::conn::{Phase, flag};
 use super::front::{BackendCall, build_backend_request};
+use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, ResponseHead, parse_response};
 use crate::http::response::{reason, write_header};
 use crate::policy::{assembly, preflow};
+use crate::ws::handshake::PlainRequest;
 
 /// What one round of a call found.
 enum Round {
@@ -233,6 +235,12 @@ impl Gateway {
             if framing == BodyFraming::UntilClose {
                 call.keep_alive = false;
             }
+            if !informational {
+                call.backend_keep = call.persistent
+                    && resp.minor_version() >= 1
+                    && !resp.has_token("connection", "close")
+                    && framing != BodyFraming::UntilClose;
+            }
             let mut head = Vec::with_capacity(used + 128);
             if informational || call.resume.is_none() {
                 let answer = Answer {
@@ -305,7 +313,11 @@ impl Gateway {
             match body.feed(bytes) {
                 Ok(n) => {
                     c.down.out += n as u32;
-                    // Whatever the backend sent after its answer belongs to nothing.
+                    // Whatever the backend sent after its answer belongs to nothing, and
+                    // makes its connection unfit for another call.
+                    if n < bytes.len() {
+                        call.backend_keep = false;
+                    }
                     c.down.end = c.down.out;
                 }
                 Err(e) => {
@@ -459,20 +471,60 @@ impl Gateway {
         call.backend_eof = false;
         call.request_broken = false;
         let timeout = call.timeout;
+        let plain = PlainRequest {
+            method: &method,
+            framing: BodyFraming::None,
+            persistent: call.persistent,
+        };
         let request = BackendCall::of_invoke(invoke);
-        build_backend_request(
-            hs,
-            api,
-            &request,
-            secure,
-            peer,
-            port,
-            Some(&method),
-            BodyFraming::None,
-        );
+        build_backend_request(hs, api, &request, secure, peer, port, Some(plain));
         c.phase = Phase::Resolving;
         self.set_timeout(key, timeout);
         self.start_connect(key);
+    }
+
+    /// A call on a reused connection that failed before any of the answer came: the backend
+    /// closed the connection while it was parked. A request that can be sent again safely
+    /// (idempotent, without a body) goes again on a new connection. True when it did.
+    pub(super) fn retry_fresh(&mut self, key: usize) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let Some(hs) = c.hs.as_mut() else {
+            return false;
+        };
+        let Some(call) = hs.call.as_mut() else {
+            return false;
+        };
+        let idempotent = matches!(
+            hs.head.method(),
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        );
+        let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
+        let nothing_came = call.response.is_none() && c.down.is_empty();
+        if !(call.reused && !call.retried && nothing_came && idempotent && bodiless) {
+            return false;
+        }
+        log::debug!("a kept backend connection failed before answering; trying a new one");
+        call.reused = false;
+        call.retried = true;
+        call.backend_eof = false;
+        call.request_broken = false;
+        hs.written = 0;
+        hs.attempt = 0;
+        if let Some(mut b) = c.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b);
+        }
+        c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
+        if let Some(id) = c.down.buf.take() {
+            self.pool.give(id);
+        }
+        c.down.head = 0;
+        c.down.out = 0;
+        c.down.end = 0;
+        c.phase = Phase::Resolving;
+        self.start_connect(key);
+        true
     }
 
     /// Ends the call once the answer is out and the request body is through: the backend
@@ -489,9 +541,28 @@ impl Gateway {
             return;
         }
         let keep_alive = call.keep_alive && call.request.done();
+        // The backend connection can carry another call when both messages went through
+        // whole and neither side asked to close.
+        let reusable = call.backend_keep
+            && call.request.done()
+            && !call.request_broken
+            && !call.backend_eof
+            && !c.up.pending_out();
+        let origin =
+            c.hs.as_ref()
+                .filter(|_| reusable)
+                .map(|hs| keepalive::origin(&hs.target, hs.tls_profile));
         if let Some(mut b) = c.backend.take() {
-            let _ = self.poll.registry().deregister(&mut b);
+            match origin {
+                Some(origin) => self.park(origin, b),
+                None => {
+                    let _ = self.poll.registry().deregister(&mut b);
+                }
+            }
         }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
         self.stats.calls += 1;

@@ -14,7 +14,7 @@ use crate::policy::context::Vars;
 use crate::policy::limits::{Consumer, Held, Lookup};
 use crate::policy::preflow;
 use crate::route::Route;
-use crate::ws::handshake::{self, UpgradeError};
+use crate::ws::handshake::{self, PlainRequest, UpgradeError};
 
 impl Gateway {
     pub(super) fn read_head(&mut self, key: usize) {
@@ -265,6 +265,10 @@ impl Gateway {
                         operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
                     },
                     timeout: invoke.timeout,
+                    persistent: invoke.persistent_connection,
+                    backend_keep: false,
+                    reused: false,
+                    retried: false,
                     at,
                     resume,
                 };
@@ -287,8 +291,12 @@ impl Gateway {
             reply_headers,
         });
         let port = self.listener_port(key);
-        let method = plain.as_ref().map(|(m, _)| m.as_str());
-        build_backend_request(&mut hs, api, &call, secure, peer, port, method, framing);
+        let request = plain.as_ref().map(|(method, state)| PlainRequest {
+            method,
+            framing,
+            persistent: state.persistent,
+        });
+        build_backend_request(&mut hs, api, &call, secure, peer, port, request);
         hs.call = plain.map(|(_, state)| state);
         let c = &mut self.conns[key];
         c.api = api_idx;
@@ -307,6 +315,9 @@ impl Gateway {
     /// The backend could not be used: the documented error, or, for a call whose invoke lists
     /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
     pub(super) fn backend_failed(&mut self, key: usize, status: u16, message: &str) {
+        if self.retry_fresh(key) {
+            return;
+        }
         let listed = self
             .conns
             .get(key)
@@ -639,9 +650,8 @@ impl<'m> BackendCall<'m> {
     }
 }
 
-/// Writes the request for the backend into `hs.request`: an upgrade, or with `method` a plain
-/// call whose body is framed as `framing`.
-#[allow(clippy::too_many_arguments)]
+/// Writes the request for the backend into `hs.request`: an upgrade, or with `plain` a plain
+/// call.
 pub(super) fn build_backend_request(
     hs: &mut Handshake,
     api: &Api,
@@ -649,8 +659,7 @@ pub(super) fn build_backend_request(
     secure: bool,
     peer: std::net::SocketAddr,
     port: u16,
-    method: Option<&str>,
-    framing: BodyFraming,
+    plain: Option<PlainRequest>,
 ) {
     let strip: Vec<&str> = api
         .security
@@ -683,7 +692,7 @@ pub(super) fn build_backend_request(
             _ => None,
         },
         strip: &strip,
-        plain: method.map(|m| (m, framing)),
+        plain,
     };
     hs.request.clear();
     handshake::backend_request(&mut hs.request, &req);

@@ -29,6 +29,28 @@ impl Gateway {
             return;
         };
         let Some(hs) = c.hs.as_ref() else { return };
+        // A plain call goes on a connection an earlier call to the same origin left open.
+        if let Some(call) = hs.call.as_ref()
+            && call.persistent
+            && !call.retried
+        {
+            let origin = super::keepalive::origin(&hs.target, hs.tls_profile);
+            if let Some(stream) = self.unpark(key, &origin) {
+                let c = &mut self.conns[key];
+                c.backend = Some(stream);
+                c.clear(flag::BACKEND_READABLE | flag::BACKEND_EOF);
+                c.set(flag::BACKEND_WRITABLE);
+                c.phase = Phase::Connecting;
+                if let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) {
+                    call.reused = true;
+                }
+                return self.drive_upstream(key);
+            }
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_ref() else { return };
         let (host, port) = (hs.target.host.clone(), hs.target.port);
         let epoch = c.epoch;
         match self.resolver.lookup(&host, port, key, epoch) {
@@ -303,16 +325,7 @@ impl Gateway {
             return;
         };
         let call = super::front::BackendCall::of_upgrade(wsu);
-        super::front::build_backend_request(
-            hs,
-            api,
-            &call,
-            secure,
-            peer,
-            port,
-            None,
-            crate::http::head::BodyFraming::None,
-        );
+        super::front::build_backend_request(hs, api, &call, secure, peer, port, None);
         self.start_connect(key);
     }
 
