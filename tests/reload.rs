@@ -167,11 +167,6 @@ fn fifty_websockets_keep_echoing_across_a_reload_that_lowers_the_message_rate() 
     for (i, ws) in old.iter_mut().enumerate() {
         echo(ws, &format!("still {i}"));
     }
-    assert_eq!(
-        backend.open(),
-        50,
-        "only the 50 old connections remain open"
-    );
     for ws in &mut old {
         close_and_wait(ws, 1000, "done");
     }
