@@ -67,11 +67,15 @@ impl Counters {
         );
         let old = std::mem::replace(self, fresh);
         self.last_now = now;
+        // A limit that now counts nothing (`unlimited`, 0) is no successor: the connections
+        // from before keep counting in their own counters.
         let by_identity: HashMap<&str, LimitIdx> = self
             .identity
             .iter()
+            .zip(&self.layouts)
             .enumerate()
-            .map(|(i, id)| (&**id, i as LimitIdx))
+            .filter(|(_, (_, l))| l.counted)
+            .map(|(i, (id, _))| (&**id, i as LimitIdx))
             .collect();
         let stores: Vec<Option<LimitIdx>> = (0..old.layouts.len())
             .map(|i| by_identity.get(&*old.identity[i]).copied())

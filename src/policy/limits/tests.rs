@@ -968,3 +968,16 @@ fn reload_carries_run_time_keys_by_their_hashes() {
     let dv_again = slot(&mut c, 0, &who, THU);
     assert_eq!(c.consume(dv_again, 1, THU).remaining, 7);
 }
+
+#[test]
+fn reload_to_an_uncounted_value_leaves_old_connections_their_own_counter() {
+    let mut c = Counters::new(&simple(vec![rate("msgs", 3, 60)]), 64);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert!(c.consume(s, 1, THU).allowed);
+    // A maximum of 0 means no counter for new connections, not a closed door for old ones.
+    let old = reload(&mut c, &simple(vec![rate("msgs", 0, 60)]), THU, &[s]);
+    assert_eq!(c.slot(0, &app(0), THU), Lookup::Unlimited);
+    assert!(c.consume(old[0], 1, THU).allowed);
+    assert!(c.consume(old[0], 1, THU).allowed);
+    assert!(!c.consume(old[0], 1, THU).allowed, "still 3 a minute");
+}
