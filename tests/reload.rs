@@ -475,3 +475,189 @@ fn reload_with_thousands_of_open_websockets() {
     drop(open);
     expect_counter(&gw, COUNT_LIMIT, "demo-app", None, "closing them all");
 }
+
+const CALL_API: &str = r#"swagger: '2.0'
+info:
+  version: 1.0.0
+  title: call-api
+  x-ibm-name: call-api
+basePath: /call
+x-ibm-configuration:
+  properties:
+    target-url:
+      value: http://127.0.0.1:9
+      description: the HTTP backend (overridden by the catalog)
+      encoded: false
+  gateway: datapower-api-gateway
+  type: rest
+  phase: realized
+  enforced: true
+  testable: true
+  assembly:
+    execute:
+      - invoke:
+          version: 2.0.0
+          title: invoke
+          target-url: $(target-url)$(request.path)
+          timeout: 20
+      - set-variable:
+          version: 2.0.0
+          title: after the call
+          actions:
+            - set: message.headers.X-Flow
+              value: {{FLOW}}
+      - ratelimit:
+          version: 2.2.0
+          title: after the call
+          source: plan-named
+          rate-limit:
+            - name: after-call
+              operation: consume
+paths:
+  /{rest}:
+    get: {responses: {'200': {description: success}}}
+securityDefinitions:
+  clientID:
+    type: apiKey
+    in: header
+    name: X-IBM-Client-Id
+security:
+  - clientID: []
+schemes:
+  - https
+"#;
+
+const CALL_PRODUCT: &str = r#"info:
+  version: 1.0.0
+  title: call-product
+  name: call-product
+gateways:
+  - datapower-api-gateway
+plans:
+  default-plan:
+    title: Default Plan
+    rate-limits:
+      default:
+        value: 1000/1hour
+        hard-limit: true
+    assembly-rate-limits:
+      after-call:
+        - value: {{AFTER}}
+          cache-only: true
+          is-client: true
+          hard-limit: true
+    apis:
+      call-api1.0.0: {}
+apis:
+  call-api1.0.0:
+    $ref: call-api_1.0.0.yaml
+product: 1.0.0
+"#;
+
+const CALL_CLIENT: &str = "call-client-id";
+
+fn write_call_conf(conf: &TempConf, flow: &str, after: &str) {
+    conf.write(
+        "call-api_1.0.0.yaml",
+        &common::conf::fill(CALL_API, &[("FLOW", flow)]),
+    );
+    conf.write(
+        "call-product_1.0.0.yaml",
+        &common::conf::fill(CALL_PRODUCT, &[("AFTER", after)]),
+    );
+}
+
+/// An HTTP backend that answers each request only when the test lets it: it reports every
+/// request head it has read, then waits for a go before it answers `200 ok`.
+struct HeldBackend {
+    addr: std::net::SocketAddr,
+    heads: std::sync::mpsc::Receiver<String>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldBackend {
+    fn start() -> HeldBackend {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tell, heads) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => break,
+                    }
+                }
+                if tell
+                    .send(String::from_utf8_lossy(&head).into_owned())
+                    .is_err()
+                    || wait.recv().is_err()
+                {
+                    return;
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        HeldBackend { addr, heads, go }
+    }
+
+    /// Waits for the next request head to arrive.
+    fn next_head(&self) -> String {
+        self.heads
+            .recv_timeout(DEADLINE)
+            .expect("the backend got no request")
+    }
+}
+
+fn call(c: &mut RawConn) {
+    let head = format!(
+        "GET /call/x HTTP/1.1\r\nHost: gw.test\r\nX-IBM-Client-Id: {CALL_CLIENT}\r\nConnection: close\r\n\r\n"
+    );
+    c.send(head.as_bytes()).expect("send the request");
+}
+
+#[test]
+fn a_call_in_flight_finishes_its_flow_on_the_config_it_began_on() {
+    let backend = HeldBackend::start();
+    let conf = TempConf::new();
+    write_call_conf(&conf, "old", "5/1minute");
+    let mut yaml = GatewayYaml::open(&format!("http://{}", backend.addr)).application(
+        "call-app",
+        CALL_CLIENT,
+        "call-product",
+        "default-plan",
+    );
+    yaml.products = vec!["call-product_1.0.0.yaml".into()];
+    let path = yaml.write(&conf);
+    let gw = start_with_test_clock(&path, 3600);
+
+    // One call is with the backend when the config changes under it.
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    call(&mut c);
+    backend.next_head();
+    write_call_conf(&conf, "new", "1/1minute");
+    let (status, answer) = post_reload(&gw);
+    assert_eq!(status, 200, "{answer:?}");
+    backend.go.send(()).expect("go");
+    let r = c.read_response_to("GET").expect("the answer");
+    // Its flow after the call is the old one, and its limit the old 5 a minute.
+    assert_eq!(r.status, 200, "{r:?}\n{}", log_digest(&gw, 20));
+    assert_eq!(r.header("x-flow"), Some("old"), "{r:?}");
+    expect_counter(&gw, "after-call", "call-app", Some((1, 1)), "the old call");
+
+    // A new call runs the new flow and meets the new limit, in the same window.
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    call(&mut c);
+    backend.next_head();
+    backend.go.send(()).expect("go");
+    let r = c.read_response_to("GET").expect("the answer");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.header("x-flow"), None, "{r:?}");
+}

@@ -93,6 +93,8 @@ pub struct Gateway {
     clients: crate::policy::preflow::ClientIndex,
     /// Loads the config again on SIGHUP or `POST /reload`.
     loader: Option<Loader>,
+    /// Earlier configs that plain calls in flight still run their flows on.
+    past: Vec<reload::Past>,
     /// Every limit counter of the gateway.
     counters: crate::policy::limits::Counters,
     /// Unix time in seconds, read once per loop turn; limit windows use it.
@@ -161,6 +163,7 @@ impl Gateway {
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
             loader: None,
+            past: Vec::new(),
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),

@@ -3,15 +3,47 @@
 //!
 //! Open connections keep the `Rc<Model>` they started with, and their limit slots are rewritten
 //! to the new counter layout once, here ([`crate::policy::limits::Reload`]): they keep counting
-//! in the same counters, against the maxima they started with. An invalid config changes
-//! nothing. Listeners are bound once: a config that changes them (or the buffer size, which
+//! in the same counters, against the maxima they started with. A plain call in flight also
+//! keeps the routes, applications and limit indices of its config ([`Past`]) for the rest of its
+//! flow. An invalid config changes nothing. Listeners are bound once: a config that changes them (or the buffer size, which
 //! the buffer pool is made of) is served with the old ones, and the log says a restart is needed.
 
 use super::Gateway;
 use crate::config::{Diagnostic, Loaded};
+use crate::model::Model;
 use crate::model::{LimitIdx, Settings};
+use crate::policy::preflow::ClientIndex;
 use crate::route::RouteTable;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+
+/// An earlier config that a plain call in flight began on: the flow after its backend call (or
+/// its `catch`) runs on these routes, applications and limits.
+pub(super) struct Past {
+    model: Weak<Model>,
+    pub routes: Rc<RouteTable>,
+    pub clients: ClientIndex,
+    /// The config's limit indices → their retired definitions in the current counters.
+    pub limits: Vec<LimitIdx>,
+}
+
+/// Which config `model` is: `Some(None)` the current one, `Some(Some(p))` an earlier one that
+/// calls still use, `None` one that is gone.
+pub(super) fn config_of<'a>(
+    past: &'a [Past],
+    current: &Rc<Model>,
+    model: &Rc<Model>,
+) -> Option<Option<&'a Past>> {
+    if Rc::ptr_eq(current, model) {
+        return Some(None);
+    }
+    past.iter().find(|p| p.is(model)).map(Some)
+}
+
+impl Past {
+    fn is(&self, model: &Rc<Model>) -> bool {
+        std::ptr::eq(self.model.as_ptr(), Rc::as_ptr(model))
+    }
+}
 
 /// Loads the config again; set by whoever started the gateway.
 pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>>>;
@@ -79,8 +111,33 @@ impl Gateway {
             log::warn!("reload: {what} changed; that takes a restart, the old value stays");
         }
 
+        // The configs that plain calls in flight began on, with their limits in the outgoing
+        // counters: each of those limits gets a retired definition too.
+        // (Their `limits` are the outgoing counters' until the new layout is made.)
+        let mut flows: Vec<Past> = Vec::new();
+        for (_, c) in self.conns.iter() {
+            let call = c.hs.as_ref().is_some_and(|h| h.call.is_some());
+            if !call || flows.iter().any(|f| f.is(&c.model)) {
+                continue;
+            }
+            let (routes, clients, limits) = match config_of(&self.past, &self.model, &c.model) {
+                Some(None) => (
+                    self.routes.clone(),
+                    self.clients.clone(),
+                    (0..self.model.limits.len() as LimitIdx).collect(),
+                ),
+                Some(Some(p)) => (p.routes.clone(), p.clients.clone(), p.limits.clone()),
+                None => continue,
+            };
+            flows.push(Past {
+                model: Rc::downgrade(&c.model),
+                routes,
+                clients,
+                limits,
+            });
+        }
         // Every counter an open connection uses gets a retired definition in the new layout.
-        let in_use: Vec<LimitIdx> = self
+        let mut in_use: Vec<LimitIdx> = self
             .conns
             .iter()
             .filter_map(|(_, c)| c.limits.as_deref())
@@ -91,8 +148,26 @@ impl Gateway {
                 v
             })
             .collect();
+        in_use.extend(flows.iter().flat_map(|f| f.limits.iter().copied()));
         let mut carry = self.counters.reload(&model, self.now_secs, in_use);
+        for f in &mut flows {
+            for l in &mut f.limits {
+                *l = carry.limit(*l);
+            }
+        }
+        self.past = flows;
+        self.routes = Rc::new(RouteTable::new(&model.apis));
+        self.clients = crate::policy::preflow::client_index(&model);
+        self.model = Rc::new(model);
         for (_, c) in self.conns.iter_mut() {
+            // A call in flight holds every limit its flow may still resolve.
+            let flow = match c.hs.as_ref().is_some_and(|h| h.call.is_some()) {
+                true => config_of(&self.past, &self.model, &c.model).flatten(),
+                false => None,
+            };
+            if flow.is_some() {
+                c.limits.get_or_insert_with(Default::default);
+            }
             let Some(l) = c.limits.as_deref_mut() else {
                 continue;
             };
@@ -113,14 +188,14 @@ impl Gateway {
                 note(m.slot.limit());
             }
             l.held.slots_mut(|s| note(s.limit()));
+            for &r in flow.map_or(&[][..], |p| &p.limits) {
+                note(r);
+            }
             for &r in &l.retired {
                 self.counters.pin(r);
             }
         }
         out.carried = carry.carried;
-        self.routes = Rc::new(RouteTable::new(&model.apis));
-        self.clients = crate::policy::preflow::client_index(&model);
-        self.model = Rc::new(model);
         out.applied = true;
         log::info!(
             "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",

@@ -386,6 +386,9 @@ pub struct Counters {
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
     last_now: u64,
+    /// While set, [`Counters::slot`] takes the limit indices of an earlier config (one a call
+    /// in flight began on) and maps them to their retired definitions.
+    view: Option<Vec<LimitIdx>>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -525,6 +528,7 @@ impl Counters {
             hash1,
             hash2,
             last_now: 0,
+            view: None,
         }
     }
 
@@ -532,6 +536,13 @@ impl Counters {
     /// handshake, and keep the slot for the connection's life.
     pub fn slot(&mut self, limit: LimitIdx, who: &Consumer, now_secs: u64) -> Lookup {
         self.last_now = now_secs;
+        let limit = match &self.view {
+            None => limit,
+            Some(v) => match v.get(limit as usize) {
+                Some(&l) => l,
+                None => return Lookup::Unlimited,
+            },
+        };
         let Some(store) = self.layouts.get(limit as usize).map(|l| l.store) else {
             return Lookup::Unlimited;
         };

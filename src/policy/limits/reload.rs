@@ -124,6 +124,12 @@ impl Counters {
         self.add_users(limit, -1);
     }
 
+    /// Makes [`Counters::slot`] take the limit indices of an earlier config: `map[i]` is the
+    /// layout of its limit `i` (see [`Reload::limit`]). `None` goes back to the current config.
+    pub fn view(&mut self, map: Option<Vec<LimitIdx>>) {
+        self.view = map;
+    }
+
     /// Whether a slot's limit is a retired definition (kept for connections older than the
     /// config).
     pub fn is_retired(&self, limit: LimitIdx) -> bool {
@@ -259,6 +265,11 @@ impl Reload {
                 h1: s.h1,
             },
         }
+    }
+
+    /// The retired layout of old limit `i`, if it was in use (`u32::MAX`, no counter, if not).
+    pub fn limit(&self, i: LimitIdx) -> LimitIdx {
+        self.retired.get(&i).copied().unwrap_or(u32::MAX)
     }
 
     /// The old limit that owns the cells of old limit `i`.
