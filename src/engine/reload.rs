@@ -111,9 +111,36 @@ impl Gateway {
             log::warn!("reload: {what} changed; that takes a restart, the old value stays");
         }
 
-        // The configs that plain calls in flight began on, with their limits in the outgoing
-        // counters: each of those limits gets a retired definition too.
-        // (Their `limits` are the outgoing counters' until the new layout is made.)
+        let mut flows = self.calls_in_flight();
+        let mut in_use = self.limits_in_use();
+        in_use.extend(flows.iter().flat_map(|f| f.limits.iter().copied()));
+        let mut carry = self.counters.reload(&model, self.now_secs, in_use);
+        for f in &mut flows {
+            for l in &mut f.limits {
+                *l = carry.limit(*l);
+            }
+        }
+        self.past = flows;
+        self.routes = Rc::new(RouteTable::new(&model.apis));
+        self.clients = crate::policy::preflow::client_index(&model);
+        self.model = Rc::new(model);
+        out.connections = self.move_connections(&mut carry);
+        out.carried = carry.carried;
+        out.applied = true;
+        log::info!(
+            "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
+            self.model.apis.len(),
+            self.model.limits.len(),
+            carry.carried,
+            carry.dropped,
+            out.connections
+        );
+        out
+    }
+
+    /// The configs that plain calls in flight began on, each with its limits in the outgoing
+    /// counters' indices: they may still run the rest of their flow.
+    fn calls_in_flight(&self) -> Vec<Past> {
         let mut flows: Vec<Past> = Vec::new();
         for (_, c) in self.conns.iter() {
             let call = c.hs.as_ref().is_some_and(|h| h.call.is_some());
@@ -136,31 +163,26 @@ impl Gateway {
                 limits,
             });
         }
-        // Every counter an open connection uses gets a retired definition in the new layout.
-        let mut in_use: Vec<LimitIdx> = self
-            .conns
-            .iter()
-            .filter_map(|(_, c)| c.limits.as_deref())
-            .flat_map(|l| {
-                let mut v: Vec<LimitIdx> = l.messages.iter().map(|m| m.slot.limit()).collect();
-                let mut held = l.held.clone();
-                held.slots_mut(|s| v.push(s.limit()));
-                v
-            })
-            .collect();
-        in_use.extend(flows.iter().flat_map(|f| f.limits.iter().copied()));
-        let mut carry = self.counters.reload(&model, self.now_secs, in_use);
-        for f in &mut flows {
-            for l in &mut f.limits {
-                *l = carry.limit(*l);
-            }
+        flows
+    }
+
+    /// The limits that open connections' slots name.
+    fn limits_in_use(&self) -> Vec<LimitIdx> {
+        let mut v = Vec::new();
+        for l in self.conns.iter().filter_map(|(_, c)| c.limits.as_deref()) {
+            v.extend(l.messages.iter().map(|m| m.slot.limit()));
+            let mut held = l.held.clone();
+            held.slots_mut(|s| v.push(s.limit()));
         }
-        self.past = flows;
-        self.routes = Rc::new(RouteTable::new(&model.apis));
-        self.clients = crate::policy::preflow::client_index(&model);
-        self.model = Rc::new(model);
+        v
+    }
+
+    /// Points every open connection's slots at the new layout and pins the retired definitions
+    /// it uses (a call in flight: every limit its flow may still resolve). Returns how many
+    /// connections hold limits.
+    fn move_connections(&mut self, carry: &mut crate::policy::limits::Reload) -> usize {
+        let mut moved = 0;
         for (_, c) in self.conns.iter_mut() {
-            // A call in flight holds every limit its flow may still resolve.
             let flow = match c.hs.as_ref().is_some_and(|h| h.call.is_some()) {
                 true => config_of(&self.past, &self.model, &c.model).flatten(),
                 false => None,
@@ -171,7 +193,7 @@ impl Gateway {
             let Some(l) = c.limits.as_deref_mut() else {
                 continue;
             };
-            out.connections += 1;
+            moved += 1;
             l.held
                 .slots_mut(|s| *s = carry.slot(&mut self.counters, *s));
             for m in &mut l.messages {
@@ -195,17 +217,7 @@ impl Gateway {
                 self.counters.pin(r);
             }
         }
-        out.carried = carry.carried;
-        out.applied = true;
-        log::info!(
-            "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
-            self.model.apis.len(),
-            self.model.limits.len(),
-            carry.carried,
-            carry.dropped,
-            out.connections
-        );
-        out
+        moved
     }
 }
 
