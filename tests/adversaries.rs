@@ -186,9 +186,11 @@ fn slow_readers(n: usize) {
     let rss_base = gw.rss_kib();
     let kernel_base = load::kernel_tcp_kib();
 
+    // A count out of reach: each backend keeps flooding (blocking when its socket is full)
+    // for as long as its connection lives.
     backend.set_mode(Mode::Flood {
         size: 16 * 1024,
-        count: None,
+        count: Some(u64::MAX),
     });
     let started = Instant::now();
     let readers: Vec<TcpStream> = (0..n)
@@ -208,6 +210,9 @@ fn slow_readers(n: usize) {
         "only {} of {n} floods blocked",
         backend.state(|s| s.flood_blocked)
     );
+    // Every flood is blocked: each gateway connection has filled its buffer and paused.
+    let (full, ok) = poll(|| stat(&gw, "buffers_in_use"), |b| *b >= n as u64);
+    assert!(ok, "only {full} of {n} connections hold a buffer");
     let held = started.elapsed();
     let during = echo_times(&mut ws, 200, "during");
     let stats = stats(&gw);
@@ -217,7 +222,7 @@ fn slow_readers(n: usize) {
     let per_conn = (rss.saturating_sub(rss_base)) * 1024 / n as u64;
     let bound_kib = rss_base + n as u64 * (BOUND + 2048) / 1024;
     println!(
-        "{n} slow readers, every flood blocked after {held:?}: backend sent {} messages of 16 KiB",
+        "{n} slow readers, every flood blocked after {held:?}: backend sent {} messages of 16 KiB so far",
         backend.state(|s| s.flood_sent)
     );
     println!(
@@ -257,6 +262,15 @@ fn slow_readers(n: usize) {
 }
 
 #[test]
+fn a_hundred_slow_readers_hold_one_buffer_each_and_others_still_echo() {
+    slow_readers(100);
+}
+
+/// The kernel's side of this is not bounded by the gateway: each slow reader's gateway socket
+/// autotunes its send buffer, and a thousand of them drive the machine's TCP memory to its
+/// limit (`net.ipv4.tcp_mem`) for a few seconds. Hence not in CI.
+#[test]
+#[ignore = "drives the machine's TCP memory to its limit; run with --ignored"]
 fn a_thousand_slow_readers_hold_one_buffer_each_and_others_still_echo() {
     slow_readers(1_000);
 }
