@@ -3,7 +3,8 @@
 //! bound it checks and what it measured; afterwards no count, buffer or descriptor is left.
 //!
 //! The long churn (100,000 connections) is `#[ignore]`d: `cargo test --release --test faults
-//! -- --ignored --nocapture`.
+//! -- --ignored --nocapture`. `WSGATE_LOAD_LOG=debug` makes the gateway log every connection
+//! (hundreds of MB for the long churn) for a failure that needs it.
 
 mod common;
 
@@ -214,7 +215,6 @@ fn churn_leaves_nothing(total: usize) {
     let backend = EchoBackend::start();
     let (_c, gw) = start_seed(|y| y, 4, &[], &backend.target_url());
     let addr = gw.addr("plain");
-    let _keep = std::env::var_os("WSGATE_KEEP_LOG").map(|_| KeepLog(&gw));
     let fds_at_start = gw.fd_count();
     let rss_at_start = gw.rss_kib();
 
@@ -269,15 +269,6 @@ fn churn_leaves_nothing(total: usize) {
     // Still serving.
     let (mut ws, _) = open_as(&gw, A);
     roundtrip(&mut ws, Message::text("after the churn"));
-}
-
-/// Writes the gateway's log to /tmp/wsgate-churn.log on drop (for a failed churn).
-struct KeepLog<'a>(&'a Gateway);
-
-impl Drop for KeepLog<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/tmp/wsgate-churn.log", self.0.log());
-    }
 }
 
 #[test]
