@@ -1,5 +1,6 @@
 //! The admin listener: small HTTP answers about the running gateway, served on the same loop.
-//! `GET /healthz` and `GET /stats` (JSON: connections, upgrades, buffers in flight).
+//! `GET /healthz` and `GET /stats` (JSON: connections, upgrades, buffers in flight);
+//! `POST /reload` loads the config again and says whether it was applied.
 
 use super::Gateway;
 use crate::http::head::RequestHead;
@@ -19,6 +20,11 @@ impl Gateway {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
             ("GET", "/limits") => (200, self.limits_json()),
+            ("POST", "/reload") => {
+                let outcome = self.reload();
+                let status = if outcome.applied { 200 } else { 422 };
+                (status, super::reload::outcome_json(&outcome))
+            }
             ("DELETE", p) if p.starts_with("/limits/") => {
                 // /limits/NAME resets every key of that limit, /limits/NAME/KEY one key.
                 let rest = &p["/limits/".len()..];
@@ -41,7 +47,9 @@ impl Gateway {
                 self.now_secs += secs;
                 (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
             }
-            (_, "/healthz" | "/stats" | "/limits") => (405, "method not allowed\n".to_string()),
+            (_, "/healthz" | "/stats" | "/limits" | "/reload") => {
+                (405, "method not allowed\n".to_string())
+            }
             _ => (404, "not found\n".to_string()),
         };
         let kind = if body.starts_with('{') {
@@ -119,7 +127,7 @@ impl Gateway {
     }
 }
 
-fn json_string(s: &str) -> String {
+pub(super) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {

@@ -12,9 +12,11 @@ mod close;
 pub mod conn;
 mod echo;
 mod front;
+mod keepalive;
 mod listen;
 pub mod pool;
 mod relay;
+mod reload;
 mod resolve;
 mod signals;
 pub mod stream;
@@ -27,6 +29,7 @@ use crate::route::RouteTable;
 use conn::Conn;
 use mio::{Events, Interest, Poll, Token};
 use pool::Pool;
+pub use reload::Loader;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -44,6 +47,9 @@ pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
 const DYNAMIC_KEYS: usize = 65_536;
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 16;
+/// Parked backend connection `i` (see [`keepalive`]) has token `PARKED_BASE + i`, far above
+/// any connection's.
+const PARKED_BASE: usize = usize::MAX / 2;
 
 /// Counters a test or an operator can read.
 #[derive(Debug, Default, Clone)]
@@ -73,6 +79,8 @@ pub struct Gateway {
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
     pool: Pool,
+    /// Backend connections kept open between plain calls.
+    parked: keepalive::Pool,
     wheel: Wheel,
     due: Vec<Entry>,
     next_epoch: u32,
@@ -83,6 +91,10 @@ pub struct Gateway {
     stats: Stats,
     /// Applications by client id.
     clients: crate::policy::preflow::ClientIndex,
+    /// Loads the config again on SIGHUP or `POST /reload`.
+    loader: Option<Loader>,
+    /// Earlier configs that plain calls in flight still run their flows on.
+    past: Vec<reload::Past>,
     /// Every limit counter of the gateway.
     counters: crate::policy::limits::Counters,
     /// Unix time in seconds, read once per loop turn; limit windows use it.
@@ -139,6 +151,7 @@ impl Gateway {
             listeners,
             conns: Slab::with_capacity(1024),
             pool: Pool::new(buf_size, 256),
+            parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
             due: Vec::new(),
             next_epoch: 1,
@@ -149,6 +162,8 @@ impl Gateway {
             stats: Stats::default(),
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
+            loader: None,
+            past: Vec::new(),
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
@@ -212,14 +227,27 @@ impl Gateway {
             }
             self.now = Instant::now();
             self.now_secs = unix_now() + self.clock_offset;
+            // Accepting waits until the batch is done: a connection that ends in this batch
+            // frees its slab key, and a connection accepted into that key at once would get
+            // the events still queued in the batch for the old one's sockets (a hang-up, read
+            // as "the client left").
+            let mut ready_listeners = 0u16;
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.on_signal(),
                     RESOLVER => self.on_resolved(),
                     Token(t) if t > LISTENER_BASE - 16 && t <= LISTENER_BASE => {
-                        self.accept(LISTENER_BASE - t)
+                        ready_listeners |= 1 << (LISTENER_BASE - t)
+                    }
+                    Token(t) if (PARKED_BASE..PARKED_BASE + keepalive::CAPACITY).contains(&t) => {
+                        self.on_parked(t - PARKED_BASE)
                     }
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
+                }
+            }
+            for i in 0..16 {
+                if ready_listeners & (1 << i) != 0 {
+                    self.accept(i);
                 }
             }
             self.expire_timers();
@@ -237,6 +265,11 @@ impl Gateway {
         for sig in self.signals.drain() {
             match sig {
                 signals::Signal::Terminate => self.begin_shutdown(),
+                signals::Signal::Reload => {
+                    if self.stopping.is_none() {
+                        self.reload();
+                    }
+                }
             }
         }
     }
@@ -345,6 +378,17 @@ impl Gateway {
                 epoch: c.epoch,
                 at,
             });
+            // Entries of ended connections stay until their tick comes up (an idle timeout's:
+            // an hour), so under churn they would grow with the connections made, not the
+            // connections open. Once they outnumber the open ones, drop those that cannot fire.
+            if self.wheel.len() > 2 * self.conns.len() + 4096 {
+                let conns = &self.conns;
+                self.wheel.retain(|e| {
+                    conns
+                        .get(e.key as usize)
+                        .is_some_and(|c| c.epoch == e.epoch && c.armed == e.at)
+                });
+            }
         }
     }
 

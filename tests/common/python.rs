@@ -120,10 +120,18 @@ impl PyEcho {
     pub fn kill(&mut self) -> ExitStatus {
         self.proc.kill()
     }
+
+    /// Sends a signal by name: `STOP` freezes the backend (its kernel still accepts
+    /// connections and takes bytes), `CONT` lets it run again.
+    pub fn signal(&mut self, sig: &str) {
+        self.proc.signal(sig);
+    }
 }
 
 impl Drop for PyEcho {
     fn drop(&mut self) {
+        // A stopped process would sit on SIGTERM until the SIGKILL five seconds later.
+        self.proc.signal("CONT");
         self.proc.stop(Duration::from_secs(5));
     }
 }
@@ -266,6 +274,8 @@ pub struct SeenHttp {
     pub body: String,
     /// For a chunked request: the chunked body exactly as it arrived.
     pub raw_body: Option<String>,
+    /// The port of the connection the request came on (the gateway's side).
+    pub peer: u16,
 }
 
 impl SeenHttp {
@@ -303,6 +313,10 @@ impl SeenHttp {
                 .get("raw_body")
                 .and_then(|x| x.as_str())
                 .map(str::to_string),
+            peer: v
+                .get("peer")
+                .and_then(|x| x.as_u64())
+                .unwrap_or_else(|| panic!("peer missing in {json}")) as u16,
         }
     }
 
