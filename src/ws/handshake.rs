@@ -485,20 +485,21 @@ pub fn check_backend_response(
         (Some(_), Some(_)) => return Err(Invalid("backend 101 with several subprotocols")),
     };
 
-    for value in resp.headers("sec-websocket-extensions") {
-        for name in extension_names(value) {
-            let offered = offered_extensions
-                .is_some_and(|o| extension_names(o).any(|n| n.eq_ignore_ascii_case(name)));
-            if name.is_empty() || !offered {
-                return Err(Invalid(
-                    "backend chose an extension the client did not offer",
-                ));
-            }
+    // Checked as the one list that is relayed: a quote left open in one field would otherwise
+    // take the comma that joins it to the next, and the client would read other extensions.
+    let extensions = joined(resp.headers("sec-websocket-extensions"));
+    for name in extensions.as_deref().into_iter().flat_map(extension_names) {
+        let offered = offered_extensions
+            .is_some_and(|o| extension_names(o).any(|n| n.eq_ignore_ascii_case(name)));
+        if name.is_empty() || !offered {
+            return Err(Invalid(
+                "backend chose an extension the client did not offer",
+            ));
         }
     }
     Ok(Negotiated {
         protocol,
-        extensions: joined(resp.headers("sec-websocket-extensions")),
+        extensions,
     })
 }
 
@@ -1026,6 +1027,29 @@ mod tests {
             Err(Invalid(_))
         ));
         assert!(check(&ext2, None, Some("x-foo; a=\"3,4\", permessage-deflate")).is_ok());
+        // Two fields that each open a quote: alone each names only permessage-deflate, joined
+        // (as they reach the client) the second quote closes the first and `x-bar` is named
+        // (found by fuzzing).
+        let open = ok101(
+            "Sec-WebSocket-Extensions: permessage-deflate; a=\"1\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; b=\"2, x-bar\r\n",
+        );
+        assert_eq!(
+            check(&open, None, Some("permessage-deflate")),
+            Err(Invalid(
+                "backend chose an extension the client did not offer"
+            ))
+        );
+        // Separate fields are still one list.
+        let split = ok101(
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n\
+             Sec-WebSocket-Extensions: x-foo; a=\"1,2\"\r\n",
+        );
+        let n = check(&split, None, Some("x-foo, permessage-deflate")).unwrap();
+        assert_eq!(
+            n.extensions.as_deref(),
+            Some("permessage-deflate, x-foo; a=\"1,2\"")
+        );
     }
 
     #[test]
