@@ -6,6 +6,7 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]
 # A finding stops that target's run and is written to fuzz/artifacts/TARGET/; replay one with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...
+# and once fixed, keep it under fuzz/regressions/TARGET/ (minimising may drop it from the corpus).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export RUSTC_BOOTSTRAP=1

@@ -1,23 +1,34 @@
-//! Replays the kept fuzz corpus (fuzz/corpus/TARGET/) through the same checks the libFuzzer
-//! targets run (src/fuzz_checks), on the stable toolchain and without libFuzzer: every input
-//! that once found new coverage, and every input that once crashed, stays a test.
+//! Replays the kept fuzz corpus (fuzz/corpus/TARGET/) and the inputs that once made a target
+//! fail (fuzz/regressions/TARGET/, kept apart because minimising the corpus may drop them)
+//! through the same checks the libFuzzer targets run (src/fuzz_checks), on the stable toolchain
+//! and without libFuzzer.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wsgate::fuzz_checks;
 
-/// Runs `check` on every file of one target's corpus and fails naming each file that panics.
-fn replay(target: &str, check: fn(&[u8])) {
+/// The files of `fuzz/KIND/TARGET`, sorted; none when the directory does not exist.
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("fuzz")
+        .join(kind)
         .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("read the corpus directory").path())
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .map(|entry| entry.expect("read a corpus directory").path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "{} holds no inputs", dir.display());
+    files
+}
+
+/// Runs `check` on every kept input of one target and fails naming each file that panics.
+fn replay(target: &str, check: fn(&[u8])) {
+    let corpus = inputs("corpus", target);
+    assert!(!corpus.is_empty(), "fuzz/corpus/{target} holds no inputs");
+    let files = [corpus, inputs("regressions", target)].concat();
     let mut failed = Vec::new();
     let mut bytes = 0;
     for file in &files {
