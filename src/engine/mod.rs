@@ -6,6 +6,7 @@
 //! moves frames both ways, [`close`] ends it. [`echo`] is the built-in echo backend on the same
 //! loop.
 
+mod activity;
 mod admin;
 mod call;
 mod close;
@@ -13,6 +14,7 @@ pub mod conn;
 mod echo;
 mod front;
 mod listen;
+mod metrics;
 pub mod pool;
 mod relay;
 mod resolve;
@@ -81,6 +83,9 @@ pub struct Gateway {
     resolver: resolve::Resolver,
     signals: signals::Signals,
     stats: Stats,
+    metrics: metrics::Metrics,
+    /// Where the activity log goes.
+    activity: activity::Sink,
     /// Applications by client id.
     clients: crate::policy::preflow::ClientIndex,
     /// Every limit counter of the gateway.
@@ -147,6 +152,8 @@ impl Gateway {
             resolver,
             signals,
             stats: Stats::default(),
+            metrics: metrics::Metrics::new(&model),
+            activity: activity::Sink::open(&model.settings.activity_log)?,
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
             now_secs: unix_now(),
@@ -187,6 +194,7 @@ impl Gateway {
             if let Some(since) = self.stopping {
                 if self.conns.is_empty() {
                     log::info!("all connections closed, exiting");
+                    self.activity.flush_all();
                     return Ok(());
                 }
                 let grace = self.model.settings.bounds.shutdown_grace;
@@ -200,9 +208,15 @@ impl Gateway {
                     for k in keys {
                         self.finish(k);
                     }
+                    self.activity.flush_all();
                     return Ok(());
                 }
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            if self.activity.pending() > 0 {
+                // The output was not ready: try again soon even if nothing else happens.
+                let retry = Duration::from_millis(50);
+                timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -223,6 +237,7 @@ impl Gateway {
                 }
             }
             self.expire_timers();
+            self.activity.flush();
             if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {
                 self.paused = false;
                 log::info!("below the connection cap again, accepting");
@@ -237,6 +252,7 @@ impl Gateway {
         for sig in self.signals.drain() {
             match sig {
                 signals::Signal::Terminate => self.begin_shutdown(),
+                signals::Signal::ReopenLogs => self.reopen_logs(),
             }
         }
     }

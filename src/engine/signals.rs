@@ -11,6 +11,8 @@ static PIPE_FD: AtomicI32 = AtomicI32::new(-1);
 pub enum Signal {
     /// SIGTERM or SIGINT.
     Terminate,
+    /// SIGUSR1: log files were rotated and are opened again.
+    ReopenLogs,
 }
 
 pub struct Signals {
@@ -35,7 +37,7 @@ impl Signals {
         registry.register(&mut rx, token, Interest::READABLE)?;
         use std::os::fd::AsRawFd;
         PIPE_FD.store(tx.as_raw_fd(), Ordering::Relaxed);
-        for sig in [libc::SIGTERM, libc::SIGINT] {
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
             // SAFETY: installs a handler that only calls write(2); the sigaction struct is
             // zeroed and then filled in before use.
             unsafe {
@@ -64,8 +66,10 @@ impl Signals {
                 break;
             }
             for &s in &b[..n] {
-                if s as i32 == libc::SIGTERM || s as i32 == libc::SIGINT {
-                    out.push(Signal::Terminate);
+                match s as i32 {
+                    libc::SIGTERM | libc::SIGINT => out.push(Signal::Terminate),
+                    libc::SIGUSR1 => out.push(Signal::ReopenLogs),
+                    _ => {}
                 }
             }
         }

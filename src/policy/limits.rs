@@ -341,6 +341,10 @@ pub struct Counters {
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
     last_now: u64,
+    /// How many times each limit said no (a call refused or a message dropped or closing).
+    rejections: Vec<u64>,
+    /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
+    last_rejected: Option<LimitIdx>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -460,6 +464,8 @@ impl Counters {
             hash1: RandomState::new(),
             hash2: RandomState::new(),
             last_now: 0,
+            rejections: vec![0; model.limits.len()],
+            last_rejected: None,
         }
     }
 
@@ -495,7 +501,7 @@ impl Counters {
             return Verdict::default();
         };
         let (max, hard, period) = (l.max, l.hard, l.period);
-        match self.cell_for(slot, now_secs, true) {
+        let v = match self.cell_for(slot, now_secs, true) {
             Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
             // The key's entry was evicted and the table is full of live keys: fail closed.
             None => Verdict {
@@ -506,7 +512,24 @@ impl Counters {
                 remaining: 0,
                 reset_in_secs: reset_in(now_secs, period),
             },
+        };
+        if !v.allowed {
+            if let Some(r) = self.rejections.get_mut(slot.limit as usize) {
+                *r += 1;
+            }
+            self.last_rejected = Some(slot.limit);
         }
+        v
+    }
+
+    /// Rejections so far of each limit, by [`LimitIdx`].
+    pub fn rejections(&self) -> &[u64] {
+        &self.rejections
+    }
+
+    /// The limit that rejected something since the last call, if any.
+    pub fn take_last_rejected(&mut self) -> Option<LimitIdx> {
+        self.last_rejected.take()
     }
 
     /// Gives back `weight` in the current window, clamped at 0. The caller passes at most what
