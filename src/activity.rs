@@ -151,8 +151,8 @@ impl Record {
         let Ok(Some((resp, _))) = parse_response(head) else {
             return;
         };
-        if resp.status() < 200 {
-            return; // an interim answer; the final one follows
+        if resp.status() < 200 && resp.status() != 101 {
+            return; // an interim answer (100 Continue); the final one follows
         }
         self.status = resp.status();
         self.websocket = self.status == 101;
