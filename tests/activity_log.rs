@@ -401,3 +401,73 @@ fn sigusr1_reopens_the_file_after_a_rename() {
         "SIGUSR1 must not stop the gateway"
     );
 }
+
+// ---- the gateway config's `activity-log` ---------------------------------------------------
+
+/// Loads a gateway.yaml of one listener and `activity_log`; returns the errors as
+/// `line:field: message` (or the output chosen, when it loads).
+fn load_activity(activity_log: &str) -> Result<wsgate::model::ActivityOutput, Vec<String>> {
+    use wsgate::config::{Overrides, Severity, load};
+    let conf = TempConf::new();
+    let path = conf.write(
+        "gateway.yaml",
+        &format!("listeners:\n  - address: 127.0.0.1:0\n{activity_log}"),
+    );
+    match load(&path, &Overrides::default()) {
+        Ok(l) => Ok(l.model.settings.activity_log),
+        Err(ds) => Err(ds
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| format!("{}:{}: {}", d.line, d.field, d.message))
+            .collect()),
+    }
+}
+
+#[test]
+fn activity_log_settings_and_their_errors_name_line_and_field() {
+    use wsgate::model::ActivityOutput;
+    assert_eq!(load_activity(""), Ok(ActivityOutput::Stdout));
+    assert_eq!(
+        load_activity("activity-log:\n  output: off\n"),
+        Ok(ActivityOutput::Off)
+    );
+    // A relative path is relative to the config file's folder.
+    match load_activity("activity-log:\n  output: file\n  file: a.log\n") {
+        Err(e) => panic!("{e:?}"),
+        Ok(ActivityOutput::File(p)) => {
+            assert!(p.is_absolute() && p.ends_with("a.log"), "{p:?}")
+        }
+        Ok(other) => panic!("{other:?}"),
+    }
+    let cases = [
+        (
+            "activity-log:\n  output: syslog\n",
+            "4:activity-log.output:",
+            "expected stdout, file or off",
+        ),
+        (
+            "activity-log:\n  output: file\n",
+            "3:activity-log.file:",
+            "needs the path",
+        ),
+        (
+            "activity-log:\n  file: a.log\n",
+            "4:activity-log.file:",
+            "only used with output: file",
+        ),
+        (
+            "activity-log:\n  output: file\n  file: no/such/dir/a.log\n",
+            "5:activity-log.file:",
+            "does not exist",
+        ),
+    ];
+    for (yaml, at, words) in cases {
+        let errors = load_activity(yaml).expect_err(yaml);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(at) && e.contains(words)),
+            "{yaml}: expected {at} ... {words}, got {errors:?}"
+        );
+    }
+}
