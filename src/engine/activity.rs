@@ -1,10 +1,11 @@
 //! Where activity records go, and the hooks that feed them from the path of a connection.
 //!
 //! Records are appended to one bounded in-memory buffer and written out once per loop turn, so
-//! a transaction costs no system call of its own. Standard output is made non-blocking when it
-//! is a pipe or a socket (journald, a container runtime): a slow reader then fills the buffer
-//! instead of stalling the loop, and records beyond the bound are dropped and counted. A file
-//! is opened for appending and reopened on SIGUSR1, after logrotate has renamed it.
+//! a transaction costs no system call of its own. When standard output is a pipe or a socket
+//! (journald, a container runtime), only what it can take without waiting is written: a slow
+//! reader then fills the buffer instead of stalling the loop, and records beyond the bound are
+//! dropped and counted. The descriptor itself stays blocking, since standard error often shares
+//! it. A file is opened for appending and reopened on SIGUSR1, after logrotate renamed it.
 
 use super::Gateway;
 use super::conn::{Phase, flag};
@@ -26,8 +27,14 @@ const MAX_PENDING: usize = 4 << 20;
 const KEEP_CAPACITY: usize = 64 << 10;
 
 enum Out {
-    Stdout,
-    File { path: PathBuf, file: File },
+    /// `pipe`: a pipe or a socket, written only as far as it is ready.
+    Stdout {
+        pipe: bool,
+    },
+    File {
+        path: PathBuf,
+        file: File,
+    },
     Off,
 }
 
@@ -45,10 +52,9 @@ impl Sink {
     pub fn open(output: &ActivityOutput) -> io::Result<Sink> {
         let out = match output {
             ActivityOutput::Off => Out::Off,
-            ActivityOutput::Stdout => {
-                stdout_nonblocking(true);
-                Out::Stdout
-            }
+            ActivityOutput::Stdout => Out::Stdout {
+                pipe: stdout_is_pipe(),
+            },
             ActivityOutput::File(path) => Out::File {
                 file: open_append(path).map_err(|e| {
                     io::Error::new(
@@ -96,6 +102,15 @@ impl Sink {
 
     /// Writes what the output takes now, without waiting.
     pub fn flush(&mut self) {
+        self.write_out(false);
+    }
+
+    /// Writes everything, waiting if it must (at exit).
+    pub fn flush_all(&mut self) {
+        self.write_out(true);
+    }
+
+    fn write_out(&mut self, wait: bool) {
         if self.buf.is_empty() {
             return;
         }
@@ -107,11 +122,20 @@ impl Sink {
             let r = match &mut self.out {
                 Out::Off => Ok(self.buf.len() - done),
                 Out::File { file, .. } => file.write(&self.buf[done..]),
-                Out::Stdout => {
+                Out::Stdout { pipe } => {
+                    let mut chunk = &self.buf[done..];
+                    if *pipe && !wait {
+                        if !stdout_ready() {
+                            break Err(io::Error::from(io::ErrorKind::WouldBlock));
+                        }
+                        // A ready pipe takes PIPE_BUF bytes without waiting, a ready Unix
+                        // socket far more.
+                        chunk = &chunk[..chunk.len().min(libc::PIPE_BUF)];
+                    }
                     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop keeps
                     // this handle from closing it.
                     let mut f = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-                    f.write(&self.buf[done..])
+                    f.write(chunk)
                 }
             };
             match r {
@@ -139,14 +163,6 @@ impl Sink {
                 self.buf.clear();
             }
         }
-    }
-
-    /// Writes everything, waiting if it must (at exit).
-    pub fn flush_all(&mut self) {
-        if matches!(self.out, Out::Stdout) {
-            stdout_nonblocking(false);
-        }
-        self.flush();
     }
 
     /// SIGUSR1: what is pending goes to the old file, then the file is opened again by name.
@@ -182,31 +198,31 @@ fn open_append(path: &std::path::Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Switches standard output to non-blocking (or back) when it is a pipe or a socket. A terminal
-/// or a file is left as it is: the terminal is shared with the shell, and writes to a file do
-/// not wait for a reader.
-fn stdout_nonblocking(on: bool) {
-    // SAFETY: fstat and fcntl on fd 1 with a zeroed stat buffer; no memory is shared.
+/// Whether standard output is a pipe or a socket, whose reader may be slow. A terminal or a
+/// file is written as it is.
+fn stdout_is_pipe() -> bool {
+    // SAFETY: fstat on fd 1 into a zeroed stat buffer.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
         if libc::fstat(1, &mut st) != 0 {
-            return;
+            return false;
         }
         let kind = st.st_mode & libc::S_IFMT;
-        if kind != libc::S_IFIFO && kind != libc::S_IFSOCK {
-            return;
-        }
-        let flags = libc::fcntl(1, libc::F_GETFL);
-        if flags < 0 {
-            return;
-        }
-        let flags = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        libc::fcntl(1, libc::F_SETFL, flags);
+        kind == libc::S_IFIFO || kind == libc::S_IFSOCK
     }
+}
+
+/// Whether standard output can take bytes now.
+fn stdout_ready() -> bool {
+    let mut p = libc::pollfd {
+        fd: 1,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd that lives on the stack, without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    // An error or hang-up is "ready": the write that follows reports it.
+    n > 0
 }
 
 /// Counts bytes read from the client into the connection's record, if it has one.

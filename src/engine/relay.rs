@@ -327,6 +327,7 @@ impl Gateway {
         if !c.has(flag::SHUT) {
             // The WebSocket is over: this is where its transaction ends.
             self.release_limits(key);
+            self.activity_end(key);
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
