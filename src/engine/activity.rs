@@ -396,3 +396,24 @@ fn status_of(bytes: &[u8]) -> u16 {
         .and_then(|d| d.parse().ok())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_buffer_drops_records_and_counts_them_until_it_drains() {
+        let mut sink = Sink::open(&ActivityOutput::Off).expect("sink");
+        let line = vec![b'x'; 1000];
+        for _ in 0..(MAX_PENDING / 1000 + 10) {
+            sink.push(|out| out.extend_from_slice(&line));
+        }
+        assert!(sink.pending() >= MAX_PENDING && sink.pending() < MAX_PENDING + 1000);
+        assert_eq!(sink.records, (MAX_PENDING / 1000 + 1) as u64);
+        assert_eq!(sink.dropped, 9);
+        sink.flush();
+        assert_eq!(sink.pending(), 0);
+        sink.push(|out| out.extend_from_slice(&line));
+        assert_eq!((sink.pending(), sink.dropped), (1000, 9));
+    }
+}
