@@ -6,11 +6,15 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
+use super::front::{BackendCall, build_backend_request};
+use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
-use super::upstream::ANSWER_ROOM;
+use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, ResponseHead, parse_response};
-use crate::http::response::write_header;
+use crate::http::response::{reason, write_header};
+use crate::policy::{assembly, preflow};
+use crate::ws::handshake::PlainRequest;
 
 /// What one round of a call found.
 enum Round {
@@ -169,18 +173,20 @@ impl Gateway {
                 }
             }
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return Round::Ended;
-        };
-        let Some(hs) = c.hs.as_mut() else {
-            return Round::Ended;
-        };
-        let Some(call) = hs.call.as_mut() else {
-            return Round::Ended;
-        };
-        while call.response.is_none()
-            && let Some(id) = c.down.buf
-        {
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return Round::Ended;
+            };
+            let Some(hs) = c.hs.as_mut() else {
+                return Round::Ended;
+            };
+            let Some(call) = hs.call.as_mut() else {
+                return Round::Ended;
+            };
+            if call.response.is_some() {
+                break;
+            }
+            let Some(id) = c.down.buf else { break };
             // Bytes before `out` are heads already rewritten (an interim 100 Continue).
             let (start, end) = (c.down.out as usize, c.down.end as usize);
             let buf = self.pool.get(id);
@@ -205,6 +211,17 @@ impl Gateway {
                 );
                 return Round::Ended;
             }
+            if !informational && let Some(location) = self.redirect_to(key, &resp) {
+                drop(resp);
+                self.follow_redirect(key, &location, status == 303);
+                return Round::Ended;
+            }
+            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+                return Round::Ended;
+            };
+            let Some(call) = hs.call.as_mut() else {
+                return Round::Ended;
+            };
             let framing = if call.head_only || informational {
                 Ok(BodyFraming::None)
             } else {
@@ -221,25 +238,77 @@ impl Gateway {
             if framing == BodyFraming::UntilClose {
                 call.keep_alive = false;
             }
+            if !informational {
+                call.backend_keep = call.persistent
+                    && resp.minor_version() >= 1
+                    && !resp.has_token("connection", "close")
+                    && framing != BodyFraming::UntilClose;
+            }
             let mut head = Vec::with_capacity(used + 128);
-            client_head(
-                &mut head,
-                &resp,
-                &hs.txn,
-                &hs.reply_headers,
-                call.keep_alive,
-            );
+            if informational || call.resume.is_none() {
+                let answer = Answer {
+                    status,
+                    reason: resp.reason(),
+                    headers: end_to_end(&resp),
+                };
+                client_head(
+                    &mut head,
+                    answer,
+                    &hs.txn,
+                    &hs.reply_headers,
+                    call.keep_alive,
+                );
+            } else {
+                // Policies follow the invoke: they see the answer as `message` and may change
+                // its status and headers, or replace it with an error.
+                let Some(edited) = self.after_invoke(key, &resp) else {
+                    return Round::Ended;
+                };
+                let Some(c) = self.conns.get_mut(key) else {
+                    return Round::Ended;
+                };
+                let Some(hs) = c.hs.as_mut() else {
+                    return Round::Ended;
+                };
+                let Some(call) = hs.call.as_ref() else {
+                    return Round::Ended;
+                };
+                let answer = Answer {
+                    status: edited.status,
+                    reason: &edited.reason,
+                    headers: edited.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                };
+                client_head(
+                    &mut head,
+                    answer,
+                    &hs.txn,
+                    &hs.reply_headers,
+                    call.keep_alive,
+                );
+            }
             drop(resp);
+            let Some(c) = self.conns.get_mut(key) else {
+                return Round::Ended;
+            };
             super::activity::head_out(&mut c.activity, &head, self.now);
             if !splice_head(&mut self.pool, &mut c.down, start, used, &head) {
                 self.backend_failed(key, 502, "Invalid response from backend");
                 return Round::Ended;
             }
             moved = true;
+            let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
+                return Round::Ended;
+            };
             if !informational {
                 call.response = Some(Body::new(framing));
             }
         }
+        let Some(c) = self.conns.get_mut(key) else {
+            return Round::Ended;
+        };
+        let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
+            return Round::Ended;
+        };
         if let Some(body) = call.response.as_mut()
             && c.down.out < c.down.end
             && let Some(id) = c.down.buf
@@ -249,7 +318,11 @@ impl Gateway {
                 Ok(n) => {
                     c.down.out += n as u32;
                     super::activity::count_out(&mut c.activity, n);
-                    // Whatever the backend sent after its answer belongs to nothing.
+                    // Whatever the backend sent after its answer belongs to nothing, and
+                    // makes its connection unfit for another call.
+                    if n < bytes.len() {
+                        call.backend_keep = false;
+                    }
                     c.down.end = c.down.out;
                 }
                 Err(e) => {
@@ -272,6 +345,193 @@ impl Gateway {
         if moved { Round::Moved } else { Round::Idle }
     }
 
+    /// Runs the policies after the invoke on its answer `resp`. Returns the answer head the flow
+    /// made, or `None` when the flow raised an error and the client has been answered with it.
+    /// Count limits the flow takes are held until the call ends; the headers of the limits it
+    /// checked go to the client.
+    fn after_invoke(&mut self, key: usize, resp: &ResponseHead) -> Option<Edited> {
+        let at = self
+            .conns
+            .get(key)
+            .and_then(|c| c.hs.as_ref())
+            .and_then(|h| h.call.as_ref())
+            .map(|call| call.at.clone())?;
+        let status = resp.status();
+        let outcome = self.in_flow(key, |assembly, vars, lim| {
+            vars.answer(status, resp.reason(), end_to_end(resp));
+            match assembly::after_invoke(assembly, &at, vars, lim) {
+                Some(raised) => Err(raised),
+                None => {
+                    let status = vars.status.unwrap_or(status);
+                    let reason = match vars.get("message.status.reason") {
+                        Some(r) if status == resp.status() => r.into_owned(),
+                        _ => reason(status).to_string(),
+                    };
+                    // The body is relayed as the backend framed it, whatever the flow set.
+                    let framing = |n: &str| {
+                        n.eq_ignore_ascii_case("content-length")
+                            || n.eq_ignore_ascii_case("transfer-encoding")
+                    };
+                    let headers = vars
+                        .answer_headers()
+                        .filter(|(n, _)| !framing(n))
+                        .chain(resp.headers_iter().filter(|(n, _)| framing(n)))
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect();
+                    Ok(Edited {
+                        status,
+                        reason,
+                        headers,
+                    })
+                }
+            }
+        });
+        let Some((result, mut held, checked)) = outcome else {
+            // The caller is gone from the config: the answer passes as it came.
+            return Some(Edited {
+                status,
+                reason: resp.reason().to_string(),
+                headers: end_to_end(resp)
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            });
+        };
+        let c = self.conns.get_mut(key)?;
+        if !held.is_empty() {
+            let limits = c.limits.get_or_insert_with(Default::default);
+            for (slot, w) in held.take_all() {
+                limits.held.push(slot, w);
+            }
+        }
+        if let Some(hs) = c.hs.as_mut() {
+            hs.reply_headers.extend(preflow::limit_headers(&checked));
+        }
+        match result {
+            Ok(edited) => Some(edited),
+            Err(raised) => {
+                log::debug!(
+                    "{} after the invoke for client {}: {}",
+                    raised.name,
+                    c.peer,
+                    raised.status
+                );
+                // The backend's answer is not wanted any more, nor its connection.
+                if let Some(mut b) = c.backend.take() {
+                    let _ = self.poll.registry().deregister(&mut b);
+                }
+                self.respond(key, raised.status, &raised.message, &[]);
+                None
+            }
+        }
+    }
+
+    /// Where to go instead, when `resp` is a redirect the invoke follows (`follow-redirects`,
+    /// at most [`MAX_REDIRECTS`] times). Only a request without a body is sent again, since the
+    /// body was streamed and is not kept; a 303 is followed once the body is through, as a GET.
+    fn redirect_to(&self, key: usize, resp: &ResponseHead) -> Option<String> {
+        let c = self.conns.get(key)?;
+        let hs = c.hs.as_ref()?;
+        let call = hs.call.as_ref()?;
+        let status = resp.status();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) || hs.redirects >= MAX_REDIRECTS {
+            return None;
+        }
+        let invoke = assembly::invoke_at(&c.model.apis[c.api as usize].assembly, &call.at)?;
+        if !invoke.follow_redirects {
+            return None;
+        }
+        let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
+        if !(bodiless || status == 303 && call.request.done()) {
+            return None;
+        }
+        let location = resp.header("location").filter(|l| !l.is_empty())?;
+        Some(location.to_string())
+    }
+
+    /// Sends the call again to `location`; after a 303 as a GET without a body.
+    fn follow_redirect(&mut self, key: usize, location: &str, see_other: bool) {
+        if !self.retarget(key, location) {
+            return;
+        }
+        let port = self.listener_port(key);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let model = c.model.clone();
+        let api = &model.apis[c.api as usize];
+        let (secure, peer) = (c.has(flag::SECURE), c.peer);
+        let Some(hs) = c.hs.as_mut() else { return };
+        let Some(call) = hs.call.as_mut() else { return };
+        let Some(invoke) = assembly::invoke_at(&api.assembly, &call.at) else {
+            return;
+        };
+        let method = invoke.verb.as_deref().unwrap_or(hs.head.method());
+        let method = if see_other && !method.eq_ignore_ascii_case("HEAD") {
+            "GET"
+        } else {
+            method
+        }
+        .to_string();
+        call.response = None;
+        call.backend_eof = false;
+        call.request_broken = false;
+        let timeout = call.timeout;
+        let plain = PlainRequest {
+            method: &method,
+            framing: BodyFraming::None,
+            persistent: call.persistent,
+        };
+        let request = BackendCall::of_invoke(invoke);
+        build_backend_request(hs, api, &request, secure, peer, port, Some(plain));
+        c.phase = Phase::Resolving;
+        self.set_timeout(key, timeout);
+        self.start_connect(key);
+    }
+
+    /// A call on a reused connection that failed before any of the answer came: the backend
+    /// closed the connection while it was parked. A request that can be sent again safely
+    /// (idempotent, without a body) goes again on a new connection. True when it did.
+    pub(super) fn retry_fresh(&mut self, key: usize) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let Some(hs) = c.hs.as_mut() else {
+            return false;
+        };
+        let Some(call) = hs.call.as_mut() else {
+            return false;
+        };
+        let idempotent = matches!(
+            hs.head.method(),
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        );
+        let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
+        let nothing_came = call.response.is_none() && c.down.is_empty();
+        if !(call.reused && !call.retried && nothing_came && idempotent && bodiless) {
+            return false;
+        }
+        log::debug!("a kept backend connection failed before answering; trying a new one");
+        call.reused = false;
+        call.retried = true;
+        call.backend_eof = false;
+        call.request_broken = false;
+        hs.written = 0;
+        hs.attempt = 0;
+        if let Some(mut b) = c.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b);
+        }
+        c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
+        if let Some(id) = c.down.buf.take() {
+            self.pool.give(id);
+        }
+        c.down.head = 0;
+        c.down.out = 0;
+        c.down.end = 0;
+        c.phase = Phase::Resolving;
+        self.start_connect(key);
+        true
+    }
+
     /// Ends the call once the answer is out and the request body is through: the backend
     /// connection closes, counts come back, and the client sends its next request or goes.
     fn call_done(&mut self, key: usize) {
@@ -286,9 +546,28 @@ impl Gateway {
             return;
         }
         let keep_alive = call.keep_alive && call.request.done();
+        // The backend connection can carry another call when both messages went through
+        // whole and neither side asked to close.
+        let reusable = call.backend_keep
+            && call.request.done()
+            && !call.request_broken
+            && !call.backend_eof
+            && !c.up.pending_out();
+        let origin =
+            c.hs.as_ref()
+                .filter(|_| reusable)
+                .map(|hs| keepalive::origin(&hs.target, hs.tls_profile));
         if let Some(mut b) = c.backend.take() {
-            let _ = self.poll.registry().deregister(&mut b);
+            match origin {
+                Some(origin) => self.park(origin, b),
+                None => {
+                    let _ = self.poll.registry().deregister(&mut b);
+                }
+            }
         }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
         self.stats.calls += 1;
@@ -317,30 +596,48 @@ impl Gateway {
     }
 }
 
-/// The client's copy of a backend answer head: its status line and headers without those that
-/// concern only the backend connection, plus the transaction id, the gateway's own headers
-/// (limits, CORS) and `Connection: close` when the client connection ends after it.
-fn client_head(
+/// An answer head as the policies after the invoke left it.
+struct Edited {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+}
+
+/// An answer head as it goes to the client.
+struct Answer<'a, H> {
+    status: u16,
+    reason: &'a str,
+    /// End-to-end headers: those of the backend connection are already gone.
+    headers: H,
+}
+
+/// The backend answer's headers that are meant for the client: all but those that concern only
+/// the connection to the backend, and its own transaction id.
+fn end_to_end(resp: &ResponseHead) -> impl Iterator<Item = (&str, &str)> {
+    resp.headers_iter().filter(|(name, _)| {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        !(is("connection")
+            || is("keep-alive")
+            || is("proxy-connection")
+            || is("x-global-transaction-id")
+            || resp.has_token("connection", name))
+    })
+}
+
+/// The client's copy of a backend answer head, plus the transaction id, the gateway's own
+/// headers (limits, CORS) and `Connection: close` when the client connection ends after it.
+fn client_head<'a>(
     out: &mut Vec<u8>,
-    resp: &ResponseHead,
+    answer: Answer<'a, impl Iterator<Item = (&'a str, &'a str)>>,
     txn: &str,
     extra: &[(String, String)],
     keep_alive: bool,
 ) {
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status(), resp.reason()).as_bytes());
-    for (name, value) in resp.headers_iter() {
-        let is = |h: &str| name.eq_ignore_ascii_case(h);
-        if is("connection")
-            || is("keep-alive")
-            || is("proxy-connection")
-            || is("x-global-transaction-id")
-            || resp.has_token("connection", name)
-        {
-            continue;
-        }
+    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", answer.status, answer.reason).as_bytes());
+    for (name, value) in answer.headers {
         write_header(out, name, value);
     }
-    if resp.status() >= 200 {
+    if answer.status >= 200 {
         write_header(out, "X-Global-Transaction-ID", txn);
         for (name, value) in extra {
             write_header(out, name, value);

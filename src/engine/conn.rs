@@ -161,6 +161,20 @@ pub struct Call {
     pub stop_on: StopOn,
     /// The invoke's `timeout`: for the answer to start, then for each pause while bodies flow.
     pub timeout: std::time::Duration,
+    /// The invoke's `persistent-connection`: the backend connection may carry later calls.
+    pub persistent: bool,
+    /// The backend lets this connection carry another call once this answer is through
+    /// (HTTP/1.1, no `Connection: close`, a delimited body, nothing sent after it).
+    pub backend_keep: bool,
+    /// The call runs on a connection an earlier call left open.
+    pub reused: bool,
+    /// A reused connection failed before answering and the call went to a new one.
+    pub retried: bool,
+    /// Where the invoke sits in the assembly.
+    pub at: crate::policy::assembly::Cursor,
+    /// The variables the flow set before the call, kept when policies run after the invoke
+    /// (see `policy::assembly::after_invoke`); `None` when the answer passes untouched.
+    pub resume: Option<Vec<(String, String)>>,
 }
 
 /// The errors of `stop-on-error` that the gateway raises for a call.

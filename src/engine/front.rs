@@ -14,7 +14,7 @@ use crate::policy::context::Vars;
 use crate::policy::limits::{Consumer, Held, Lookup};
 use crate::policy::preflow;
 use crate::route::Route;
-use crate::ws::handshake::{self, UpgradeError};
+use crate::ws::handshake::{self, PlainRequest, UpgradeError};
 
 impl Gateway {
     pub(super) fn read_head(&mut self, key: usize) {
@@ -195,7 +195,7 @@ impl Gateway {
                     message_limits(policy, &vars, &mut lim, &mut messages);
                     Ok(Backend::Upgrade(policy, nth))
                 }
-                Step::Invoke(invoke) => Ok(Backend::Invoke(invoke)),
+                Step::Invoke { policy, at } => Ok(Backend::Invoke(policy, at)),
                 Step::Fail(e) => Err((e.status, e.message)),
                 Step::Done => Err((500, "The assembly ended without a backend call".to_string())),
             },
@@ -229,6 +229,13 @@ impl Gateway {
         let call = backend.call();
         let url = vars.expand(call.target_url);
         let target = TargetUrl::parse(&url);
+        // What the flow set so far, for the policies that run once the invoke has answered.
+        let resume = match &backend {
+            Backend::Invoke(_, at) if assembly::has_rest(&api.assembly, at) => {
+                Some(std::mem::take(&mut vars.set))
+            }
+            _ => None,
+        };
         drop(vars);
         let limits = (!held.is_empty() || !messages.is_empty())
             .then(|| Box::new(ConnLimits { held, messages }));
@@ -244,7 +251,7 @@ impl Gateway {
         let nonce = self.random16();
         let (nth, plain) = match backend {
             Backend::Upgrade(_, nth) => (nth, None),
-            Backend::Invoke(invoke) => {
+            Backend::Invoke(invoke, at) => {
                 let method = invoke.verb.as_deref().unwrap_or(head.method()).to_string();
                 // HTTP/1.1 keeps the connection unless the client says otherwise; 1.0 does not.
                 let keep_alive =
@@ -261,6 +268,12 @@ impl Gateway {
                         operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
                     },
                     timeout: invoke.timeout,
+                    persistent: invoke.persistent_connection,
+                    backend_keep: false,
+                    reused: false,
+                    retried: false,
+                    at,
+                    resume,
                 };
                 (0, Some((method, state)))
             }
@@ -282,8 +295,12 @@ impl Gateway {
             reply_headers,
         });
         let port = self.listener_port(key);
-        let method = plain.as_ref().map(|(m, _)| m.as_str());
-        build_backend_request(&mut hs, api, &call, secure, peer, port, method, framing);
+        let request = plain.as_ref().map(|(method, state)| PlainRequest {
+            method,
+            framing,
+            persistent: state.persistent,
+        });
+        build_backend_request(&mut hs, api, &call, secure, peer, port, request);
         hs.call = plain.map(|(_, state)| state);
         let c = &mut self.conns[key];
         c.api = api_idx;
@@ -294,7 +311,7 @@ impl Gateway {
         self.start_connect(key);
     }
 
-    fn listener_port(&self, key: usize) -> u16 {
+    pub(super) fn listener_port(&self, key: usize) -> u16 {
         let l = self.conns[key].listener as usize;
         self.listeners.get(l).map(|l| l.addr.port()).unwrap_or(0)
     }
@@ -302,6 +319,9 @@ impl Gateway {
     /// The backend could not be used: the documented error, or, for a call whose invoke lists
     /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
     pub(super) fn backend_failed(&mut self, key: usize, status: u16, message: &str) {
+        if self.retry_fresh(key) {
+            return;
+        }
         let listed = self
             .conns
             .get(key)
@@ -316,22 +336,69 @@ impl Gateway {
 
     /// Runs the assembly's `catch` for an error of the backend call and answers with its result.
     pub(super) fn recover(&mut self, key: usize, name: &str, status: u16, message: &str) {
-        let Some(c) = self.conns.get(key) else { return };
-        let Some(hs) = c.hs.as_ref() else { return };
+        let raised = assembly::Raised {
+            name: name.to_string(),
+            status,
+            reason: None,
+            message: message.to_string(),
+        };
+        let outcome = self.in_flow(key, |assembly, vars, lim| {
+            match assembly::recover(assembly, raised, vars, lim) {
+                Step::Fail(r) => Some((r.status, r.message)),
+                // A catch that calls another backend is not followed: the error stands.
+                _ => None,
+            }
+        });
+        let (status, message) = match outcome {
+            Some((Some(answer), mut held, _)) => {
+                // The transaction ends with this answer: what the catch counted comes back.
+                for (slot, w) in held.take_all() {
+                    self.counters.dec(slot, w);
+                }
+                answer
+            }
+            Some((None, mut held, _)) => {
+                for (slot, w) in held.take_all() {
+                    self.counters.dec(slot, w);
+                }
+                (status, message.to_string())
+            }
+            None => (status, message.to_string()),
+        };
+        if let Some(c) = self.conns.get(key) {
+            log::debug!(
+                "{name} for client {} handled by the assembly's catch: {status}",
+                c.peer
+            );
+        }
+        self.respond(key, status, &message, &[]);
+    }
+
+    /// Runs `f` on the variables and limits of the transaction in progress on `key`, rebuilt
+    /// from its request head and what its flow set before the backend call. Returns what `f`
+    /// returned, the count limits it took (for the caller to hold or give back) and the limit
+    /// headers it checked; `None` when the transaction or its caller is gone.
+    pub(super) fn in_flow<R>(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&crate::model::Assembly, &mut Vars<'_>, &mut Limiter<'_>) -> R,
+    ) -> Option<(R, Held, LimitHeaders)> {
+        let c = self.conns.get(key)?;
+        let hs = c.hs.as_ref()?;
         let model = c.model.clone();
         let api_idx = c.api;
         let api = &model.apis[api_idx as usize];
-        let peer = c.peer;
-        let secure = c.has(flag::SECURE);
+        let (peer, secure) = (c.peer, c.has(flag::SECURE));
         let head = &hs.head;
         let operation = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { operation, .. } => api.operations.get(operation),
             _ => None,
         };
-        let Ok(caller) = preflow::identify(&model, &self.clients, api_idx, head) else {
-            return self.respond(key, status, message, &[]);
-        };
+        let caller = preflow::identify(&model, &self.clients, api_idx, head).ok()?;
         let mut vars = Vars::new(head, &model, api, operation, &caller, false, secure);
+        if let Some(set) = hs.call.as_ref().and_then(|call| call.resume.as_ref()) {
+            vars.set = set.clone();
+        }
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut lim = Limiter {
@@ -346,24 +413,8 @@ impl Gateway {
             held: &mut held,
             headers: &mut checked,
         };
-        let raised = assembly::Raised {
-            name: name.to_string(),
-            status,
-            reason: None,
-            message: message.to_string(),
-        };
-        let (status, message) = match assembly::recover(&api.assembly, raised, &mut vars, &mut lim)
-        {
-            Step::Fail(r) => (r.status, r.message),
-            // A catch that calls another backend is not followed: the error stands.
-            _ => (status, message.to_string()),
-        };
-        drop(vars);
-        for (slot, w) in held.take_all() {
-            self.counters.dec(slot, w);
-        }
-        log::debug!("{name} for client {peer} handled by the assembly's catch: {status}");
-        self.respond(key, status, &message, &[]);
+        let out = f(&api.assembly, &mut vars, &mut lim);
+        Some((out, held, checked))
     }
 
     /// Answers the client with a JSON error and closes once it is written.
@@ -563,28 +614,33 @@ pub(super) struct BackendCall<'m> {
 enum Backend<'m> {
     /// websocket-upgrade, and its place in the assembly.
     Upgrade(&'m WebSocketUpgrade, u16),
-    Invoke(&'m Invoke),
+    /// invoke, and where the flow goes on once it has answered.
+    Invoke(&'m Invoke, assembly::Cursor),
 }
 
 impl<'m> Backend<'m> {
     fn call(&self) -> BackendCall<'m> {
-        match *self {
+        match self {
             Backend::Upgrade(w, _) => BackendCall::of_upgrade(w),
-            Backend::Invoke(i) => BackendCall {
-                target_url: &i.target_url,
-                timeout: i.timeout,
-                tls_profile: i.tls_profile,
-                header_control: &i.header_control,
-                parameter_control: &i.parameter_control,
-                inject_proxy_headers: i.inject_proxy_headers,
-                username: i.username.as_deref(),
-                password: i.password.as_deref(),
-            },
+            Backend::Invoke(i, _) => BackendCall::of_invoke(i),
         }
     }
 }
 
 impl<'m> BackendCall<'m> {
+    pub(super) fn of_invoke(i: &'m Invoke) -> BackendCall<'m> {
+        BackendCall {
+            target_url: &i.target_url,
+            timeout: i.timeout,
+            tls_profile: i.tls_profile,
+            header_control: &i.header_control,
+            parameter_control: &i.parameter_control,
+            inject_proxy_headers: i.inject_proxy_headers,
+            username: i.username.as_deref(),
+            password: i.password.as_deref(),
+        }
+    }
+
     pub(super) fn of_upgrade(w: &'m WebSocketUpgrade) -> BackendCall<'m> {
         BackendCall {
             target_url: &w.target_url,
@@ -599,9 +655,8 @@ impl<'m> BackendCall<'m> {
     }
 }
 
-/// Writes the request for the backend into `hs.request`: an upgrade, or with `method` a plain
-/// call whose body is framed as `framing`.
-#[allow(clippy::too_many_arguments)]
+/// Writes the request for the backend into `hs.request`: an upgrade, or with `plain` a plain
+/// call.
 pub(super) fn build_backend_request(
     hs: &mut Handshake,
     api: &Api,
@@ -609,8 +664,7 @@ pub(super) fn build_backend_request(
     secure: bool,
     peer: std::net::SocketAddr,
     port: u16,
-    method: Option<&str>,
-    framing: BodyFraming,
+    plain: Option<PlainRequest>,
 ) {
     let strip: Vec<&str> = api
         .security
@@ -623,7 +677,12 @@ pub(super) fn build_backend_request(
     let req = handshake::BackendRequest {
         client: &hs.head,
         target: &hs.target,
-        client_query: hs.head.query(),
+        // A redirect's location is the whole URL to use: the client's query is in it already.
+        client_query: if hs.redirects > 0 {
+            None
+        } else {
+            hs.head.query()
+        },
         header_control: call.header_control,
         parameter_control: call.parameter_control,
         key: &hs.key,
@@ -638,7 +697,7 @@ pub(super) fn build_backend_request(
             _ => None,
         },
         strip: &strip,
-        plain: method.map(|m| (m, framing)),
+        plain,
     };
     hs.request.clear();
     handshake::backend_request(&mut hs.request, &req);

@@ -13,6 +13,7 @@ mod close;
 pub mod conn;
 mod echo;
 mod front;
+mod keepalive;
 mod listen;
 mod metrics;
 pub mod pool;
@@ -46,6 +47,9 @@ pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
 const DYNAMIC_KEYS: usize = 65_536;
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 16;
+/// Parked backend connection `i` (see [`keepalive`]) has token `PARKED_BASE + i`, far above
+/// any connection's.
+const PARKED_BASE: usize = usize::MAX / 2;
 
 /// Counters a test or an operator can read.
 #[derive(Debug, Default, Clone)]
@@ -75,6 +79,8 @@ pub struct Gateway {
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
     pool: Pool,
+    /// Backend connections kept open between plain calls.
+    parked: keepalive::Pool,
     wheel: Wheel,
     due: Vec<Entry>,
     next_epoch: u32,
@@ -144,6 +150,7 @@ impl Gateway {
             listeners,
             conns: Slab::with_capacity(1024),
             pool: Pool::new(buf_size, 256),
+            parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
             due: Vec::new(),
             next_epoch: 1,
@@ -232,6 +239,9 @@ impl Gateway {
                     RESOLVER => self.on_resolved(),
                     Token(t) if t > LISTENER_BASE - 16 && t <= LISTENER_BASE => {
                         self.accept(LISTENER_BASE - t)
+                    }
+                    Token(t) if (PARKED_BASE..PARKED_BASE + keepalive::CAPACITY).contains(&t) => {
+                        self.on_parked(t - PARKED_BASE)
                     }
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
                 }

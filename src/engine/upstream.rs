@@ -22,10 +22,32 @@ use std::sync::Arc;
 pub(super) const ANSWER_ROOM: usize = 4096;
 
 /// Redirects followed at most during one handshake.
-const MAX_REDIRECTS: u8 = 5;
+pub(super) const MAX_REDIRECTS: u8 = 5;
 
 impl Gateway {
     pub(super) fn start_connect(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_ref() else { return };
+        // A plain call goes on a connection an earlier call to the same origin left open.
+        if let Some(call) = hs.call.as_ref()
+            && call.persistent
+            && !call.retried
+        {
+            let origin = super::keepalive::origin(&hs.target, hs.tls_profile);
+            if let Some(stream) = self.unpark(key, &origin) {
+                let c = &mut self.conns[key];
+                c.backend = Some(stream);
+                c.clear(flag::BACKEND_READABLE | flag::BACKEND_EOF);
+                c.set(flag::BACKEND_WRITABLE);
+                c.phase = Phase::Connecting;
+                if let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) {
+                    call.reused = true;
+                }
+                return self.drive_upstream(key);
+            }
+        }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -314,15 +336,40 @@ impl Gateway {
         }
     }
 
+    /// Follows a websocket-upgrade's redirect: the same upgrade request to the new target.
     fn redirect(&mut self, key: usize, location: &str) {
-        let Some(c) = self.conns.get_mut(key) else {
+        if !self.retarget(key, location) {
+            return;
+        }
+        let c = &self.conns[key];
+        let model = c.model.clone();
+        let api = &model.apis[c.api as usize];
+        let Some(wsu) = super::front::nth_upgrade(&api.assembly.execute, c.wsu) else {
             return;
         };
-        let Some(hs) = c.hs.as_mut() else { return };
+        let (secure, peer) = (c.has(flag::SECURE), c.peer);
+        let port = self.listener_port(key);
+        let Some(hs) = self.conns[key].hs.as_mut() else {
+            return;
+        };
+        let call = super::front::BackendCall::of_upgrade(wsu);
+        super::front::build_backend_request(hs, api, &call, secure, peer, port, None);
+        self.start_connect(key);
+    }
+
+    /// Points the connection's backend exchange at a redirect's `location` (absolute, or
+    /// relative to the current target) and drops the backend connection and whatever it sent.
+    /// The caller writes the new request and connects. False when the connection is gone.
+    pub(super) fn retarget(&mut self, key: usize, location: &str) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let Some(hs) = c.hs.as_mut() else {
+            return false;
+        };
         let target = match TargetUrl::parse(location) {
             Ok(t) => t,
             Err(_) => {
-                // A relative location keeps the scheme and authority of the current target.
                 let mut t = hs.target.clone();
                 t.path_and_query = location.to_string();
                 t
@@ -335,39 +382,14 @@ impl Gateway {
         if let Some(mut b) = c.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
         }
+        c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         if let Some(id) = c.down.buf.take() {
             self.pool.give(id);
         }
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
-        let model = c.model.clone();
-        let api = &model.apis[c.api as usize];
-        let Some(wsu) = super::front::nth_upgrade(&api.assembly.execute, c.wsu) else {
-            return;
-        };
-        let secure = c.has(flag::SECURE);
-        let peer = c.peer;
-        let port = self
-            .listeners
-            .get(c.listener as usize)
-            .map(|l| l.addr.port())
-            .unwrap_or(0);
-        let Some(hs) = self.conns[key].hs.as_mut() else {
-            return;
-        };
-        let call = super::front::BackendCall::of_upgrade(wsu);
-        super::front::build_backend_request(
-            hs,
-            api,
-            &call,
-            secure,
-            peer,
-            port,
-            None,
-            crate::http::head::BodyFraming::None,
-        );
-        self.start_connect(key);
+        true
     }
 
     /// Relays a backend's non-101 answer (head and a bounded body) to the client, then closes.

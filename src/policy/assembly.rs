@@ -1,8 +1,10 @@
 //! Running an API's assembly for one request (spec §1.10): `execute`, then `catch` on an error,
 //! then `finally`. It stops at the first policy that needs the network (`websocket-upgrade`,
-//! `invoke`) and hands it to the driver; everything else happens here, on plain data.
+//! `invoke`) and hands it to the driver; everything else happens here, on plain data. After an
+//! invoke's answer head has arrived, [`after_invoke`] runs the rest of the flow from where it
+//! stopped, with `message.*` now describing that answer.
 
-use super::context::Vars;
+use super::context::{Vars, same_variable};
 use super::limits::{Consumer, Counters, Held};
 use crate::model::{
     Assembly, LimitDef, LimitKind, LimitOp, LimitRef, LimitSource, Policy, PolicyKind, RateLimit,
@@ -27,13 +29,25 @@ pub enum Step<'m> {
         policy: &'m WebSocketUpgrade,
         nth: u16,
     },
-    /// Proxy the call through this invoke.
-    Invoke(&'m crate::model::Invoke),
+    /// Proxy the call through this invoke; the flow goes on from `at` once its answer arrives.
+    Invoke {
+        policy: &'m crate::model::Invoke,
+        at: Cursor,
+    },
     /// Answer with an error (uncaught, or built by a catch flow).
     Fail(Raised),
     /// The assembly finished without a backend call.
     Done,
 }
+
+/// Where in the assembly a flow stopped: for each level from `execute` inwards, the policy's
+/// index in its list and, for a `switch`, the branch taken (a case's index, or [`OTHERWISE`]).
+/// The last entry is the policy itself. Branches are recorded rather than evaluated again
+/// because their conditions may read variables that have changed since.
+pub type Cursor = Vec<(u16, u16)>;
+
+/// The branch number of a switch's `otherwise`.
+pub const OTHERWISE: u16 = u16::MAX;
 
 /// Response headers for `is-client` limits checked during this transaction (spec §3.9), in
 /// evaluation order: (header prefix, limit name, maximum, remaining).
@@ -56,11 +70,109 @@ pub fn run<'m>(assembly: &'m Assembly, vars: &mut Vars<'_>, lim: &mut Limiter<'_
         Ok(None) => Step::Done,
         Err(e) => catch(assembly, e, vars, lim),
     };
-    // `finally` of a call that goes on to a backend runs when the transaction ends; here only
-    // the policies that need no network take effect.
-    let mut n = 0;
-    let _ = exec(&assembly.finally, vars, lim, &mut n);
+    // An invoke's `finally` runs with the rest of its flow, once the answer is known. Other
+    // flows end here; of their `finally` only the policies that need no network take effect.
+    if !matches!(step, Step::Invoke { .. }) {
+        let mut n = 0;
+        let _ = exec(&assembly.finally, vars, lim, &mut n);
+    }
     step
+}
+
+/// The invoke a flow stopped at.
+pub fn invoke_at<'m>(
+    assembly: &'m Assembly,
+    at: &[(u16, u16)],
+) -> Option<&'m crate::model::Invoke> {
+    let (&(last, _), outer) = at.split_last()?;
+    let list = list_at(&assembly.execute, outer)?;
+    match &list.get(last as usize)?.kind {
+        PolicyKind::Invoke(i) => Some(i),
+        _ => None,
+    }
+}
+
+/// The policy list the `path` of (index, branch) pairs leads into.
+fn list_at<'m>(mut list: &'m [Policy], path: &[(u16, u16)]) -> Option<&'m [Policy]> {
+    for &(i, branch) in path {
+        let PolicyKind::Switch(s) = &list.get(i as usize)?.kind else {
+            return None;
+        };
+        list = if branch == OTHERWISE {
+            s.otherwise.as_deref()?
+        } else {
+            &s.cases.get(branch as usize)?.execute
+        };
+    }
+    Some(list)
+}
+
+/// Whether anything runs after the invoke at `at`: policies after it at any level, or a
+/// `finally`. Most assemblies end with their invoke, and their answers pass untouched.
+pub fn has_rest(assembly: &Assembly, at: &[(u16, u16)]) -> bool {
+    if !assembly.finally.is_empty() {
+        return true;
+    }
+    (1..=at.len()).any(|depth| {
+        let (i, _) = at[depth - 1];
+        list_at(&assembly.execute, &at[..depth - 1]).is_some_and(|l| l.len() > i as usize + 1)
+    })
+}
+
+/// The rest of a flow after its invoke answered: the policies after it, inner levels first,
+/// then `catch` on an error, then `finally`. `None`: the backend's answer goes to the client
+/// with what the flow made of `message.*`; `Some`: the answer is replaced by this error.
+pub fn after_invoke(
+    assembly: &Assembly,
+    at: &[(u16, u16)],
+    vars: &mut Vars<'_>,
+    lim: &mut Limiter<'_>,
+) -> Option<Raised> {
+    let outcome = match rest(&assembly.execute, at, vars, lim) {
+        Ok(None) => None,
+        Ok(Some(_)) => {
+            log::warn!(
+                "api {}: a second backend policy after an invoke is not run; the first answer stands",
+                vars.api.name
+            );
+            None
+        }
+        Err(e) => match catch(assembly, e, vars, lim) {
+            Step::Fail(r) => Some(r),
+            _ => None,
+        },
+    };
+    let mut n = 0;
+    match exec(&assembly.finally, vars, lim, &mut n) {
+        Err(e) if outcome.is_none() => Some(e),
+        _ => outcome,
+    }
+}
+
+/// Runs what follows position `at` in `list`: first the rest of the inner list the position
+/// is in, then the rest of this one.
+fn rest<'m>(
+    list: &'m [Policy],
+    at: &[(u16, u16)],
+    vars: &mut Vars<'_>,
+    lim: &mut Limiter<'_>,
+) -> Result<Option<Step<'m>>, Raised> {
+    let Some((&(i, _), inner)) = at.split_first() else {
+        return Ok(None);
+    };
+    if !inner.is_empty()
+        && let Some(inner_list) = list_at(list, &at[..1])
+        && let Some(step) = rest(inner_list, inner, vars, lim)?
+    {
+        return Ok(Some(step));
+    }
+    let mut nth = 0;
+    exec(
+        list.get(i as usize + 1..).unwrap_or(&[]),
+        vars,
+        lim,
+        &mut nth,
+    )
 }
 
 /// An error of the backend call the assembly stopped at (an invoke's `ConnectionError` or
@@ -114,7 +226,7 @@ fn exec<'m>(
     lim: &mut Limiter<'_>,
     nth: &mut u16,
 ) -> Result<Option<Step<'m>>, Raised> {
-    for p in policies {
+    for (index, p) in policies.iter().enumerate() {
         match &p.kind {
             PolicyKind::RateLimit(r) => ratelimit(r, vars, lim)?,
             PolicyKind::WebSocketUpgrade(w) => {
@@ -132,23 +244,30 @@ fn exec<'m>(
                     message: "This API accepts only WebSocket upgrade requests".into(),
                 });
             }
-            PolicyKind::Invoke(i) => return Ok(Some(Step::Invoke(i))),
+            PolicyKind::Invoke(i) => {
+                return Ok(Some(Step::Invoke {
+                    policy: i,
+                    at: vec![(index as u16, 0)],
+                }));
+            }
             PolicyKind::Switch(s) => {
-                let chosen = s
-                    .cases
-                    .iter()
-                    .find(|c| match c.condition.eval(&*vars) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            log::warn!("{}: switch condition {:?}: {e}", p.origin, c.source);
-                            false
-                        }
-                    })
-                    .map(|c| c.execute.as_slice())
-                    .or(s.otherwise.as_deref());
-                if let Some(list) = chosen
-                    && let Some(step) = exec(list, vars, lim, nth)?
+                let case = s.cases.iter().position(|c| match c.condition.eval(&*vars) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::warn!("{}: switch condition {:?}: {e}", p.origin, c.source);
+                        false
+                    }
+                });
+                let chosen = match case {
+                    Some(n) => Some((s.cases[n].execute.as_slice(), n as u16)),
+                    None => s.otherwise.as_deref().map(|l| (l, OTHERWISE)),
+                };
+                if let Some((list, branch)) = chosen
+                    && let Some(mut step) = exec(list, vars, lim, nth)?
                 {
+                    if let Step::Invoke { at, .. } = &mut step {
+                        at.insert(0, (index as u16, branch));
+                    }
                     return Ok(Some(step));
                 }
             }
@@ -158,13 +277,14 @@ fn exec<'m>(
                     if a.variable == "message.status.code" {
                         vars.status = value.trim().parse().ok();
                     }
+                    let name = a.variable.as_str();
                     match a.op {
                         SetOp::Set => {
-                            vars.set.retain(|(n, _)| *n != a.variable);
+                            vars.set.retain(|(n, _)| !same_variable(n, name));
                             vars.set.push((a.variable.clone(), value));
                         }
                         SetOp::Add => vars.set.push((a.variable.clone(), value)),
-                        SetOp::Clear => vars.set.retain(|(n, _)| *n != a.variable),
+                        SetOp::Clear => vars.set.retain(|(n, _)| !same_variable(n, name)),
                     }
                 }
             }

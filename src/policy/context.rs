@@ -22,6 +22,19 @@ pub struct Vars<'a> {
     pub set: Vec<(String, String)>,
     /// `message.status.code` once something set it.
     pub status: Option<u16>,
+    /// `message` is the invoke's answer: its headers are the `message.headers.*` entries of
+    /// `set`, no longer the request's.
+    pub answered: bool,
+}
+
+/// Whether two variable names are the same variable: header names ignore case.
+pub fn same_variable(a: &str, b: &str) -> bool {
+    let header = |n: &str| n.starts_with("message.headers.") || n.starts_with("request.headers.");
+    if header(a) && header(b) {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
 }
 
 impl<'a> Vars<'a> {
@@ -47,13 +60,43 @@ impl<'a> Vars<'a> {
             secure,
             set: Vec::new(),
             status: None,
+            answered: false,
         }
+    }
+
+    /// Makes `message` the invoke's answer (spec §2.3): its status, reason and end-to-end
+    /// headers. Variables the flow set on the request's `message` do not carry over.
+    pub fn answer<'h>(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: impl Iterator<Item = (&'h str, &'h str)>,
+    ) {
+        self.set.retain(|(n, _)| !n.starts_with("message."));
+        self.status = Some(status);
+        self.set
+            .push(("message.status.reason".to_string(), reason.to_string()));
+        for (name, value) in headers {
+            self.set
+                .push((format!("message.headers.{name}"), value.to_string()));
+        }
+        self.answered = true;
+    }
+
+    /// The answer's headers as the flow left them, in order.
+    pub fn answer_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.set
+            .iter()
+            .filter_map(|(n, v)| n.strip_prefix("message.headers.").map(|h| (h, v.as_str())))
     }
 
     /// A variable by its dotted name, or `None` when it has no value.
     pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
-        if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
+        if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| same_variable(n, name)) {
             return Some(Cow::Borrowed(v));
+        }
+        if self.answered && name.starts_with("message.headers.") {
+            return None;
         }
         let head = self.head;
         let s: Cow<'_, str> = match name {
@@ -118,6 +161,12 @@ impl condition::Context for Vars<'_> {
         }
     }
     fn header(&self, name: &str) -> Option<&str> {
+        if self.answered {
+            return self
+                .answer_headers()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+        }
         self.head.header(name)
     }
     fn query_parameter(&self, name: &str) -> Option<&str> {

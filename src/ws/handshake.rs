@@ -193,7 +193,18 @@ pub struct BackendRequest<'a> {
     pub strip: &'a [&'a str],
     /// A plain HTTP call (the invoke policy) instead of an upgrade: its method and how its body
     /// is framed. `key` is then unused.
-    pub plain: Option<(&'a str, BodyFraming)>,
+    pub plain: Option<PlainRequest<'a>>,
+}
+
+/// A plain call's part of the request to the backend.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainRequest<'a> {
+    pub method: &'a str,
+    /// How the body is delimited, as the client framed it.
+    pub framing: BodyFraming,
+    /// The connection may carry later calls (`persistent-connection`); otherwise the request
+    /// asks the backend to close it after answering.
+    pub persistent: bool,
 }
 
 /// Headers the gateway writes itself or that only concern the client connection.
@@ -272,7 +283,7 @@ fn push_target(out: &mut Vec<u8>, s: &str) {
 
 /// Writes the upgrade request to the backend.
 pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
-    out.extend_from_slice(req.plain.map_or("GET", |(m, _)| m).as_bytes());
+    out.extend_from_slice(req.plain.as_ref().map_or("GET", |p| p.method).as_bytes());
     out.push(b' ');
     push_target(out, &req.target.path_and_query);
     // Client parameters go after the target's own query.
@@ -292,10 +303,12 @@ pub fn backend_request(out: &mut Vec<u8>, req: &BackendRequest) {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Through write_header: the fields of a TargetUrl are public, so not necessarily parsed.
     write_header(out, "Host", &req.target.host_header().to_string());
-    if let Some((_, framing)) = req.plain {
-        // One request per backend connection for now; the body goes as the client framed it.
-        out.extend_from_slice(b"Connection: close\r\n");
-        match framing {
+    if let Some(plain) = &req.plain {
+        // HTTP/1.1 keeps the connection by default; the body goes as the client framed it.
+        if !plain.persistent {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        match plain.framing {
             BodyFraming::Length(n) => {
                 let _ = write!(out, "Content-Length: {n}\r\n");
             }

@@ -210,6 +210,7 @@ pub fn error_body(status: u16, more_information: &str) -> String {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        410 => "Gone",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",

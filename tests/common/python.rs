@@ -266,6 +266,8 @@ pub struct SeenHttp {
     pub body: String,
     /// For a chunked request: the chunked body exactly as it arrived.
     pub raw_body: Option<String>,
+    /// The port of the connection the request came on (the gateway's side).
+    pub peer: u16,
 }
 
 impl SeenHttp {
@@ -303,6 +305,10 @@ impl SeenHttp {
                 .get("raw_body")
                 .and_then(|x| x.as_str())
                 .map(str::to_string),
+            peer: v
+                .get("peer")
+                .and_then(|x| x.as_u64())
+                .unwrap_or_else(|| panic!("peer missing in {json}")) as u16,
         }
     }
 

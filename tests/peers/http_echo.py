@@ -7,7 +7,13 @@ body (decoded from chunked encoding when the request was chunked) and, for a chu
 the raw bytes of the chunked body as they came. Every answer has the same JSON as its body
 (with Content-Length), except for HEAD (head only) and the statuses below.
 
-A path segment `status-NNN` makes the answer that status: 204 and 304 come without a body.
+A path segment `status-NNN` makes the answer that status: 204 and 304 come without a body. A
+query parameter `keep-location` becomes the answer's `Location` header (for redirects; `self`
+names the request's own target). The
+JSON says which client port the request came from (`peer`), so a test can tell whether
+requests shared a connection; a path segment `drop-after` closes the connection after the
+answer without announcing it, `say-close` answers with `Connection: close`, and `drop-next` keeps the connection but
+closes it without an answer when the next request comes on it.
 Connections are kept alive (HTTP/1.1) unless the client asks to close. Every answer carries
 `X-Backend: http_echo`, two `X-Multi` lines and `Keep-Alive: timeout=30`, so a test can see
 which response headers the gateway passes on. Exits on SIGTERM or SIGINT.
@@ -20,7 +26,7 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.Lock()
 
@@ -70,6 +76,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         url = urlsplit(self.path)
+        if getattr(self, "drop_next", False):
+            # The connection's previous request asked for this: close without answering, as a
+            # backend does when its idle timeout fires just as a request arrives.
+            sys.stderr.write("http_echo: dropped " + self.path + "\n")
+            self.close_connection = True
+            return
         te = self.headers.get("Transfer-Encoding", "")
         raw = None
         if "chunked" in te.lower():
@@ -85,6 +97,7 @@ class Handler(BaseHTTPRequestHandler):
             "version": self.request_version,
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": text(body),
+            "peer": self.client_address[1],
         }
         if raw is not None:
             seen["raw_body"] = text(raw)
@@ -100,6 +113,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Multi", "one")
         self.send_header("X-Multi", "two")
         self.send_header("Keep-Alive", "timeout=30")
+        if "say-close" in url.path.split("/"):
+            self.send_header("Connection", "close")
+        location = parse_qs(url.query).get("keep-location")
+        if location:
+            # `self` redirects to this very request, for redirect loops.
+            here = self.path if location[0] == "self" else location[0]
+            self.send_header("Location", here)
         if status in (204, 304):
             self.end_headers()
             return
@@ -108,6 +128,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+        if "drop-next" in url.path.split("/"):
+            self.drop_next = True
+        if "drop-after" in url.path.split("/"):
+            # Closes once answered without saying so, as a backend's idle timeout does.
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
 
