@@ -8,6 +8,7 @@
 mod common;
 
 use common::admin::*;
+use common::client::http_request;
 use common::conf::SEED_BASE_PATH;
 use common::limits::*;
 use common::*;
@@ -250,6 +251,14 @@ fn each_call_on_a_kept_alive_connection_is_one_record_and_errors_log_headers() {
                 && Some(v.as_str()) == s(e, "transaction_id")),
         "{resp:?}"
     );
+    let metrics = http_request(gw.addr("admin"), "GET", "/metrics", &[], b"").expect("metrics");
+    assert!(
+        metrics
+            .body_text()
+            .contains("wsgate_calls_total{api=\"act-api:1.0.0\"} 2\n"),
+        "{}",
+        metrics.body_text()
+    );
     assert!(
         !gw.stdout().contains("s3cret") && !gw.stdout().contains("token=abc"),
         "credentials in the activity log:\n{}",
@@ -314,6 +323,26 @@ fn websocket_closed_by_a_message_limit_names_the_limit() {
     assert_eq!(s(r, "closed_by_limit"), Some(REQUEST_LIMIT), "{r:?}");
     // The refused message was not relayed.
     assert_eq!((n(r, "messages_in"), n(r, "messages_out")), (3, 3), "{r:?}");
+}
+
+#[test]
+fn websockets_closed_by_a_shutdown_are_logged_before_the_gateway_exits() {
+    let backend = EchoBackend::start();
+    let conf = TempConf::new();
+    let mut gw = Gateway::start(
+        write_conf(&conf, &seed_yaml(&backend.target_url()), &[], &[]),
+        &[],
+    );
+    let (mut ws, _) = open_as(&gw, A);
+    roundtrip(&mut ws, Message::text("before the shutdown"));
+    gw.signal("TERM");
+    assert_eq!(read_until_closed(&mut ws).code(), Some(1001));
+    drop(ws);
+    assert!(gw.wait_exit(DEADLINE).is_some_and(|s| s.success()));
+    let r = &wait_records(&gw, 101, 1)[0];
+    assert_eq!(s(r, "closed_by"), Some("gateway"), "{r:?}");
+    assert_eq!(n(r, "close_code"), 1001, "{r:?}");
+    assert_eq!((n(r, "messages_in"), n(r, "messages_out")), (1, 1), "{r:?}");
 }
 
 #[test]
