@@ -69,7 +69,10 @@ pub struct Record {
     pub messages_out: u64,
     pub websocket: bool,
     close: Option<Close>,
+    /// Kept until the answer's status tells whether this record will log them.
     headers: Option<Box<Headers>>,
+    /// Whether the success and the error content log headers.
+    headers_on: [bool; 2],
 }
 
 /// Header values that are secrets: logged as `[redacted]`.
@@ -85,10 +88,9 @@ impl Record {
     /// just been read. Headers are kept when the API may log them.
     pub fn new(model: &Model, api: ApiIdx, head: &RequestHead, now: Instant) -> Record {
         let a = &model.apis[api as usize];
-        let with_headers = [a.activity_log.success, a.activity_log.error]
-            .iter()
-            .any(|c| matches!(c, LogContent::Header | LogContent::Payload));
-        let headers = with_headers.then(|| {
+        let headers_on = [a.activity_log.success, a.activity_log.error]
+            .map(|c| matches!(c, LogContent::Header | LogContent::Payload));
+        let headers = headers_on.contains(&true).then(|| {
             let secret = |name: &str| {
                 SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s))
                     || a.security.requirements.iter().any(|r| {
@@ -130,6 +132,7 @@ impl Record {
             websocket: false,
             close: None,
             headers,
+            headers_on,
         }
     }
 
@@ -159,6 +162,11 @@ impl Record {
         self.latency = Some(now.saturating_duration_since(self.started));
         if let Some(txn) = resp.header("x-global-transaction-id") {
             self.set_txn(txn);
+        }
+        // The status decides the content: a WebSocket that logs no headers on success does
+        // not keep them for its whole life.
+        if !self.headers_on[usize::from(self.status >= 400)] {
+            self.headers = None;
         }
         if let Some(h) = self.headers.as_mut() {
             h.response = resp

@@ -500,3 +500,43 @@ fn activity_log_settings_and_their_errors_name_line_and_field() {
         );
     }
 }
+
+// ---- figures -------------------------------------------------------------------------------
+
+/// What an idle logged WebSocket costs: RSS per connection with the activity log on and off,
+/// to a separate `wsgate echo` backend. Prints figures only.
+#[test]
+#[ignore]
+fn figures_memory_of_idle_logged_websockets() {
+    const N: usize = 2000;
+    for (label, output) in [("on", "stdout"), ("off", "off")] {
+        let conf = TempConf::new();
+        conf.write_open_api("/open");
+        let api = std::fs::read_to_string(conf.file(common::conf::OPEN_API)).unwrap();
+        let api = edit(
+            &api,
+            "  assembly:\n",
+            "  activity-log:\n    enabled: true\n  assembly:\n",
+        );
+        conf.write(common::conf::OPEN_API, &api);
+        let echo = Gateway::start_echo();
+        let mut yaml = GatewayYaml::open(&format!("ws://{}/", echo.addr("echo")));
+        yaml.extra = format!("activity-log:\n  output: {output}\n");
+        let path = yaml.write(&conf);
+        let gw = Gateway::builder(&path).rust_log("info").start();
+        let mut open = Vec::with_capacity(N);
+        let (ws, _) = ws_connect(&gw.url("/open"), &[]).expect("first upgrade");
+        open.push(ws);
+        let base = gw.rss_kib();
+        for _ in 1..N {
+            let (ws, _) = ws_connect(&gw.url("/open"), &[]).expect("upgrade");
+            open.push(ws);
+        }
+        let rss = gw.rss_kib();
+        println!(
+            "activity log {label}: {N} idle WebSockets, RSS {base} KiB -> {rss} KiB, {:.0} bytes per connection",
+            (rss - base) as f64 * 1024.0 / (N - 1) as f64
+        );
+        drop(open);
+    }
+}
