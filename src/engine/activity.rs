@@ -356,7 +356,7 @@ impl Gateway {
             self.metrics.upgrade_failed(Failure::Aborted);
         }
         if c.phase == Phase::Open {
-            self.metrics.websocket_closed(c.api);
+            self.metrics.websocket_closed(&c.model, c.api);
             let gone = if c.has(flag::CLIENT_EOF) {
                 Closer::Client
             } else {
@@ -370,7 +370,7 @@ impl Gateway {
     /// A plain call is over: its answer went to the client.
     pub(super) fn call_ended(&mut self, key: usize) {
         if let Some(c) = self.conns.get(key) {
-            self.metrics.call_done(c.api);
+            self.metrics.call_done(&c.model, c.api);
         }
         self.activity_end(key);
     }

@@ -1,12 +1,15 @@
 //! Counters for `GET /metrics` on the admin listener, in the Prometheus text exposition format
-//! (version 0.0.4). Per-API counters are flat arrays indexed by [`ApiIdx`], per-limit ones are
-//! indexed by [`LimitIdx`], both sized when the model loads; updating one is an add, never a
-//! lookup or an allocation.
+//! (version 0.0.4). Per-API and per-limit counters are flat arrays, one row per API
+//! (`name:version`) and per limit name. A config maps its [`ApiIdx`] and [`LimitIdx`] to those
+//! rows once, when its first connection is counted; after a reload, connections of the earlier
+//! config keep counting on the same rows, so counters never jump back. Updating a counter is an
+//! add behind a pointer comparison, never a lookup by name or an allocation.
 
 use super::Gateway;
 use super::conn::flag;
 use crate::model::{ApiIdx, LimitIdx, Model};
 use std::fmt::Write;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 /// Why an upgrade request got no 101.
@@ -49,8 +52,21 @@ const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How one config's indices map to rows.
+#[derive(Debug)]
+struct Rows {
+    model: Weak<Model>,
+    apis: Vec<u32>,
+    limits: Vec<u32>,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The configs seen, the current one first.
+    rows: Vec<Rows>,
+    /// `name:version` of each API row, and the name of each limit row.
+    api_names: Vec<String>,
+    limit_names: Vec<String>,
     /// Open WebSocket connections, by API.
     open: Vec<u64>,
     upgrades: u64,
@@ -69,16 +85,57 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(model: &Model) -> Metrics {
-        let apis = model.apis.len();
-        Metrics {
-            open: vec![0; apis],
-            calls: vec![0; apis],
-            messages: vec![[0; 2]; apis],
-            bytes: vec![[0; 2]; apis],
-            limit_closes: vec![0; model.limits.len()],
-            ..Metrics::default()
-        }
+    pub fn new(model: &Rc<Model>) -> Metrics {
+        let mut m = Metrics::default();
+        m.rows_of(model);
+        m
+    }
+
+    /// The rows of `model`'s indices, made when the config is new to the metrics.
+    fn rows_of(&mut self, model: &Rc<Model>) -> &Rows {
+        let at = self
+            .rows
+            .iter()
+            .position(|r| std::ptr::eq(r.model.as_ptr(), Rc::as_ptr(model)));
+        let i = match at {
+            Some(i) => i,
+            None => {
+                self.rows.retain(|r| r.model.strong_count() > 0);
+                let apis = model
+                    .apis
+                    .iter()
+                    .map(|a| row(&mut self.api_names, format!("{}:{}", a.name, a.version)))
+                    .collect();
+                let limits = model
+                    .limits
+                    .iter()
+                    .map(|l| row(&mut self.limit_names, l.name.clone()))
+                    .collect();
+                let n = self.api_names.len();
+                self.open.resize(n, 0);
+                self.calls.resize(n, 0);
+                self.messages.resize(n, [0; 2]);
+                self.bytes.resize(n, [0; 2]);
+                self.limit_closes.resize(self.limit_names.len(), 0);
+                self.rows.insert(
+                    0,
+                    Rows {
+                        model: Rc::downgrade(model),
+                        apis,
+                        limits,
+                    },
+                );
+                0
+            }
+        };
+        &self.rows[i]
+    }
+
+    fn api_row(&mut self, model: &Rc<Model>, api: ApiIdx) -> usize {
+        self.rows_of(model)
+            .apis
+            .get(api as usize)
+            .map_or(usize::MAX, |&r| r as usize)
     }
 
     pub fn upgrade_failed(&mut self, why: Failure) {
@@ -90,9 +147,10 @@ impl Metrics {
     }
 
     /// A 101 went to the client, `took` after the gateway started to connect to the backend.
-    pub fn upgraded(&mut self, api: ApiIdx, took: Duration) {
+    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, took: Duration) {
         self.upgrades += 1;
-        if let Some(n) = self.open.get_mut(api as usize) {
+        let r = self.api_row(model, api);
+        if let Some(n) = self.open.get_mut(r) {
             *n += 1;
         }
         let s = took.as_secs_f64();
@@ -104,32 +162,51 @@ impl Metrics {
         self.handshake_sum += s;
     }
 
-    pub fn websocket_closed(&mut self, api: ApiIdx) {
-        if let Some(n) = self.open.get_mut(api as usize) {
+    pub fn websocket_closed(&mut self, model: &Rc<Model>, api: ApiIdx) {
+        let r = self.api_row(model, api);
+        if let Some(n) = self.open.get_mut(r) {
             *n = n.saturating_sub(1);
         }
     }
 
-    pub fn call_done(&mut self, api: ApiIdx) {
-        if let Some(n) = self.calls.get_mut(api as usize) {
+    pub fn call_done(&mut self, model: &Rc<Model>, api: ApiIdx) {
+        let r = self.api_row(model, api);
+        if let Some(n) = self.calls.get_mut(r) {
             *n += 1;
         }
     }
 
     /// `messages` data messages in `bytes` bytes relayed; `up`: client to backend.
-    pub fn relayed(&mut self, api: ApiIdx, up: bool, messages: u64, bytes: u64) {
+    pub fn relayed(&mut self, model: &Rc<Model>, api: ApiIdx, up: bool, messages: u64, bytes: u64) {
         let d = usize::from(!up);
-        if let Some(m) = self.messages.get_mut(api as usize) {
+        let r = self.api_row(model, api);
+        if let Some(m) = self.messages.get_mut(r) {
             m[d] += messages;
         }
-        if let Some(b) = self.bytes.get_mut(api as usize) {
+        if let Some(b) = self.bytes.get_mut(r) {
             b[d] += bytes;
         }
     }
 
-    pub fn limit_closed(&mut self, limit: LimitIdx) {
-        if let Some(n) = self.limit_closes.get_mut(limit as usize) {
+    pub fn limit_closed(&mut self, model: &Rc<Model>, limit: LimitIdx) {
+        let r = self
+            .rows_of(model)
+            .limits
+            .get(limit as usize)
+            .map_or(usize::MAX, |&r| r as usize);
+        if let Some(n) = self.limit_closes.get_mut(r) {
             *n += 1;
+        }
+    }
+}
+
+/// The row of `name`, added at the end when it has none.
+fn row(names: &mut Vec<String>, name: String) -> u32 {
+    match names.iter().position(|n| *n == name) {
+        Some(i) => i as u32,
+        None => {
+            names.push(name);
+            (names.len() - 1) as u32
         }
     }
 }
@@ -168,11 +245,7 @@ impl Gateway {
         let m = &self.metrics;
         let model = &self.model;
         let mut out = String::with_capacity(4096);
-        let apis: Vec<String> = model
-            .apis
-            .iter()
-            .map(|a| label(&format!("{}:{}", a.name, a.version)))
-            .collect();
+        let apis: Vec<String> = m.api_names.iter().map(|a| label(a)).collect();
 
         let (mut open, mut buffered) = (0u64, 0u64);
         for (_, c) in self.conns.iter() {
@@ -270,19 +343,18 @@ impl Gateway {
         }
         // Limits are labelled by name; definitions that share a name (one per plan, or one
         // per value of a list) add up.
-        let mut limits: Vec<(&str, u64, u64)> = Vec::new();
+        let mut limits: Vec<(&str, u64, u64)> = m
+            .limit_names
+            .iter()
+            .zip(&m.limit_closes)
+            .map(|(n, &c)| (n.as_str(), 0, c))
+            .collect();
         let rejections = self.counters.rejections();
         for (i, def) in model.limits.iter().enumerate() {
-            let (r, c) = (
-                rejections.get(i).copied().unwrap_or(0),
-                m.limit_closes.get(i).copied().unwrap_or(0),
-            );
+            let r = rejections.get(i).copied().unwrap_or(0);
             match limits.iter_mut().find(|(n, ..)| *n == def.name) {
-                Some(e) => {
-                    e.1 += r;
-                    e.2 += c;
-                }
-                None => limits.push((&def.name, r, c)),
+                Some(e) => e.1 += r,
+                None => limits.push((&def.name, r, 0)),
             }
         }
         family(
@@ -436,5 +508,71 @@ fn process_metrics(out: &mut String) {
             "Maximum number of open file descriptors.",
         );
         let _ = writeln!(out, "process_max_fds {}", lim.rlim_cur);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+    use std::path::PathBuf;
+
+    fn model(apis: &[&str]) -> Rc<Model> {
+        let api = |name: &str| Api {
+            name: name.into(),
+            version: "1.0.0".into(),
+            title: name.into(),
+            file: PathBuf::new(),
+            base_path: format!("/{name}"),
+            schemes: Schemes::ALL,
+            operations: Vec::new(),
+            properties: Vec::new(),
+            security: Security::default(),
+            cors: Cors::default(),
+            activity_log: ActivityLog::default(),
+            assembly: Assembly::default(),
+            plans: Vec::new(),
+        };
+        Rc::new(Model {
+            settings: Settings {
+                source: PathBuf::new(),
+                listeners: Vec::new(),
+                admin: None,
+                echo: None,
+                bounds: Bounds::default(),
+                activity_log: ActivityOutput::Off,
+            },
+            apis: apis.iter().map(|n| api(n)).collect(),
+            products: Vec::new(),
+            plans: Vec::new(),
+            limits: Vec::new(),
+            applications: Vec::new(),
+            tls_profiles: Vec::new(),
+        })
+    }
+
+    /// A reload that puts a new API first shifts the indices; connections of either config
+    /// count on the row of their own API.
+    #[test]
+    fn rows_follow_api_names_across_configs() {
+        let old = model(&["chat"]);
+        let mut m = Metrics::new(&old);
+        m.upgraded(&old, 0, Duration::from_millis(2));
+        let new = model(&["news", "chat"]);
+        m.upgraded(&new, 0, Duration::from_millis(2));
+        m.upgraded(&new, 1, Duration::from_millis(2));
+        m.relayed(&old, 0, true, 3, 30);
+        assert_eq!(m.api_names, ["chat:1.0.0", "news:1.0.0"]);
+        assert_eq!(m.open, [2, 1]);
+        assert_eq!(m.messages, [[3, 0], [0, 0]]);
+        m.websocket_closed(&old, 0);
+        assert_eq!(m.open, [1, 1]);
+        // A config nobody holds any more is forgotten; its rows stay.
+        drop(old);
+        let newer = model(&["chat"]);
+        m.call_done(&newer, 0);
+        assert_eq!(m.rows.len(), 2);
+        assert_eq!(m.calls, [1, 0]);
+        assert_eq!(m.handshake.iter().sum::<u64>(), 3);
     }
 }

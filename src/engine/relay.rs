@@ -453,7 +453,7 @@ impl Gateway {
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
         release_if_empty(&mut self.pool, flow);
-        self.metrics.relayed(c.api, up, messages, relayed);
+        self.metrics.relayed(&c.model, c.api, up, messages, relayed);
         if let Some(r) = c.activity.as_deref_mut() {
             if up {
                 r.messages_in += messages;
@@ -464,7 +464,7 @@ impl Gateway {
             }
         }
         if let Some((code, limit)) = seen.over_limit {
-            self.metrics.limit_closed(limit);
+            self.metrics.limit_closed(&c.model, limit);
             closing(&mut c.activity, Closer::Gateway, code, Some(limit));
             // The refused message's header was read but not forwarded, so the destination sits
             // exactly between frames; the decoder starts afresh so the close can be queued there.
