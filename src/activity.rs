@@ -7,7 +7,7 @@
 //! logs. "In" is always what came from the client, "out" what went to the client.
 
 use crate::http::head::{RequestHead, parse_response};
-use crate::model::{ApiIdx, AppIdx, LimitIdx, LogContent, Model, PlanIdx};
+use crate::model::{ApiIdx, AppIdx, LogContent, Model, PlanIdx};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,11 +31,11 @@ impl Closer {
 
 /// How a WebSocket connection ended: the first close, by whom, with which code (1006 when a
 /// side went away without a close frame), and the limit that made the gateway close it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
     pub by: Closer,
     pub code: u16,
-    pub limit: Option<LimitIdx>,
+    pub limit: Option<Box<str>>,
 }
 
 /// Request and response headers, kept only when the API logs headers.
@@ -181,14 +181,14 @@ impl Record {
     }
 
     /// Notes how the connection ends; only the first close counts.
-    pub fn closing(&mut self, by: Closer, code: u16, limit: Option<LimitIdx>) {
+    pub fn closing(&mut self, by: Closer, code: u16, limit: Option<&str>) {
         if self.close.is_none() {
-            self.close = Some(Close { by, code, limit });
+            self.close = Some(Close {
+                by,
+                code,
+                limit: limit.map(Into::into),
+            });
         }
-    }
-
-    pub fn close(&self) -> Option<Close> {
-        self.close
     }
 
     /// What the API logs of this transaction: its success content below 400, its error
@@ -257,19 +257,20 @@ impl Record {
                 ",\"messages_in\":{},\"messages_out\":{}",
                 self.messages_in, self.messages_out
             );
-            let close = self.close.unwrap_or(Close {
+            let gone = Close {
                 by: Closer::Gateway,
                 code: 1006,
                 limit: None,
-            });
+            };
+            let close = self.close.as_ref().unwrap_or(&gone);
             let _ = write!(
                 out,
                 ",\"close_code\":{},\"closed_by\":\"{}\",\"closed_by_limit\":",
                 close.code,
                 close.by.name()
             );
-            match close.limit.and_then(|l| model.limits.get(l as usize)) {
-                Some(l) => json_str(out, &l.name),
+            match &close.limit {
+                Some(l) => json_str(out, l),
                 None => out.extend_from_slice(b"null"),
             }
         }

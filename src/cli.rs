@@ -28,6 +28,8 @@ Options:
   --help                   print this help
 
 Logging goes to standard error; set RUST_LOG (e.g. RUST_LOG=debug) to change the level.
+SIGHUP (or POST /reload on the admin listener) loads the config again without dropping
+connections; SIGTERM or SIGINT shuts down gracefully.
 ";
 
 #[derive(Debug, PartialEq)]
@@ -183,7 +185,9 @@ pub fn main() -> i32 {
             for w in &loaded.warnings {
                 log::warn!("{w}");
             }
-            serve(loaded.model)
+            let (path, overrides) = (args.config.clone(), args.overrides);
+            let loader: crate::engine::Loader = Box::new(move || config::load(&path, &overrides));
+            serve(loaded.model, Some(loader))
         }
         Command::Echo => {
             let Some(addr) = args
@@ -195,12 +199,12 @@ pub fn main() -> i32 {
                 eprintln!("wsgate echo: --listen ADDR is required");
                 return 2;
             };
-            serve(echo_only(addr))
+            serve(echo_only(addr), None)
         }
     }
 }
 
-fn serve(model: Model) -> i32 {
+fn serve(model: Model, loader: Option<crate::engine::Loader>) -> i32 {
     let mut gw = match Gateway::new(model) {
         Ok(g) => g,
         Err(e) => {
@@ -208,6 +212,9 @@ fn serve(model: Model) -> i32 {
             return 1;
         }
     };
+    if let Some(l) = loader {
+        gw.set_loader(l);
+    }
     match gw.run() {
         Ok(()) => 0,
         Err(e) => {

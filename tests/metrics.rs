@@ -493,3 +493,49 @@ fn an_unreachable_backend_counts_as_a_backend_error() {
     assert_eq!(m.get("wsgate_upgrades_total", &[]), 0.0);
     assert_eq!(m.get("wsgate_backend_handshake_seconds_count", &[]), 0.0);
 }
+
+#[test]
+fn counters_survive_a_reload_and_old_connections_count_on_their_api() {
+    let backend = EchoBackend::start();
+    let conf = TempConf::new();
+    let path = write_conf(&conf, &seed_yaml(&backend.target_url()), &[], &[]);
+    let gw = start_with_test_clock(&path, 3600);
+    let api = [("api", SEED_API_ID)];
+    let up = [("api", SEED_API_ID), ("direction", "client_to_backend")];
+    let count = [("limit", COUNT_LIMIT)];
+    let (mut a1, _) = open_as(&gw, A);
+    let (_a2, _) = open_as(&gw, A);
+    assert_eq!(refused(connect_as(&gw, A, &[])).status, 429);
+    assert_eq!(
+        scrape(&gw).get("wsgate_limit_rejections_total", &count),
+        1.0
+    );
+
+    // A new config: three connections per client.
+    let three = SEED_COUNT_BLOCK.replace("value: 2", "value: 3");
+    write_seed_with(&conf, &[(SEED_COUNT_BLOCK, &three)], &[]);
+    let r = http_request(gw.addr("admin"), "POST", "/reload", &[], b"").expect("POST /reload");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+
+    let m = scrape(&gw);
+    assert_eq!(m.get("wsgate_limit_rejections_total", &count), 1.0);
+    assert_eq!(m.get("wsgate_websocket_connections_open", &api), 2.0);
+    assert_eq!(m.get("wsgate_upgrades_total", &[]), 2.0);
+    roundtrip(&mut a1, Message::text("after the reload"));
+    let (_a3, _) = open_as(&gw, A);
+    assert_eq!(refused(connect_as(&gw, A, &[])).status, 429);
+    close_and_wait(&mut a1, 1000, "done");
+    expect_metric(&gw, "wsgate_websocket_connections_open", &api, 2.0);
+    let m = scrape(&gw);
+    assert_eq!(m.get("wsgate_websocket_messages_total", &up), 1.0);
+    assert_eq!(m.get("wsgate_limit_rejections_total", &count), 2.0);
+    assert_eq!(m.get("wsgate_upgrades_total", &[]), 3.0);
+    assert_eq!(
+        m.samples
+            .iter()
+            .filter(|s| s.name == "wsgate_websocket_connections_open")
+            .count(),
+        1,
+        "one row per API, however many configs"
+    );
+}

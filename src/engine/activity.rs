@@ -12,7 +12,7 @@ use super::conn::{Phase, flag};
 use super::metrics::Failure;
 use crate::activity::{Closer, Record};
 use crate::http::head::RequestHead;
-use crate::model::{ActivityOutput, ApiIdx, LimitIdx, LogContent};
+use crate::model::{ActivityOutput, ApiIdx, LogContent};
 use crate::policy::preflow::Caller;
 use std::fs::File;
 use std::io::{self, Write};
@@ -252,7 +252,7 @@ pub(super) fn closing(
     record: &mut Option<Box<Record>>,
     by: Closer,
     code: u16,
-    limit: Option<LimitIdx>,
+    limit: Option<&str>,
 ) {
     if let Some(r) = record.as_deref_mut() {
         r.closing(by, code, limit);

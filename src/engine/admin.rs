@@ -1,6 +1,7 @@
 //! The admin listener: small HTTP answers about the running gateway, served on the same loop.
 //! `GET /healthz`, `GET /stats` (JSON: connections, upgrades, buffers in flight) and
-//! `GET /metrics` (Prometheus text format, see [`super::metrics`]).
+//! `GET /metrics` (Prometheus text format, see [`super::metrics`]); `POST /reload` loads the
+//! config again and says whether it was applied.
 
 use super::Gateway;
 use crate::http::head::RequestHead;
@@ -21,6 +22,11 @@ impl Gateway {
             ("GET", "/stats") => (200, self.stats_json()),
             ("GET", "/metrics") => (200, self.metrics_text()),
             ("GET", "/limits") => (200, self.limits_json()),
+            ("POST", "/reload") => {
+                let outcome = self.reload();
+                let status = if outcome.applied { 200 } else { 422 };
+                (status, super::reload::outcome_json(&outcome))
+            }
             ("DELETE", p) if p.starts_with("/limits/") => {
                 // /limits/NAME resets every key of that limit, /limits/NAME/KEY one key.
                 let rest = &p["/limits/".len()..];
@@ -43,7 +49,7 @@ impl Gateway {
                 self.now_secs += secs;
                 (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
             }
-            (_, "/healthz" | "/stats" | "/limits" | "/metrics") => {
+            (_, "/healthz" | "/stats" | "/limits" | "/metrics" | "/reload") => {
                 (405, "method not allowed\n".to_string())
             }
             _ => (404, "not found\n".to_string()),
@@ -137,7 +143,7 @@ impl Gateway {
     }
 }
 
-fn json_string(s: &str) -> String {
+pub(super) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {

@@ -40,6 +40,9 @@ impl Gateway {
             for (slot, w) in l.held.take_all() {
                 self.counters.dec(slot, w);
             }
+            for r in std::mem::take(&mut l.retired) {
+                self.counters.unpin(r);
+            }
         }
     }
 

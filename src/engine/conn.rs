@@ -212,6 +212,9 @@ pub struct MessageLimit {
 pub struct ConnLimits {
     pub held: Held,
     pub messages: Vec<MessageLimit>,
+    /// Retired limit definitions (from before a reload) that the slots above name, pinned in
+    /// the counters until the transaction ends.
+    pub retired: Vec<crate::model::LimitIdx>,
 }
 
 pub struct Conn {

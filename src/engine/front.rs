@@ -92,9 +92,11 @@ impl Gateway {
             self.admin_request(key, head);
             return;
         }
-        let model = c.model.clone();
+        // A request starts on the config of the moment, even on a connection older than it.
+        let model = self.model.clone();
         let secure = c.has(flag::SECURE);
         let peer = c.peer;
+        self.conns[key].model = model.clone();
         self.request_started(key, &head);
         let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
@@ -237,8 +239,13 @@ impl Gateway {
             _ => None,
         };
         drop(vars);
-        let limits = (!held.is_empty() || !messages.is_empty())
-            .then(|| Box::new(ConnLimits { held, messages }));
+        let limits = (!held.is_empty() || !messages.is_empty()).then(|| {
+            Box::new(ConnLimits {
+                held,
+                messages,
+                retired: Vec::new(),
+            })
+        });
         self.conns[key].limits = limits;
         let target = match target {
             Ok(t) => t,
@@ -385,16 +392,27 @@ impl Gateway {
     ) -> Option<(R, Held, LimitHeaders)> {
         let c = self.conns.get(key)?;
         let hs = c.hs.as_ref()?;
+        // A call that began before a reload runs on the routes and limits of its own config.
+        let Some(past) = super::reload::config_of(&self.past, &self.model, &c.model) else {
+            log::info!(
+                "call from {} began on a config that is gone: the rest of its flow is skipped",
+                c.peer
+            );
+            return None;
+        };
+        let routes = past.map_or(&*self.routes, |p| &*p.routes);
+        let clients = past.map_or(&self.clients, |p| &p.clients);
         let model = c.model.clone();
         let api_idx = c.api;
         let api = &model.apis[api_idx as usize];
         let (peer, secure) = (c.peer, c.has(flag::SECURE));
         let head = &hs.head;
-        let operation = match self.routes.lookup(head.path(), head.method()) {
+        let operation = match routes.lookup(head.path(), head.method()) {
             Route::Found { operation, .. } => api.operations.get(operation),
             _ => None,
         };
-        let caller = preflow::identify(&model, &self.clients, api_idx, head).ok()?;
+        let caller = preflow::identify(&model, clients, api_idx, head).ok()?;
+        self.counters.view(past.map(|p| p.limits.clone()));
         let mut vars = Vars::new(head, &model, api, operation, &caller, false, secure);
         if let Some(set) = hs.call.as_ref().and_then(|call| call.resume.as_ref()) {
             vars.set = set.clone();
@@ -414,6 +432,7 @@ impl Gateway {
             headers: &mut checked,
         };
         let out = f(&api.assembly, &mut vars, &mut lim);
+        self.counters.view(None);
         Some((out, held, checked))
     }
 

@@ -1,13 +1,14 @@
 //! Counters for `GET /metrics` on the admin listener, in the Prometheus text exposition format
-//! (version 0.0.4). Per-API and per-limit counters are flat arrays, one row per API
-//! (`name:version`) and per limit name. A config maps its [`ApiIdx`] and [`LimitIdx`] to those
-//! rows once, when its first connection is counted; after a reload, connections of the earlier
-//! config keep counting on the same rows, so counters never jump back. Updating a counter is an
-//! add behind a pointer comparison, never a lookup by name or an allocation.
+//! (version 0.0.4). Per-API counters are flat arrays with one row per API (`name:version`); a
+//! config maps its [`ApiIdx`] to those rows once, when it is first seen, so that after a reload
+//! connections of the earlier config keep counting on their own API's row and counters never
+//! jump back. Updating one is an add behind a pointer comparison, never a lookup by name or an
+//! allocation. Limits are counted by name: their rejections in the limit counters, their closes
+//! here (a close is rare enough for a lookup).
 
 use super::Gateway;
 use super::conn::flag;
-use crate::model::{ApiIdx, LimitIdx, Model};
+use crate::model::{ApiIdx, Model};
 use std::fmt::Write;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -52,12 +53,11 @@ const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How one config's indices map to rows.
+/// How one config's API indices map to rows.
 #[derive(Debug)]
 struct Rows {
     model: Weak<Model>,
     apis: Vec<u32>,
-    limits: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -106,23 +106,16 @@ impl Metrics {
                     .iter()
                     .map(|a| row(&mut self.api_names, format!("{}:{}", a.name, a.version)))
                     .collect();
-                let limits = model
-                    .limits
-                    .iter()
-                    .map(|l| row(&mut self.limit_names, l.name.clone()))
-                    .collect();
                 let n = self.api_names.len();
                 self.open.resize(n, 0);
                 self.calls.resize(n, 0);
                 self.messages.resize(n, [0; 2]);
                 self.bytes.resize(n, [0; 2]);
-                self.limit_closes.resize(self.limit_names.len(), 0);
                 self.rows.insert(
                     0,
                     Rows {
                         model: Rc::downgrade(model),
                         apis,
-                        limits,
                     },
                 );
                 0
@@ -188,15 +181,11 @@ impl Metrics {
         }
     }
 
-    pub fn limit_closed(&mut self, model: &Rc<Model>, limit: LimitIdx) {
-        let r = self
-            .rows_of(model)
-            .limits
-            .get(limit as usize)
-            .map_or(usize::MAX, |&r| r as usize);
-        if let Some(n) = self.limit_closes.get_mut(r) {
-            *n += 1;
-        }
+    /// A connection was closed because of the limit called `name` (rare: a lookup by name).
+    pub fn limit_closed(&mut self, name: &str) {
+        let r = row(&mut self.limit_names, name.to_string()) as usize;
+        self.limit_closes.resize(self.limit_names.len(), 0);
+        self.limit_closes[r] += 1;
     }
 }
 
@@ -349,12 +338,13 @@ impl Gateway {
             .zip(&m.limit_closes)
             .map(|(n, &c)| (n.as_str(), 0, c))
             .collect();
-        let rejections = self.counters.rejections();
-        for (i, def) in model.limits.iter().enumerate() {
-            let r = rejections.get(i).copied().unwrap_or(0);
-            match limits.iter_mut().find(|(n, ..)| *n == def.name) {
+        // Every limit of the config shows, rejected or not.
+        let rejections = self.counters.rejections_by_name();
+        let names = model.limits.iter().map(|d| (d.name.as_str(), 0));
+        for (name, r) in rejections.into_iter().chain(names) {
+            match limits.iter_mut().find(|(n, ..)| *n == name) {
                 Some(e) => e.1 += r,
-                None => limits.push((&def.name, r, 0)),
+                None => limits.push((name, r, 0)),
             }
         }
         family(

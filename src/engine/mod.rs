@@ -18,6 +18,7 @@ mod listen;
 mod metrics;
 pub mod pool;
 mod relay;
+mod reload;
 mod resolve;
 mod signals;
 pub mod stream;
@@ -30,6 +31,7 @@ use crate::route::RouteTable;
 use conn::Conn;
 use mio::{Events, Interest, Poll, Token};
 use pool::Pool;
+pub use reload::Loader;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -94,6 +96,10 @@ pub struct Gateway {
     activity: activity::Sink,
     /// Applications by client id.
     clients: crate::policy::preflow::ClientIndex,
+    /// Loads the config again on SIGHUP or `POST /reload`.
+    loader: Option<Loader>,
+    /// Earlier configs that plain calls in flight still run their flows on.
+    past: Vec<reload::Past>,
     /// Every limit counter of the gateway.
     counters: crate::policy::limits::Counters,
     /// Unix time in seconds, read once per loop turn; limit windows use it.
@@ -163,6 +169,8 @@ impl Gateway {
             activity: activity::Sink::open(&model.settings.activity_log)?,
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
+            loader: None,
+            past: Vec::new(),
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
@@ -262,6 +270,11 @@ impl Gateway {
         for sig in self.signals.drain() {
             match sig {
                 signals::Signal::Terminate => self.begin_shutdown(),
+                signals::Signal::Reload => {
+                    if self.stopping.is_none() {
+                        self.reload();
+                    }
+                }
                 signals::Signal::ReopenLogs => self.reopen_logs(),
             }
         }

@@ -464,8 +464,9 @@ impl Gateway {
             }
         }
         if let Some((code, limit)) = seen.over_limit {
-            self.metrics.limit_closed(&c.model, limit);
-            closing(&mut c.activity, Closer::Gateway, code, Some(limit));
+            let name = self.counters.limit_name(limit).unwrap_or("");
+            self.metrics.limit_closed(name);
+            closing(&mut c.activity, Closer::Gateway, code, Some(name));
             // The refused message's header was read but not forwarded, so the destination sits
             // exactly between frames; the decoder starts afresh so the close can be queued there.
             // Nothing more is decoded on this flow.

@@ -11,6 +11,8 @@ static PIPE_FD: AtomicI32 = AtomicI32::new(-1);
 pub enum Signal {
     /// SIGTERM or SIGINT.
     Terminate,
+    /// SIGHUP: load the config again.
+    Reload,
     /// SIGUSR1: log files were rotated and are opened again.
     ReopenLogs,
 }
@@ -37,7 +39,7 @@ impl Signals {
         registry.register(&mut rx, token, Interest::READABLE)?;
         use std::os::fd::AsRawFd;
         PIPE_FD.store(tx.as_raw_fd(), Ordering::Relaxed);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             // SAFETY: installs a handler that only calls write(2); the sigaction struct is
             // zeroed and then filled in before use.
             unsafe {
@@ -68,6 +70,7 @@ impl Signals {
             for &s in &b[..n] {
                 match s as i32 {
                     libc::SIGTERM | libc::SIGINT => out.push(Signal::Terminate),
+                    libc::SIGHUP => out.push(Signal::Reload),
                     libc::SIGUSR1 => out.push(Signal::ReopenLogs),
                     _ => {}
                 }

@@ -18,6 +18,7 @@
 mod admin;
 mod headers;
 mod held;
+mod reload;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use std::net::IpAddr;
 pub use admin::CounterView;
 pub use headers::{write_limit_headers, write_retry_headers};
 pub use held::{Held, HeldDrain};
+pub use reload::Reload;
 
 use table::{Desc, Entry};
 
@@ -144,6 +146,28 @@ impl Cell {
     }
 }
 
+/// What makes a limit of one config the same limit in the next: its key prefix (level, plan,
+/// name), kind and window, and what its keys are made of. Its maximum and hardness may change:
+/// the counters carry over and each connection checks the maximum of the config it started on.
+fn identity(prefix: &str, def: &crate::model::LimitDef, period: u64) -> String {
+    format!(
+        "{prefix}|{:?}|{period}|{}|{}|{:?}",
+        def.kind,
+        def.is_client,
+        def.use_api_name,
+        def.dynamic_value.as_ref().map(|t| &t.parts)
+    )
+}
+
+/// A hash that is the same in every run and config (unkeyed SipHash): it only feeds the keyed
+/// table hashes, which are what an attacker would have to predict.
+fn stable_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
 /// The window number of `now` for `period` (≥ 1) seconds.
 fn window_of(now: u64, period: u64) -> u64 {
     now / period.max(1)
@@ -185,6 +209,16 @@ struct Layout {
     base: u32,
     rows: u32,
     cols: u32,
+    /// The limit whose cells hold this one's counters: itself, except for a definition kept
+    /// for connections opened before a reload, which counts in the cells of the current limit
+    /// of the same identity with its own maximum.
+    store: LimitIdx,
+    /// Hash of the limit's identity (see [`identity`]): part of every table key, so that a key
+    /// hashes the same in the layouts of two configs.
+    ident: u64,
+    /// Retired definitions only: connections that still use it. A retired limit without a
+    /// current one of its identity drops its counters when this comes back to 0.
+    users: u32,
 }
 
 impl Layout {
@@ -211,6 +245,9 @@ struct Index {
     api_names: Vec<Box<str>>,
     /// Sorted API name ids of each plan.
     plan_api_names: Vec<Vec<u32>>,
+    /// Stable hashes of the application and API names, for table keys (see [`stable_hash`]).
+    app_hash: Vec<u64>,
+    api_hash: Vec<u64>,
 }
 
 impl Index {
@@ -223,6 +260,7 @@ impl Index {
         for (i, app) in model.applications.iter().enumerate() {
             let Ok(i) = AppIdx::try_from(i) else { break };
             ix.app_names.push(app.name.as_str().into());
+            ix.app_hash.push(stable_hash(&app.name));
             ix.app_plan.push(app.plan);
             let rank = match ix.plan_apps.get_mut(usize::from(app.plan)) {
                 Some(apps) => {
@@ -238,6 +276,7 @@ impl Index {
             let next = u32::try_from(ix.api_names.len()).unwrap_or(u32::MAX);
             let id = *ids.entry(api.name.as_str()).or_insert_with(|| {
                 ix.api_names.push(api.name.as_str().into());
+                ix.api_hash.push(stable_hash(&api.name));
                 next
             });
             ix.api_name_id.push(id);
@@ -321,7 +360,13 @@ impl Index {
 
 /// The limit state of the whole gateway.
 pub struct Counters {
+    /// The model's limits, in its order, then retired definitions that connections opened
+    /// before a reload still use.
     layouts: Vec<Layout>,
+    /// How many of `layouts` are the model's.
+    current: u32,
+    /// What identifies each limit across configs (see [`identity`]).
+    identity: Vec<Box<str>>,
     /// `name` of each limit definition.
     limit_names: Vec<Box<str>>,
     kinds: Vec<LimitKind>,
@@ -341,8 +386,13 @@ pub struct Counters {
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
     last_now: u64,
-    /// How many times each limit said no (a call refused or a message dropped or closing).
+    /// While set, [`Counters::slot`] takes the limit indices of an earlier config (one a call
+    /// in flight began on) and maps them to their retired definitions.
+    view: Option<Vec<LimitIdx>>,
+    /// How many times each limit said no (a call refused or a message dropped or closing), by
+    /// layout, and the totals by name of the counters this one replaced at a reload.
     rejections: Vec<u64>,
+    earlier_rejections: Vec<(Box<str>, u64)>,
     /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
     last_rejected: Option<LimitIdx>,
 }
@@ -361,6 +411,17 @@ impl Counters {
     /// Lays out the flat arrays for every limit of the model. `dynamic_slots`: capacity of the
     /// bounded table for run-time consumers (at most 2^24).
     pub fn new(model: &Model, dynamic_slots: usize) -> Counters {
+        Counters::with_hashers(model, dynamic_slots, RandomState::new(), RandomState::new())
+    }
+
+    /// [`Counters::new`] with given hash keys: a reload keeps them, so that a run-time key
+    /// lands on the same hashes in the new layout.
+    fn with_hashers(
+        model: &Model,
+        dynamic_slots: usize,
+        hash1: RandomState,
+        hash2: RandomState,
+    ) -> Counters {
         let index = Index::new(model);
         let n_apps = u32::try_from(index.app_names.len()).unwrap_or(u32::MAX);
         let n_api_names = u32::try_from(index.api_names.len()).unwrap_or(u32::MAX);
@@ -368,7 +429,8 @@ impl Counters {
         let mut layouts = Vec::with_capacity(model.limits.len());
         let mut key_prefix = Vec::with_capacity(model.limits.len());
         let mut static_dv = Vec::with_capacity(model.limits.len());
-        for def in &model.limits {
+        let mut identities = Vec::with_capacity(model.limits.len());
+        for (i, def) in model.limits.iter().enumerate() {
             let (counted, period, max) = match def.value {
                 LimitValue::Unlimited => (false, 0, 0),
                 LimitValue::Rate { max, period_secs } => (max > 0, period_secs.max(1), max),
@@ -415,6 +477,18 @@ impl Counters {
             if dense {
                 used += size;
             }
+            let prefix: Box<str> = match def.level {
+                LimitLevel::PlanDefault | LimitLevel::PlanNamed => {
+                    let plan_name = def
+                        .plan
+                        .and_then(|p| model.plans.get(usize::from(p)))
+                        .map_or("?", |p| p.name.as_str());
+                    format!("plan:{}:{}", plan_name, def.name).into()
+                }
+                LimitLevel::CatalogNamed => format!("catalog:{}", def.name).into(),
+                LimitLevel::GatewayNamed => format!("gateway:{}", def.name).into(),
+            };
+            let ident = identity(&prefix, def, period);
             layouts.push(Layout {
                 counted,
                 period,
@@ -428,18 +502,12 @@ impl Counters {
                 base,
                 rows,
                 cols,
+                store: i as LimitIdx,
+                ident: stable_hash(&ident),
+                users: 0,
             });
-            key_prefix.push(match def.level {
-                LimitLevel::PlanDefault | LimitLevel::PlanNamed => {
-                    let plan_name = def
-                        .plan
-                        .and_then(|p| model.plans.get(usize::from(p)))
-                        .map_or("?", |p| p.name.as_str());
-                    format!("plan:{}:{}", plan_name, def.name).into()
-                }
-                LimitLevel::CatalogNamed => format!("catalog:{}", def.name).into(),
-                LimitLevel::GatewayNamed => format!("gateway:{}", def.name).into(),
-            });
+            key_prefix.push(prefix);
+            identities.push(ident.into_boxed_str());
             static_dv.push(dv);
         }
         let capacity = dynamic_slots.min(TABLE_MAX);
@@ -447,7 +515,9 @@ impl Counters {
         let mut cells = Vec::with_capacity(dense_len as usize + capacity);
         cells.resize(dense_len as usize + capacity, Cell::default());
         Counters {
+            current: layouts.len() as u32,
             layouts,
+            identity: identities,
             limit_names: model
                 .limits
                 .iter()
@@ -461,10 +531,12 @@ impl Counters {
             dense_len,
             entries: vec![Entry::EMPTY; capacity],
             descs: vec![Desc::default(); capacity],
-            hash1: RandomState::new(),
-            hash2: RandomState::new(),
+            hash1,
+            hash2,
             last_now: 0,
+            view: None,
             rejections: vec![0; model.limits.len()],
+            earlier_rejections: Vec::new(),
             last_rejected: None,
         }
     }
@@ -473,7 +545,17 @@ impl Counters {
     /// handshake, and keep the slot for the connection's life.
     pub fn slot(&mut self, limit: LimitIdx, who: &Consumer, now_secs: u64) -> Lookup {
         self.last_now = now_secs;
-        let Some(l) = self.layouts.get(limit as usize) else {
+        let limit = match &self.view {
+            None => limit,
+            Some(v) => match v.get(limit as usize) {
+                Some(&l) => l,
+                None => return Lookup::Unlimited,
+            },
+        };
+        let Some(store) = self.layouts.get(limit as usize).map(|l| l.store) else {
+            return Lookup::Unlimited;
+        };
+        let Some(l) = self.layouts.get(store as usize) else {
             return Lookup::Unlimited;
         };
         if !l.counted {
@@ -489,7 +571,10 @@ impl Counters {
             let cell = l.base + row * l.cols + col;
             return Lookup::Counter(Slot { cell, limit, h1: 0 });
         }
-        self.table_slot(limit, who, now_secs)
+        match self.table_slot(store, who, now_secs) {
+            Lookup::Counter(s) => Lookup::Counter(Slot { limit, ..s }),
+            other => other,
+        }
     }
 
     /// Rate and burst: adds `weight` (0 counts as 1, spec §3.4) to the current window. Over a
@@ -514,7 +599,12 @@ impl Counters {
             },
         };
         if !v.allowed {
-            if let Some(r) = self.rejections.get_mut(slot.limit as usize) {
+            let i = slot.limit as usize;
+            if i >= self.rejections.len() && i < self.layouts.len() {
+                // A definition retired by a reload: once per definition.
+                self.rejections.resize(self.layouts.len(), 0);
+            }
+            if let Some(r) = self.rejections.get_mut(i) {
                 *r += 1;
             }
             self.last_rejected = Some(slot.limit);
@@ -522,9 +612,37 @@ impl Counters {
         v
     }
 
-    /// Rejections so far of each limit, by [`LimitIdx`].
-    pub fn rejections(&self) -> &[u64] {
-        &self.rejections
+    /// Rejections so far by limit name, in the order names first appear; counters replaced at
+    /// a reload are included, so the totals never go back.
+    pub fn rejections_by_name(&self) -> Vec<(&str, u64)> {
+        let mut out: Vec<(&str, u64)> = Vec::new();
+        let mine = self
+            .limit_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (&**n, self.rejections.get(i).copied().unwrap_or(0)));
+        let earlier = self.earlier_rejections.iter().map(|(n, v)| (&**n, *v));
+        for (name, v) in mine.chain(earlier) {
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += v,
+                None => out.push((name, v)),
+            }
+        }
+        out
+    }
+
+    /// At a reload: keeps the rejection totals of the counters being replaced.
+    pub(crate) fn carry_rejections(&mut self, old: &Counters) {
+        self.earlier_rejections = old
+            .rejections_by_name()
+            .into_iter()
+            .map(|(n, v)| (n.into(), v))
+            .collect();
+    }
+
+    /// The name of a limit by its index in these counters (retired definitions included).
+    pub fn limit_name(&self, limit: LimitIdx) -> Option<&str> {
+        self.limit_names.get(limit as usize).map(|n| &**n)
     }
 
     /// The limit that rejected something since the last call, if any.
@@ -555,7 +673,8 @@ impl Counters {
     /// The cell of a slot: a dense cell as is; a table entry after checking it still holds the
     /// slot's key, else re-resolved (and, with `insert`, re-created).
     fn cell_for(&mut self, slot: Slot, now: u64, insert: bool) -> Option<usize> {
-        let l = self.layouts.get(slot.limit as usize)?;
+        let store = self.layouts.get(slot.limit as usize)?.store;
+        let l = self.layouts.get(store as usize)?;
         if !l.counted {
             return None;
         }
@@ -565,10 +684,17 @@ impl Counters {
         }
         let e = (slot.cell - self.dense_len) as usize;
         let entry = self.entries.get(e)?;
-        if entry.limit == slot.limit && entry.h1 == slot.h1 {
+        if entry.limit == store && entry.h1 == slot.h1 {
             Some(self.dense_len as usize + e)
         } else {
-            self.table_refind(slot, now, insert)
+            self.table_refind(
+                Slot {
+                    limit: store,
+                    ..slot
+                },
+                now,
+                insert,
+            )
         }
     }
 

@@ -94,6 +94,15 @@ impl Held {
         }
     }
 
+    /// Lets `f` rewrite every slot recorded (a reload points them at the new layout).
+    pub fn slots_mut(&mut self, mut f: impl FnMut(&mut Slot)) {
+        for i in 0..self.len as usize {
+            if let Some(p) = self.get_mut(i) {
+                f(&mut p.0);
+            }
+        }
+    }
+
     fn find(&self, slot: Slot) -> Option<usize> {
         (0..self.len as usize).find(|&i| self.get(i).is_some_and(|p| p.0 == slot))
     }

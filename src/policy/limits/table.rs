@@ -11,7 +11,7 @@
 //! any more: a rate window that ended, a value of 0. An entry that still counts something is
 //! never evicted: then the table reports full. Entries never move, so a slot stays valid.
 
-use super::{Cell, Consumer, Counters, Layout, Lookup, Slot, window_of, window_tag};
+use super::{Cell, Consumer, Counters, Index, Layout, Lookup, Slot, window_of, window_tag};
 use crate::model::LimitIdx;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -93,14 +93,16 @@ struct Key<'a> {
 }
 
 impl Key<'_> {
-    fn hash(&self, state: &std::collections::hash_map::RandomState, limit: LimitIdx) -> u64 {
+    /// Built from names, not indices, so that the key hashes the same after a reload that
+    /// renumbers limits, applications or APIs (the hash keys carry over).
+    fn hash(&self, state: &std::collections::hash_map::RandomState, ident: u64, ix: &Index) -> u64 {
         let mut h = state.build_hasher();
-        h.write_u32(limit);
+        h.write_u64(ident);
         match self.who {
             Who::Nobody | Who::Unknown => h.write_u8(0),
             Who::App(a) => {
                 h.write_u8(1);
-                h.write_u32(a);
+                h.write_u64(ix.app_hash.get(a as usize).copied().unwrap_or(u64::from(a)));
             }
             Who::Ip(IpAddr::V4(ip)) => {
                 h.write_u8(2);
@@ -111,7 +113,10 @@ impl Key<'_> {
                 h.write(&ip.octets());
             }
         }
-        h.write_u32(self.api);
+        match ix.api_hash.get(self.api as usize) {
+            Some(&name) => h.write_u64(name),
+            None => h.write_u32(self.api),
+        }
         match self.dynamic {
             None => h.write_u8(0),
             Some(s) => {
@@ -143,7 +148,7 @@ impl Key<'_> {
     }
 }
 
-enum Probe {
+pub(super) enum Probe {
     Found(usize),
     Inserted(usize),
     Absent,
@@ -179,8 +184,8 @@ impl Counters {
                 None
             },
         };
-        let h1 = key.hash(&self.hash1, limit);
-        let h2 = key.hash(&self.hash2, limit);
+        let h1 = key.hash(&self.hash1, l.ident, &self.index);
+        let h2 = key.hash(&self.hash2, l.ident, &self.index);
         match self.probe(limit, h1, Some(h2), now, Some(key.desc())) {
             Probe::Found(e) | Probe::Inserted(e) => Lookup::Counter(Slot {
                 cell: self.dense_len + e as u32,
@@ -207,7 +212,7 @@ impl Counters {
     /// description, puts it in the window with more room: in its first empty entry, else in its
     /// first evictable one.
     /// `h2 = None` (a slot being re-resolved) matches on (limit, h1) alone.
-    fn probe(
+    pub(super) fn probe(
         &mut self,
         limit: LimitIdx,
         h1: u64,

@@ -838,3 +838,147 @@ fn memory_figures() {
         "Counters { limits: 3, dense_cells: 7, table_capacity: 100 }"
     );
 }
+
+/// Reloads `c` onto `m` with the given open-connection slots and returns them rewritten.
+fn reload(c: &mut Counters, m: &Model, now: u64, open: &[Slot]) -> Vec<Slot> {
+    let mut r = c.reload(m, now, open.iter().map(|s| s.limit()));
+    let out: Vec<Slot> = open.iter().map(|&s| r.slot(c, s)).collect();
+    for s in &out {
+        c.pin(s.limit());
+    }
+    out
+}
+
+fn values(c: &Counters, now: u64) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<_> = c
+        .snapshot(now)
+        .into_iter()
+        .map(|v| (v.key, v.value, v.max))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn reload_keeps_counts_and_old_connections_give_back_into_the_same_counter() {
+    let mut c = Counters::new(&simple(vec![count("conns", 2)]), 64);
+    let s = slot(&mut c, 0, &app(1), THU);
+    assert!(c.inc(s, 1).allowed);
+    assert!(c.inc(s, 1).allowed);
+    // The new config adds an application in front, which renumbers app-b, and raises the max.
+    let m = model(
+        &[("chat", "1.0.0"), ("feed", "1.0.0")],
+        &[("default-plan", &[0, 1])],
+        &[("app-0", 0), ("app-a", 0), ("app-b", 0)],
+        vec![count("conns", 3)],
+    );
+    let old = reload(&mut c, &m, THU, &[s, s]);
+    assert_eq!(
+        values(&c, THU),
+        vec![("gateway:conns:app=app-b".to_string(), 2, 3)]
+    );
+    let new = slot(&mut c, 0, &app(2), THU);
+    assert!(c.inc(new, 1).allowed, "3 of 3");
+    assert!(!c.inc(new, 1).allowed, "a fourth is over the new max");
+    // The old connections give back exactly what they hold, into the same counter.
+    c.dec(old[0], 1);
+    c.dec(old[1], 1);
+    assert_eq!(
+        values(&c, THU),
+        vec![("gateway:conns:app=app-b".to_string(), 1, 3)]
+    );
+    assert!(c.snapshot(THU).iter().all(|v| v.key.contains("app-b")));
+}
+
+#[test]
+fn reload_carries_rate_windows_and_old_slots_keep_their_own_max() {
+    let mut c = Counters::new(&simple(vec![rate("msgs", 100, 60)]), 64);
+    let s = slot(&mut c, 0, &app(0), THU);
+    for _ in 0..5 {
+        assert!(c.consume(s, 1, THU).allowed);
+    }
+    let old = reload(&mut c, &simple(vec![rate("msgs", 6, 60)]), THU, &[s]);
+    let new = slot(&mut c, 0, &app(0), THU);
+    let v = c.consume(new, 1, THU);
+    assert!(
+        v.allowed && v.remaining == 0,
+        "the window carried over: 6 of 6"
+    );
+    assert!(!c.consume(new, 1, THU).allowed);
+    // The connection from before counts in the same window against its own 100.
+    let v = c.consume(old[0], 1, THU);
+    assert!(v.allowed);
+    assert_eq!((v.limit, v.remaining), (100, 93));
+    assert_eq!(values(&c, THU)[0].1, 7);
+}
+
+#[test]
+fn reload_keeps_a_removed_limit_while_used_and_drops_it_after() {
+    let mut c = Counters::new(&simple(vec![rate("gone", 10, 60), count("kept", 5)]), 64);
+    let g = slot(&mut c, 0, &app(0), THU);
+    let k = slot(&mut c, 1, &app(0), THU);
+    assert!(c.consume(g, 1, THU).allowed);
+    assert!(c.inc(k, 1).allowed);
+    let old = reload(&mut c, &simple(vec![count("kept", 5)]), THU, &[g, k]);
+    assert_eq!(
+        values(&c, THU),
+        vec![
+            ("gateway:gone:app=app-a".to_string(), 1, 10),
+            ("gateway:kept:app=app-a".to_string(), 1, 5),
+        ]
+    );
+    assert!(c.consume(old[0], 1, THU).allowed);
+    // The last connection that used it ends.
+    c.dec(old[1], 1);
+    c.unpin(old[0].limit());
+    c.unpin(old[1].limit());
+    assert!(values(&c, THU).is_empty(), "{:?}", values(&c, THU));
+    // A later reload with no connections carries nothing of it.
+    reload(&mut c, &simple(vec![count("kept", 5)]), THU, &[]);
+    assert!(values(&c, THU).is_empty());
+}
+
+#[test]
+fn reload_carries_run_time_keys_by_their_hashes() {
+    let dv = |t: &str| {
+        let mut d = rate("per-dv", 10, 60);
+        d.dynamic_value = Some(Template {
+            parts: vec![crate::model::template::Part::Var(t.into())],
+        });
+        d
+    };
+    let mut c = Counters::new(&simple(vec![rate("ip", 10, 60), dv("request.path")]), 64);
+    let by_ip = slot(&mut c, 0, &keyless(ip(7)), THU);
+    let long = "x".repeat(60);
+    let who = Consumer {
+        dynamic: Some(&long),
+        ..app(0)
+    };
+    let by_dv = slot(&mut c, 1, &who, THU);
+    assert!(c.consume(by_ip, 3, THU).allowed);
+    assert!(c.consume(by_dv, 2, THU).allowed);
+    // The limits swap places in the new config; the keys still find their counters.
+    reload(
+        &mut c,
+        &simple(vec![dv("request.path"), rate("ip", 10, 60)]),
+        THU,
+        &[],
+    );
+    let ip_again = slot(&mut c, 1, &keyless(ip(7)), THU);
+    assert_eq!(c.consume(ip_again, 1, THU).remaining, 6);
+    let dv_again = slot(&mut c, 0, &who, THU);
+    assert_eq!(c.consume(dv_again, 1, THU).remaining, 7);
+}
+
+#[test]
+fn reload_to_an_uncounted_value_leaves_old_connections_their_own_counter() {
+    let mut c = Counters::new(&simple(vec![rate("msgs", 3, 60)]), 64);
+    let s = slot(&mut c, 0, &app(0), THU);
+    assert!(c.consume(s, 1, THU).allowed);
+    // A maximum of 0 means no counter for new connections, not a closed door for old ones.
+    let old = reload(&mut c, &simple(vec![rate("msgs", 0, 60)]), THU, &[s]);
+    assert_eq!(c.slot(0, &app(0), THU), Lookup::Unlimited);
+    assert!(c.consume(old[0], 1, THU).allowed);
+    assert!(c.consume(old[0], 1, THU).allowed);
+    assert!(!c.consume(old[0], 1, THU).allowed, "still 3 a minute");
+}
