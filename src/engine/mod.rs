@@ -241,17 +241,27 @@ impl Gateway {
             }
             self.now = Instant::now();
             self.now_secs = unix_now() + self.clock_offset;
+            // Accepting waits until the batch is done: a connection that ends in this batch
+            // frees its slab key, and a connection accepted into that key at once would get
+            // the events still queued in the batch for the old one's sockets (a hang-up, read
+            // as "the client left").
+            let mut ready_listeners = 0u16;
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.on_signal(),
                     RESOLVER => self.on_resolved(),
                     Token(t) if t > LISTENER_BASE - 16 && t <= LISTENER_BASE => {
-                        self.accept(LISTENER_BASE - t)
+                        ready_listeners |= 1 << (LISTENER_BASE - t)
                     }
                     Token(t) if (PARKED_BASE..PARKED_BASE + keepalive::CAPACITY).contains(&t) => {
                         self.on_parked(t - PARKED_BASE)
                     }
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
+                }
+            }
+            for i in 0..16 {
+                if ready_listeners & (1 << i) != 0 {
+                    self.accept(i);
                 }
             }
             self.expire_timers();
@@ -384,6 +394,17 @@ impl Gateway {
                 epoch: c.epoch,
                 at,
             });
+            // Entries of ended connections stay until their tick comes up (an idle timeout's:
+            // an hour), so under churn they would grow with the connections made, not the
+            // connections open. Once they outnumber the open ones, drop those that cannot fire.
+            if self.wheel.len() > 2 * self.conns.len() + 4096 {
+                let conns = &self.conns;
+                self.wheel.retain(|e| {
+                    conns
+                        .get(e.key as usize)
+                        .is_some_and(|c| c.epoch == e.epoch && c.armed == e.at)
+                });
+            }
         }
     }
 

@@ -42,10 +42,13 @@ impl Wheel {
         (now.saturating_duration_since(self.start).as_millis() as u64 / TICK_MS) as Tick
     }
 
-    /// The tick at or after which `after` has elapsed from `now` (never 0).
+    /// The tick at or after which `after` has elapsed from `now` (never 0). Rounded up from
+    /// the exact instant: `now` may lie anywhere within its tick, and counting from the start
+    /// of that tick would fire up to a whole tick early.
     pub fn deadline(&self, now: Instant, after: Duration) -> Tick {
-        let ticks = after.as_millis().div_ceil(TICK_MS as u128) as u64;
-        let t = self.now_tick(now) as u64 + ticks.max(1);
+        let due = now.saturating_duration_since(self.start) + after;
+        let t = (due.as_micros().div_ceil(TICK_MS as u128 * 1000) as u64)
+            .max(self.now_tick(now) as u64 + 1);
         t.min(Tick::MAX as u64) as Tick
     }
 
@@ -57,6 +60,21 @@ impl Wheel {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Entries in the wheel, live or stale.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Keeps only the entries for which `keep` holds: the caller drops those that can no longer
+    /// fire anything (their connection ended, or an earlier deadline superseded them).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
+        for slot in &mut self.slots {
+            slot.retain(&mut keep);
+            trim(slot);
+        }
+        self.len = self.slots.iter().map(Vec::len).sum();
     }
 
     /// How long the loop may sleep before the next tick needs processing.
@@ -86,11 +104,21 @@ impl Wheel {
                     i += 1;
                 }
             }
+            trim(slot);
             if self.len == 0 {
                 self.done = now;
                 break;
             }
         }
+    }
+}
+
+/// Gives back most of a slot's spare capacity. A slot holds what falls due in one tick, so in
+/// a turn of the wheel every slot sees the peak connection rate: kept at its largest burst,
+/// the wheel's memory would follow the busiest moment of the day, not the connections open.
+fn trim(slot: &mut Vec<Entry>) {
+    if slot.capacity() > 64 && slot.len() * 4 < slot.capacity() {
+        slot.shrink_to(slot.len() * 2);
     }
 }
 
@@ -125,6 +153,27 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_set_late_in_a_tick_does_not_fire_early() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        let set = t0 + Duration::from_millis(99);
+        let at = w.deadline(set, Duration::from_millis(200));
+        w.insert(Entry {
+            key: 1,
+            epoch: 1,
+            at,
+        });
+        let mut due = Vec::new();
+        // 200 ms after the start of the tick, but only 101 ms after the deadline was set.
+        w.expire(t0 + Duration::from_millis(200), &mut due);
+        assert!(due.is_empty(), "fired 99 ms early");
+        w.expire(set + Duration::from_millis(200), &mut due);
+        assert!(due.is_empty(), "fired before its 200 ms");
+        w.expire(t0 + Duration::from_millis(300), &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    #[test]
     fn far_deadlines_survive_full_turns() {
         let t0 = Instant::now();
         let mut w = Wheel::new(t0);
@@ -139,6 +188,23 @@ mod tests {
         assert!(due.is_empty());
         w.expire(t0 + Duration::from_secs(251), &mut due);
         assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn retain_drops_entries_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        for key in 0..10 {
+            let at = w.deadline(t0, Duration::from_secs(key as u64 * 60));
+            w.insert(Entry { key, epoch: 0, at });
+        }
+        w.retain(|e| e.key % 2 == 0);
+        assert_eq!(w.len(), 5);
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_secs(3600), &mut due);
+        let mut keys: Vec<u32> = due.iter().map(|e| e.key).collect();
+        keys.sort();
+        assert_eq!(keys, vec![0, 2, 4, 6, 8]);
     }
 
     #[test]

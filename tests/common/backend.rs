@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -239,6 +240,8 @@ pub struct EchoBackend {
     mode: Arc<Mutex<Mode>>,
     state: Arc<Watch<State>>,
     acceptor: Option<JoinHandle<()>>,
+    /// `SO_SNDBUF` for connections accepted from now on (0: the kernel's autotuning).
+    send_buffer: Arc<AtomicUsize>,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -272,13 +275,15 @@ impl EchoBackend {
         let addr = listener.local_addr().expect("backend local addr");
         let mode = Arc::new(Mutex::new(mode));
         let state = Arc::new(Watch::new(State::default()));
+        let send_buffer = Arc::new(AtomicUsize::new(0));
         let acceptor = {
             let mode = mode.clone();
             let state = state.clone();
             let tls = tls.clone();
+            let send_buffer = send_buffer.clone();
             thread::Builder::new()
                 .name("backend-accept".into())
-                .spawn(move || accept_loop(listener, mode, state, tls))
+                .spawn(move || accept_loop(listener, mode, state, tls, send_buffer))
                 .expect("spawn backend acceptor")
         };
         EchoBackend {
@@ -287,6 +292,7 @@ impl EchoBackend {
             mode,
             state,
             acceptor: Some(acceptor),
+            send_buffer,
         }
     }
 
@@ -361,6 +367,13 @@ impl EchoBackend {
         self.wait_until(timeout, |s| s.requests.len() >= n)
     }
 
+    /// Gives connections accepted from now on a fixed kernel send buffer of `bytes` (`SO_SNDBUF`)
+    /// instead of the kernel's autotuning, which lets a flooding loopback connection park
+    /// megabytes in the kernel: a test with a thousand floods stays light on the machine.
+    pub fn set_send_buffer(&self, bytes: usize) {
+        self.send_buffer.store(bytes, Ordering::Relaxed);
+    }
+
     /// Cuts every connection open now at the TCP level (no close frame), as a backend process
     /// that crashes would, while the listener keeps accepting new ones. Returns how many.
     pub fn sever(&self) -> usize {
@@ -402,6 +415,7 @@ fn accept_loop(
     mode: Arc<Mutex<Mode>>,
     state: Arc<Watch<State>>,
     tls: Option<Arc<ServerConfig>>,
+    send_buffer: Arc<AtomicUsize>,
 ) {
     let mut next_id = 0usize;
     loop {
@@ -418,6 +432,10 @@ fn accept_loop(
         };
         if state.read(|s| s.stopping) {
             return;
+        }
+        let sndbuf = send_buffer.load(Ordering::Relaxed);
+        if sndbuf > 0 {
+            let _ = super::load::set_send_buffer(&stream, sndbuf);
         }
         let id = next_id;
         next_id += 1;

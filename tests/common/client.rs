@@ -291,6 +291,23 @@ impl RawConn {
         })
     }
 
+    /// Wraps a connected stream (for example one of `load::connect_from`), with the deadline
+    /// guard on reads and writes.
+    pub fn from_stream(stream: TcpStream) -> io::Result<RawConn> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(DEADLINE))?;
+        stream.set_write_timeout(Some(DEADLINE))?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Gives the stream back, dropping what was read and not consumed.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }

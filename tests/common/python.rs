@@ -120,10 +120,18 @@ impl PyEcho {
     pub fn kill(&mut self) -> ExitStatus {
         self.proc.kill()
     }
+
+    /// Sends a signal by name: `STOP` freezes the backend (its kernel still accepts
+    /// connections and takes bytes), `CONT` lets it run again.
+    pub fn signal(&mut self, sig: &str) {
+        self.proc.signal(sig);
+    }
 }
 
 impl Drop for PyEcho {
     fn drop(&mut self) {
+        // A stopped process would sit on SIGTERM until the SIGKILL five seconds later.
+        self.proc.signal("CONT");
         self.proc.stop(Duration::from_secs(5));
     }
 }
