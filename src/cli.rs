@@ -2,7 +2,7 @@
 
 use crate::config::{self, Overrides};
 use crate::engine::Gateway;
-use crate::model::{Bounds, Model, Settings};
+use crate::model::{ActivityOutput, Bounds, Model, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -233,6 +233,7 @@ fn echo_only(addr: SocketAddr) -> Model {
             admin: None,
             echo: Some(addr),
             bounds: Bounds::default(),
+            activity_log: ActivityOutput::Off,
         },
         apis: Vec::new(),
         products: Vec::new(),

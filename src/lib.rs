@@ -9,6 +9,7 @@
 //! Embedding: load a model with [`config::load`], build a [`engine::Gateway`] from it and call
 //! [`engine::Gateway::run`].
 
+pub mod activity;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -6,8 +6,8 @@ use super::limits::Sink;
 use super::node::{Anchor, Diags, Doc, Node};
 use super::units;
 use crate::model::{
-    Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener, OverLimitAction, TlsCert,
-    TlsListener, TlsProfile,
+    ActivityOutput, Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener, OverLimitAction,
+    TlsCert, TlsListener, TlsProfile,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ pub struct GatewayConf {
     pub gateway_named: Vec<(String, Vec<LimitIdx>)>,
     pub apps: Vec<AppSpec>,
     pub tls_profiles: Vec<TlsProfile>,
+    pub activity_log: ActivityOutput,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -52,6 +53,7 @@ const TOP_KEYS: &[&str] = &[
     "applications",
     "tls-profiles",
     "bounds",
+    "activity-log",
 ];
 
 /// Relative paths in the config are relative to the config file's folder.
@@ -286,6 +288,80 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
         }
     }
     b
+}
+
+/// `activity-log: {output: stdout | file | off, file: PATH}`: where the APIs' activity records
+/// go. The file's folder must exist; the file is created when the gateway starts.
+fn activity_log(doc: &Doc, n: &Node, d: &mut Diags) -> ActivityOutput {
+    if !n.v.is_mapping() {
+        d.error(
+            n,
+            "expected a mapping like {output: file, file: /var/log/wsgate/activity.log}",
+        );
+        return ActivityOutput::default();
+    }
+    n.known(&["output", "file"], false, d);
+    let file = n.get("file").and_then(|f| {
+        let text = f.text(d)?;
+        let p = relative_to(&doc.file, &text);
+        let folder = p.parent().filter(|p| !p.as_os_str().is_empty());
+        if text.trim().is_empty() {
+            d.error(
+                &f,
+                "file is empty: expected the path of the activity log file",
+            );
+            return None;
+        }
+        if folder.is_some_and(|f| !f.is_dir()) {
+            d.error(
+                &f,
+                format!(
+                    "the folder of '{}' does not exist (paths are relative to this config file)",
+                    p.display()
+                ),
+            );
+        }
+        Some((p, f))
+    });
+    let output = n.get("output");
+    let word = output.as_ref().and_then(|o| o.text(d));
+    match word.as_deref().map(str::trim) {
+        None | Some("stdout") | Some("off") => {
+            if let Some((_, f)) = &file {
+                d.error(
+                    f,
+                    "file is only used with output: file (add output: file, or remove file)",
+                );
+            }
+            if word.as_deref().map(str::trim) == Some("off") {
+                ActivityOutput::Off
+            } else {
+                ActivityOutput::Stdout
+            }
+        }
+        Some("file") => match file {
+            Some((p, _)) => ActivityOutput::File(p),
+            None => {
+                d.missing(
+                    n,
+                    "file",
+                    "missing: output: file needs the path of the log file",
+                );
+                ActivityOutput::default()
+            }
+        },
+        Some(other) => {
+            if let Some(o) = &output {
+                d.error(
+                    o,
+                    format!(
+                        "'{other}' is not an activity-log output: expected stdout, file or off"
+                    ),
+                );
+            }
+            ActivityOutput::default()
+        }
+    }
 }
 
 fn named_limits(
@@ -555,7 +631,12 @@ pub fn parse(
         .get("bounds")
         .map_or_else(Bounds::default, |b| bounds(&b, d));
 
+    let activity_log = root
+        .get("activity-log")
+        .map_or_else(ActivityOutput::default, |a| activity_log(doc, &a, d));
+
     GatewayConf {
+        activity_log,
         listeners,
         admin,
         echo,

@@ -279,6 +279,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
                 admin: gw.admin,
                 echo: gw.echo,
                 bounds: gw.bounds,
+                activity_log: gw.activity_log,
             },
             apis: model_apis,
             products,

@@ -1,6 +1,7 @@
 //! The admin listener: small HTTP answers about the running gateway, served on the same loop.
-//! `GET /healthz` and `GET /stats` (JSON: connections, upgrades, buffers in flight);
-//! `POST /reload` loads the config again and says whether it was applied.
+//! `GET /healthz`, `GET /stats` (JSON: connections, upgrades, buffers in flight) and
+//! `GET /metrics` (Prometheus text format, see [`super::metrics`]); `POST /reload` loads the
+//! config again and says whether it was applied.
 
 use super::Gateway;
 use crate::http::head::RequestHead;
@@ -19,6 +20,7 @@ impl Gateway {
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
+            ("GET", "/metrics") => (200, self.metrics_text()),
             ("GET", "/limits") => (200, self.limits_json()),
             ("POST", "/reload") => {
                 let outcome = self.reload();
@@ -47,21 +49,35 @@ impl Gateway {
                 self.now_secs += secs;
                 (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
             }
-            (_, "/healthz" | "/stats" | "/limits" | "/reload") => {
+            (_, "/healthz" | "/stats" | "/limits" | "/metrics" | "/reload") => {
                 (405, "method not allowed\n".to_string())
             }
             _ => (404, "not found\n".to_string()),
         };
         let kind = if body.starts_with('{') {
             "application/json"
+        } else if body.starts_with("# HELP") {
+            "text/plain; version=0.0.4; charset=utf-8"
         } else {
             "text/plain"
         };
-        let reply = format!(
+        let mut reply = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             crate::http::response::reason(status),
             body.len()
         );
+        if reply.len() > self.pool.buf_size() {
+            // An answer goes out of one pool buffer: better an error than a cut-off body.
+            log::error!(
+                "admin answer of {} bytes does not fit one buffer; raise bounds.buffer-bound",
+                reply.len()
+            );
+            let body = "answer larger than one buffer: raise bounds.buffer-bound\n";
+            reply = format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
         self.answer(key, reply.as_bytes());
     }
 

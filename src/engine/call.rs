@@ -70,7 +70,10 @@ impl Gateway {
         {
             let bytes = &self.pool.get(id)[c.up.out as usize..c.up.end as usize];
             match call.request.feed(bytes) {
-                Ok(n) => c.up.out += n as u32,
+                Ok(n) => {
+                    c.up.out += n as u32;
+                    super::activity::count_in(&mut c.activity, n);
+                }
                 Err(e) => {
                     log::debug!("client {}: request body: {}", c.peer, e.reason());
                     // Refused while the answer has not started; cut off once it has.
@@ -287,6 +290,7 @@ impl Gateway {
             let Some(c) = self.conns.get_mut(key) else {
                 return Round::Ended;
             };
+            super::activity::head_out(&mut c.activity, &head, self.now);
             if !splice_head(&mut self.pool, &mut c.down, start, used, &head) {
                 self.backend_failed(key, 502, "Invalid response from backend");
                 return Round::Ended;
@@ -313,6 +317,7 @@ impl Gateway {
             match body.feed(bytes) {
                 Ok(n) => {
                     c.down.out += n as u32;
+                    super::activity::count_out(&mut c.activity, n);
                     // Whatever the backend sent after its answer belongs to nothing, and
                     // makes its connection unfit for another call.
                     if n < bytes.len() {
@@ -566,6 +571,7 @@ impl Gateway {
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
         self.stats.calls += 1;
+        self.call_ended(key);
         self.release_limits(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;

@@ -3,6 +3,8 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
+use super::metrics::BackendError;
+use crate::activity::Closer;
 
 impl Gateway {
     /// Closes both sockets and frees everything the connection holds.
@@ -11,6 +13,7 @@ impl Gateway {
             return;
         }
         self.release_limits(key);
+        self.connection_ended(key);
         let mut c = self.conns.remove(key);
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut c.client);
@@ -64,6 +67,7 @@ impl Gateway {
                         .map(|h| format!("{}:{}", h.target.host, h.target.port))
                         .unwrap_or_default();
                 log::warn!("backend {target} did not complete the upgrade in time");
+                self.metrics.backend_error(BackendError::Timeout);
                 self.backend_failed(key, 504, "Timeout");
             }
             Phase::Open => {
@@ -73,6 +77,7 @@ impl Gateway {
                     self.finish(key);
                 } else {
                     log::debug!("connection from {} idle too long", c.peer);
+                    self.note_close(key, Closer::Gateway, 1001);
                     self.fail(
                         key,
                         Some((1001, "idle timeout")),
@@ -101,6 +106,7 @@ impl Gateway {
                     self.finish(key);
                 } else {
                     log::warn!("backend did not answer the call in time");
+                    self.metrics.backend_error(BackendError::Timeout);
                     self.backend_failed(key, 504, "Timeout");
                 }
             }
@@ -115,6 +121,7 @@ impl Gateway {
         match c.phase {
             Phase::Open => {
                 if !c.has(flag::FAILING) {
+                    self.note_close(key, Closer::Gateway, 1001);
                     self.fail(
                         key,
                         Some((1001, "gateway shutting down")),

@@ -64,6 +64,8 @@ pub mod flag {
     pub const SHUT: u16 = 1 << 12;
     /// The client's TLS handshake is complete and the head timeout runs.
     pub const TLS_READY: u16 = 1 << 13;
+    /// The current request asks for a WebSocket upgrade that is not decided yet (metrics).
+    pub const UPGRADE_ASKED: u16 = 1 << 14;
 }
 
 /// Bytes travelling in one direction, with the decoder that watches them.
@@ -126,6 +128,8 @@ pub struct Handshake {
     pub tls_profile: Option<u16>,
     pub txn: String,
     pub target: TargetUrl,
+    /// When the gateway started to connect to the backend (for the handshake latency).
+    pub backend_started: std::time::Instant,
     /// The `Sec-WebSocket-Key` we sent to the backend.
     pub key: String,
     /// Our upgrade request to the backend and how much of it is written.
@@ -240,6 +244,8 @@ pub struct Conn {
     pub down: Flow,
     pub hs: Option<Box<Handshake>>,
     pub limits: Option<Box<ConnLimits>>,
+    /// The activity record of the transaction in progress, for APIs that log activity.
+    pub activity: Option<Box<crate::activity::Record>>,
 }
 
 impl Conn {
@@ -266,11 +272,12 @@ mod tests {
         let conn = std::mem::size_of::<Conn>();
         let slab_entry = std::mem::size_of::<slab::Slab<Conn>>(); // the slab itself, once
         println!(
-            "Conn: {conn} bytes (Flow {} each, Decoder {}), ConnLimits {} when limited, Handshake {} during the upgrade; slab header {slab_entry}",
+            "Conn: {conn} bytes (Flow {} each, Decoder {}), ConnLimits {} when limited, Handshake {} during the upgrade, activity Record {} when logged; slab header {slab_entry}",
             std::mem::size_of::<Flow>(),
             std::mem::size_of::<Decoder>(),
             std::mem::size_of::<ConnLimits>(),
             std::mem::size_of::<Handshake>(),
+            std::mem::size_of::<crate::activity::Record>(),
         );
         assert!(conn <= 256, "Conn grew to {conn} bytes");
     }

@@ -97,6 +97,7 @@ impl Gateway {
         let secure = c.has(flag::SECURE);
         let peer = c.peer;
         self.conns[key].model = model.clone();
+        self.request_started(key, &head);
         let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
             Route::NoApi => return self.respond(key, 404, "API not found for requested URI", &[]),
@@ -123,6 +124,7 @@ impl Gateway {
         if !reachable {
             return self.respond(key, 404, "API not found for requested URI", &[]);
         }
+        self.request_routed(key, api_idx, &head);
         if let Some(headers) = preflow::preflight(&head, api, operation) {
             return self.respond_headers(key, 200, &headers);
         }
@@ -162,6 +164,7 @@ impl Gateway {
             Ok(c) => c,
             Err(r) => return self.respond(key, r.status, r.message, &[]),
         };
+        self.request_identified(key, &caller);
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut messages = Vec::new();
@@ -289,6 +292,7 @@ impl Gateway {
             tls_profile: call.tls_profile,
             txn,
             target,
+            backend_started: self.now,
             key: handshake::new_key(nonce),
             request: Vec::new(),
             written: 0,
@@ -466,6 +470,7 @@ impl Gateway {
     /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
     /// ends here: what it holds of count limits is given back now.
     pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
+        self.answered(key, bytes);
         self.release_limits(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;

@@ -148,6 +148,7 @@ impl Gateway {
                 down: Flow::new(Decoder::new(Role::Server, 0, max_msg)),
                 hs: None,
                 limits: None,
+                activity: None,
             });
             self.stats.accepted += 1;
             self.stats.open = self.conns.len();

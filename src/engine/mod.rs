@@ -6,6 +6,7 @@
 //! moves frames both ways, [`close`] ends it. [`echo`] is the built-in echo backend on the same
 //! loop.
 
+mod activity;
 mod admin;
 mod call;
 mod close;
@@ -14,6 +15,7 @@ mod echo;
 mod front;
 mod keepalive;
 mod listen;
+mod metrics;
 pub mod pool;
 mod relay;
 mod reload;
@@ -89,6 +91,9 @@ pub struct Gateway {
     resolver: resolve::Resolver,
     signals: signals::Signals,
     stats: Stats,
+    metrics: metrics::Metrics,
+    /// Where the activity log goes.
+    activity: activity::Sink,
     /// Applications by client id.
     clients: crate::policy::preflow::ClientIndex,
     /// Loads the config again on SIGHUP or `POST /reload`.
@@ -160,6 +165,8 @@ impl Gateway {
             resolver,
             signals,
             stats: Stats::default(),
+            metrics: metrics::Metrics::new(&model),
+            activity: activity::Sink::open(&model.settings.activity_log)?,
             counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
             clients: crate::policy::preflow::client_index(&model),
             loader: None,
@@ -202,6 +209,7 @@ impl Gateway {
             if let Some(since) = self.stopping {
                 if self.conns.is_empty() {
                     log::info!("all connections closed, exiting");
+                    self.activity.flush_all();
                     return Ok(());
                 }
                 let grace = self.model.settings.bounds.shutdown_grace;
@@ -215,9 +223,15 @@ impl Gateway {
                     for k in keys {
                         self.finish(k);
                     }
+                    self.activity.flush_all();
                     return Ok(());
                 }
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            if self.activity.pending() > 0 {
+                // The output was not ready: try again soon even if nothing else happens.
+                let retry = Duration::from_millis(50);
+                timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -251,6 +265,7 @@ impl Gateway {
                 }
             }
             self.expire_timers();
+            self.activity.flush();
             if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {
                 self.paused = false;
                 log::info!("below the connection cap again, accepting");
@@ -270,6 +285,7 @@ impl Gateway {
                         self.reload();
                     }
                 }
+                signals::Signal::ReopenLogs => self.reopen_logs(),
             }
         }
     }

@@ -4,10 +4,12 @@
 //! is full the loop stops reading that direction's source until the destination drains.
 
 use super::Gateway;
+use super::activity::closing;
 use super::conn::{Flow, MessageLimit, Phase, flag};
 use super::pool::Pool;
 use super::stream::Stream;
-use crate::model::OverLimitAction;
+use crate::activity::Closer;
+use crate::model::{LimitIdx, OverLimitAction};
 use crate::policy::limits::Counters;
 use crate::ws::frame::{self, Next, Role, opcode};
 use std::io::{self, Read, Write};
@@ -138,8 +140,9 @@ pub(super) struct Seen {
     /// A complete close frame passed.
     pub close: bool,
     pub violation: Option<(u16, &'static str)>,
-    /// A message over a hard limit, in `close` mode: the close code for the client.
-    pub over_limit: Option<u16>,
+    /// A message over a hard limit, in `close` mode: the close code for the client and the
+    /// limit.
+    pub over_limit: Option<(u16, LimitIdx)>,
     /// Decoding stopped in front of a close frame that was asked to be held back.
     pub held_close: bool,
 }
@@ -149,8 +152,8 @@ pub(super) enum Admit {
     Forward,
     /// Discard the whole message (all its frames); the connection stays.
     Drop,
-    /// Forward nothing more and close with this code.
-    Close(u16),
+    /// Forward nothing more and close with this code, because of this limit.
+    Close(u16, LimitIdx),
 }
 
 /// Decodes `flow.out..flow.end`, keeping the bytes to forward and dropping the rest in place.
@@ -190,8 +193,8 @@ pub(super) fn decode(
                     match admit() {
                         Admit::Forward => flow.dropping = false,
                         Admit::Drop => flow.dropping = true,
-                        Admit::Close(code) => {
-                            seen.over_limit = Some(code);
+                        Admit::Close(code, limit) => {
+                            seen.over_limit = Some((code, limit));
                             r = end;
                             break;
                         }
@@ -289,6 +292,7 @@ impl Gateway {
                 return;
             }
             log::debug!("backend of {} went away without a close frame", c.peer);
+            self.note_close(key, Closer::Backend, 1006);
             return self.fail(key, Some((1001, "backend went away")), None);
         }
         if c.has(flag::CLIENT_EOF) {
@@ -298,6 +302,7 @@ impl Gateway {
                 }
                 return;
             }
+            self.note_close(key, Closer::Client, 1006);
             return self.fail(key, None, Some((1001, "client went away")));
         }
         if moved {
@@ -322,6 +327,7 @@ impl Gateway {
         if !c.has(flag::SHUT) {
             // The WebSocket is over: this is where its transaction ends.
             self.release_limits(key);
+            self.activity_end(key);
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
@@ -432,15 +438,35 @@ impl Gateway {
             self.now_secs,
             self.model.settings.bounds.over_limit == OverLimitAction::Drop,
         );
-        let mut admit = || match limits {
-            None => Admit::Forward,
-            Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),
+        let mut messages = 0u64;
+        let mut admit = || {
+            let a = match limits {
+                None => Admit::Forward,
+                Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),
+            };
+            messages += u64::from(matches!(a, Admit::Forward));
+            a
         };
         let hold_close = !up && c.client_fail != 0;
         decode(&mut self.pool, flow, &mut seen, hold_close, &mut admit);
-        moved |= flow.out != before;
+        let relayed = u64::from(flow.out - before);
+        moved |= relayed != 0;
+        let close_code = flow.dec.close_code();
         release_if_empty(&mut self.pool, flow);
-        if let Some(code) = seen.over_limit {
+        self.metrics.relayed(&c.model, c.api, up, messages, relayed);
+        if let Some(r) = c.activity.as_deref_mut() {
+            if up {
+                r.messages_in += messages;
+                r.bytes_in += relayed;
+            } else {
+                r.messages_out += messages;
+                r.bytes_out += relayed;
+            }
+        }
+        if let Some((code, limit)) = seen.over_limit {
+            let name = self.counters.limit_name(limit).unwrap_or("");
+            self.metrics.limit_closed(name);
+            closing(&mut c.activity, Closer::Gateway, code, Some(name));
             // The refused message's header was read but not forwarded, so the destination sits
             // exactly between frames; the decoder starts afresh so the close can be queued there.
             // Nothing more is decoded on this flow.
@@ -455,6 +481,9 @@ impl Gateway {
             return false;
         }
         if seen.close {
+            let by = if up { Closer::Client } else { Closer::Backend };
+            // 1005: a close frame without a code.
+            closing(&mut c.activity, by, close_code.unwrap_or(1005), None);
             c.flags |= if up {
                 flag::CLIENT_CLOSED
             } else {
@@ -462,6 +491,7 @@ impl Gateway {
             };
         }
         if let Some((code, reason)) = seen.violation {
+            closing(&mut c.activity, Closer::Gateway, code, None);
             log::debug!(
                 "protocol error from {}: {reason}",
                 if up { "client" } else { "backend" }
@@ -555,7 +585,7 @@ fn admit_message(
             return if drop_mode {
                 Admit::Drop
             } else {
-                Admit::Close(if m.is_client { 1008 } else { 1013 })
+                Admit::Close(if m.is_client { 1008 } else { 1013 }, m.slot.limit())
             };
         }
         if v.exceeded && v.first_in_window {

@@ -250,6 +250,11 @@ fn keep_bound(old: &Settings, new: &mut Settings) -> Vec<String> {
         changed.push("buffer-bound".to_string());
         new.bounds.buffer_bound = old.bounds.buffer_bound;
     }
+    // The activity log's output is opened at start (SIGUSR1 reopens the same file).
+    if old.activity_log != new.activity_log {
+        changed.push("activity-log".to_string());
+        new.activity_log = old.activity_log.clone();
+    }
     changed
 }
 

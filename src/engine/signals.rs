@@ -13,6 +13,8 @@ pub enum Signal {
     Terminate,
     /// SIGHUP: load the config again.
     Reload,
+    /// SIGUSR1: log files were rotated and are opened again.
+    ReopenLogs,
 }
 
 pub struct Signals {
@@ -37,7 +39,7 @@ impl Signals {
         registry.register(&mut rx, token, Interest::READABLE)?;
         use std::os::fd::AsRawFd;
         PIPE_FD.store(tx.as_raw_fd(), Ordering::Relaxed);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             // SAFETY: installs a handler that only calls write(2); the sigaction struct is
             // zeroed and then filled in before use.
             unsafe {
@@ -69,6 +71,7 @@ impl Signals {
                 match s as i32 {
                     libc::SIGTERM | libc::SIGINT => out.push(Signal::Terminate),
                     libc::SIGHUP => out.push(Signal::Reload),
+                    libc::SIGUSR1 => out.push(Signal::ReopenLogs),
                     _ => {}
                 }
             }

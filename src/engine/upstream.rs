@@ -3,6 +3,7 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
+use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
@@ -74,6 +75,7 @@ impl Gateway {
                 Ok(addrs) => self.connect(key, &addrs),
                 Err(e) => {
                     log::warn!("backend name did not resolve: {e}");
+                    self.metrics.backend_error(BackendError::Resolve);
                     self.backend_failed(key, 500, "Could not connect to endpoint");
                 }
             }
@@ -93,6 +95,7 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("connect to backend {addr} failed: {e}");
+                self.metrics.backend_error(BackendError::Connect);
                 return self.backend_failed(key, 500, "Could not connect to endpoint");
             }
         };
@@ -109,6 +112,7 @@ impl Gateway {
                 Ok(s) => s,
                 Err(e) => {
                     log::warn!("TLS to backend {}: {e}", hs.target.host);
+                    self.metrics.backend_error(BackendError::Tls);
                     return self.backend_failed(key, 500, "Could not connect to endpoint");
                 }
             }
@@ -121,9 +125,11 @@ impl Gateway {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::warn!("cannot register a backend connection: {e}");
+            self.metrics.backend_error(BackendError::Connect);
             return self.backend_failed(key, 500, "Could not connect to endpoint");
         }
         c.backend = Some(stream);
+        hs.backend_started = self.now;
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.phase = Phase::Connecting;
     }
@@ -188,6 +194,11 @@ impl Gateway {
         let tls = e
             .get_ref()
             .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some());
+        self.metrics.backend_error(if tls {
+            BackendError::Tls
+        } else {
+            BackendError::Connect
+        });
         if tls {
             self.backend_failed(key, 502, "TLS handshake with the backend failed");
         } else {
@@ -211,11 +222,13 @@ impl Gateway {
                 }
                 Io::Eof => {
                     log::warn!("backend closed the connection before answering the upgrade");
+                    self.metrics.backend_error(BackendError::InvalidResponse);
                     return self.respond(key, 502, "Invalid response from backend", &[]);
                 }
                 Io::Error(e) => return self.connect_failed(key, e),
                 Io::Full => {
                     log::warn!("backend answer head too large");
+                    self.metrics.backend_error(BackendError::InvalidResponse);
                     return self.respond(key, 502, "Invalid response from backend", &[]);
                 }
                 Io::Progress => {}
@@ -228,6 +241,7 @@ impl Gateway {
                 Ok(Some(x)) => x,
                 Err(HeadError::TooLarge) | Err(HeadError::Malformed(_)) => {
                     log::warn!("backend answered the upgrade with a malformed head");
+                    self.metrics.backend_error(BackendError::InvalidResponse);
                     return self.respond(key, 502, "Invalid response from backend", &[]);
                 }
             };
@@ -256,8 +270,13 @@ impl Gateway {
                     c.down.dec = Decoder::new(Role::Server, allow_rsv, max);
                     // The backend's bytes after its head are frames: they follow our 101.
                     if !splice_head(&mut self.pool, &mut c.down, start, used, &reply) {
+                        self.metrics.backend_error(BackendError::InvalidResponse);
                         return self.respond(key, 502, "Invalid response from backend", &[]);
                     }
+                    super::activity::head_out(&mut c.activity, &reply, self.now);
+                    c.flags &= !flag::UPGRADE_ASKED;
+                    let took = self.now.saturating_duration_since(hs.backend_started);
+                    self.metrics.upgraded(&c.model, c.api, took);
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;
@@ -298,10 +317,19 @@ impl Gateway {
                     c.down.out = c.down.end;
                     c.phase = Phase::Refused;
                     self.stats.upgrades_failed += 1;
+                    c.flags &= !flag::UPGRADE_ASKED;
+                    self.metrics.upgrade_failed(Failure::BackendRefused);
+                    if let Some(r) = c.activity.as_deref_mut() {
+                        let head = &self.pool.get(id)[start..start + used];
+                        r.response_head(head, self.now);
+                        r.set_txn(&hs.txn);
+                        r.bytes_out += (end - start) as u64;
+                    }
                     return self.drive_refused(key);
                 }
                 Err(BackendAnswer::Invalid(why)) => {
                     log::warn!("backend's upgrade answer is not valid: {why}");
+                    self.metrics.backend_error(BackendError::InvalidResponse);
                     return self.respond(key, 502, "Invalid response from backend", &[]);
                 }
             }
@@ -402,6 +430,7 @@ impl Gateway {
                 }
                 Io::Progress => {
                     let got = (c.down.end - before) as u64;
+                    super::activity::count_out(&mut c.activity, got as usize);
                     hs.refused_left = hs.refused_left.saturating_sub(got);
                     hs.refused_left = hs.refused_left.min(bound);
                     c.down.out = c.down.end;
@@ -420,6 +449,7 @@ impl Gateway {
         c.phase = Phase::Linger;
         let grace = self.model.settings.bounds.close_grace;
         self.set_timeout(key, grace);
+        self.activity_end(key);
         self.drive_respond(key);
     }
 }

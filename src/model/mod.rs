@@ -46,6 +46,20 @@ pub struct Settings {
     /// The built-in echo backend, served on the same loop when set.
     pub echo: Option<SocketAddr>,
     pub bounds: Bounds,
+    /// Where the activity log of the APIs goes.
+    pub activity_log: ActivityOutput,
+}
+
+/// Where activity-log records (one JSON line per transaction) are written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ActivityOutput {
+    /// Standard output, apart from the diagnostic log on standard error.
+    #[default]
+    Stdout,
+    /// Appended to a file, which is reopened on SIGUSR1 (log rotation).
+    File(PathBuf),
+    /// Nowhere, whatever the APIs ask for.
+    Off,
 }
 
 #[derive(Debug, Clone)]

@@ -389,6 +389,12 @@ pub struct Counters {
     /// While set, [`Counters::slot`] takes the limit indices of an earlier config (one a call
     /// in flight began on) and maps them to their retired definitions.
     view: Option<Vec<LimitIdx>>,
+    /// How many times each limit said no (a call refused or a message dropped or closing), by
+    /// layout, and the totals by name of the counters this one replaced at a reload.
+    rejections: Vec<u64>,
+    earlier_rejections: Vec<(Box<str>, u64)>,
+    /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
+    last_rejected: Option<LimitIdx>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -529,6 +535,9 @@ impl Counters {
             hash2,
             last_now: 0,
             view: None,
+            rejections: vec![0; model.limits.len()],
+            earlier_rejections: Vec::new(),
+            last_rejected: None,
         }
     }
 
@@ -577,7 +586,7 @@ impl Counters {
             return Verdict::default();
         };
         let (max, hard, period) = (l.max, l.hard, l.period);
-        match self.cell_for(slot, now_secs, true) {
+        let v = match self.cell_for(slot, now_secs, true) {
             Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
             // The key's entry was evicted and the table is full of live keys: fail closed.
             None => Verdict {
@@ -588,7 +597,57 @@ impl Counters {
                 remaining: 0,
                 reset_in_secs: reset_in(now_secs, period),
             },
+        };
+        if !v.allowed {
+            let i = slot.limit as usize;
+            if i >= self.rejections.len() && i < self.layouts.len() {
+                // A definition retired by a reload: once per definition.
+                self.rejections.resize(self.layouts.len(), 0);
+            }
+            if let Some(r) = self.rejections.get_mut(i) {
+                *r += 1;
+            }
+            self.last_rejected = Some(slot.limit);
         }
+        v
+    }
+
+    /// Rejections so far by limit name, in the order names first appear; counters replaced at
+    /// a reload are included, so the totals never go back.
+    pub fn rejections_by_name(&self) -> Vec<(&str, u64)> {
+        let mut out: Vec<(&str, u64)> = Vec::new();
+        let mine = self
+            .limit_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (&**n, self.rejections.get(i).copied().unwrap_or(0)));
+        let earlier = self.earlier_rejections.iter().map(|(n, v)| (&**n, *v));
+        for (name, v) in mine.chain(earlier) {
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += v,
+                None => out.push((name, v)),
+            }
+        }
+        out
+    }
+
+    /// At a reload: keeps the rejection totals of the counters being replaced.
+    pub(crate) fn carry_rejections(&mut self, old: &Counters) {
+        self.earlier_rejections = old
+            .rejections_by_name()
+            .into_iter()
+            .map(|(n, v)| (n.into(), v))
+            .collect();
+    }
+
+    /// The name of a limit by its index in these counters (retired definitions included).
+    pub fn limit_name(&self, limit: LimitIdx) -> Option<&str> {
+        self.limit_names.get(limit as usize).map(|n| &**n)
+    }
+
+    /// The limit that rejected something since the last call, if any.
+    pub fn take_last_rejected(&mut self) -> Option<LimitIdx> {
+        self.last_rejected.take()
     }
 
     /// Gives back `weight` in the current window, clamped at 0. The caller passes at most what

@@ -315,6 +315,16 @@ impl Gateway {
         self.proc.stdout()
     }
 
+    /// Waits until at least `n` lines of standard output (the activity log when it goes to
+    /// stdout) contain `pattern`; false after `timeout`.
+    pub fn wait_stdout_count(&self, pattern: &str, n: usize, timeout: Duration) -> bool {
+        self.proc.streams().wait_until(timeout, |s| {
+            // Only complete lines count.
+            let complete = s.stdout.rfind('\n').map_or("", |i| &s.stdout[..i]);
+            complete.lines().filter(|l| l.contains(pattern)).count() >= n
+        })
+    }
+
     pub fn log_contains(&self, pattern: &str) -> bool {
         self.log().contains(pattern)
     }

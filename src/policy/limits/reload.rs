@@ -66,6 +66,7 @@ impl Counters {
             self.hash2.clone(),
         );
         let old = std::mem::replace(self, fresh);
+        self.carry_rejections(&old);
         self.last_now = now;
         // A limit that now counts nothing (`unlimited`, 0) is no successor: the connections
         // from before keep counting in their own counters.

@@ -68,6 +68,7 @@ fn model(
             admin: None,
             echo: None,
             bounds: Bounds::default(),
+            activity_log: Default::default(),
         },
         apis: apis.iter().map(|(n, v)| api(n, v)).collect(),
         products: Vec::new(),

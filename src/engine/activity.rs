@@ -1,0 +1,419 @@
+//! Where activity records go, and the hooks that feed them from the path of a connection.
+//!
+//! Records are appended to one bounded in-memory buffer and written out once per loop turn, so
+//! a transaction costs no system call of its own. When standard output is a pipe or a socket
+//! (journald, a container runtime), only what it can take without waiting is written: a slow
+//! reader then fills the buffer instead of stalling the loop, and records beyond the bound are
+//! dropped and counted. The descriptor itself stays blocking, since standard error often shares
+//! it. A file is opened for appending and reopened on SIGUSR1, after logrotate renamed it.
+
+use super::Gateway;
+use super::conn::{Phase, flag};
+use super::metrics::Failure;
+use crate::activity::{Closer, Record};
+use crate::http::head::RequestHead;
+use crate::model::{ActivityOutput, ApiIdx, LogContent};
+use crate::policy::preflow::Caller;
+use std::fs::File;
+use std::io::{self, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Bytes of records waiting to be written before new ones are dropped.
+const MAX_PENDING: usize = 4 << 20;
+/// Capacity kept by the buffer once it is empty again.
+const KEEP_CAPACITY: usize = 64 << 10;
+
+enum Out {
+    /// `pipe`: a pipe or a socket, written only as far as it is ready.
+    Stdout {
+        pipe: bool,
+    },
+    File {
+        path: PathBuf,
+        file: File,
+    },
+    Off,
+}
+
+pub struct Sink {
+    out: Out,
+    buf: Vec<u8>,
+    /// Records written to the buffer, and records dropped because it was full.
+    pub records: u64,
+    pub dropped: u64,
+    /// A write error or a full buffer was reported (once until writing works again).
+    warned: bool,
+}
+
+impl Sink {
+    pub fn open(output: &ActivityOutput) -> io::Result<Sink> {
+        let out = match output {
+            ActivityOutput::Off => Out::Off,
+            ActivityOutput::Stdout => Out::Stdout {
+                pipe: stdout_is_pipe(),
+            },
+            ActivityOutput::File(path) => Out::File {
+                file: open_append(path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("activity log file {}: {e}", path.display()),
+                    )
+                })?,
+                path: path.clone(),
+            },
+        };
+        Ok(Sink {
+            out,
+            buf: Vec::new(),
+            records: 0,
+            dropped: 0,
+            warned: false,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !matches!(self.out, Out::Off)
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends one record with `write`, or drops it when the buffer is full.
+    pub fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.buf.len() >= MAX_PENDING {
+            self.dropped += 1;
+            if !self.warned {
+                self.warned = true;
+                log::warn!(
+                    "activity log: {} bytes not written yet, dropping records until the output catches up",
+                    self.buf.len()
+                );
+            }
+            return;
+        }
+        write(&mut self.buf);
+        self.records += 1;
+    }
+
+    /// Writes what the output takes now, without waiting.
+    pub fn flush(&mut self) {
+        self.write_out(false);
+    }
+
+    /// Writes everything, waiting if it must (at exit).
+    pub fn flush_all(&mut self) {
+        self.write_out(true);
+    }
+
+    fn write_out(&mut self, wait: bool) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut done = 0;
+        let result = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            let r = match &mut self.out {
+                Out::Off => Ok(self.buf.len() - done),
+                Out::File { file, .. } => file.write(&self.buf[done..]),
+                Out::Stdout { pipe } => {
+                    let mut chunk = &self.buf[done..];
+                    if *pipe && !wait {
+                        if !stdout_ready() {
+                            break Err(io::Error::from(io::ErrorKind::WouldBlock));
+                        }
+                        // A ready pipe takes PIPE_BUF bytes without waiting, a ready Unix
+                        // socket far more.
+                        chunk = &chunk[..chunk.len().min(libc::PIPE_BUF)];
+                    }
+                    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop keeps
+                    // this handle from closing it.
+                    let mut f = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+                    f.write(chunk)
+                }
+            };
+            match r {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.warned = false;
+                self.buf.clear();
+                self.buf.shrink_to(KEEP_CAPACITY);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.buf.drain(..done);
+            }
+            Err(e) => {
+                if !self.warned {
+                    self.warned = true;
+                    log::error!("activity log: write failed, records lost: {e}");
+                }
+                self.dropped += 1;
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// SIGUSR1: what is pending goes to the old file, then the file is opened again by name.
+    pub fn reopen(&mut self) {
+        let Out::File { path, .. } = &self.out else {
+            log::info!("SIGUSR1: the activity log is not written to a file; nothing to reopen");
+            return;
+        };
+        let path = path.clone();
+        self.flush();
+        match open_append(&path) {
+            Ok(file) => {
+                self.out = Out::File {
+                    path: path.clone(),
+                    file,
+                };
+                log::info!("activity log reopened: {}", path.display());
+            }
+            Err(e) => log::error!(
+                "activity log: cannot reopen {}: {e}; still writing to the old file",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn open_append(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Whether standard output is a pipe or a socket, whose reader may be slow. A terminal or a
+/// file is written as it is.
+fn stdout_is_pipe() -> bool {
+    // SAFETY: fstat on fd 1 into a zeroed stat buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(1, &mut st) != 0 {
+            return false;
+        }
+        let kind = st.st_mode & libc::S_IFMT;
+        kind == libc::S_IFIFO || kind == libc::S_IFSOCK
+    }
+}
+
+/// Whether standard output can take bytes now.
+fn stdout_ready() -> bool {
+    let mut p = libc::pollfd {
+        fd: 1,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd that lives on the stack, without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    // An error or hang-up is "ready": the write that follows reports it.
+    n > 0
+}
+
+/// Counts bytes read from the client into the connection's record, if it has one.
+pub(super) fn count_in(record: &mut Option<Box<Record>>, n: usize) {
+    if let Some(r) = record.as_deref_mut() {
+        r.bytes_in += n as u64;
+    }
+}
+
+/// Counts bytes queued for the client into the connection's record, if it has one.
+pub(super) fn count_out(record: &mut Option<Box<Record>>, n: usize) {
+    if let Some(r) = record.as_deref_mut() {
+        r.bytes_out += n as u64;
+    }
+}
+
+/// The head of an answer queued for the client.
+pub(super) fn head_out(record: &mut Option<Box<Record>>, head: &[u8], now: Instant) {
+    if let Some(r) = record.as_deref_mut() {
+        r.bytes_out += head.len() as u64;
+        r.response_head(head, now);
+    }
+}
+
+/// Notes who ends a WebSocket connection first.
+pub(super) fn closing(
+    record: &mut Option<Box<Record>>,
+    by: Closer,
+    code: u16,
+    limit: Option<&str>,
+) {
+    if let Some(r) = record.as_deref_mut() {
+        r.closing(by, code, limit);
+    }
+}
+
+impl Gateway {
+    /// A proxy client's request head was read (before routing).
+    pub(super) fn request_started(&mut self, key: usize, head: &RequestHead) {
+        // Whatever rejected something before belongs to an earlier request.
+        self.counters.take_last_rejected();
+        if let Some(c) = self.conns.get_mut(key) {
+            c.activity = None;
+            if head.header("upgrade").is_some() {
+                c.set(flag::UPGRADE_ASKED);
+            } else {
+                c.clear(flag::UPGRADE_ASKED);
+            }
+        }
+    }
+
+    /// The request is for `api`: its record starts if the API logs activity.
+    pub(super) fn request_routed(&mut self, key: usize, api: ApiIdx, head: &RequestHead) {
+        let log = &self.model.apis[api as usize].activity_log;
+        let wanted = self.activity.enabled()
+            && log.enabled
+            && (log.success != LogContent::None || log.error != LogContent::None);
+        if !wanted {
+            return;
+        }
+        let record = Record::new(&self.model, api, head, self.now);
+        if let Some(c) = self.conns.get_mut(key) {
+            c.activity = Some(Box::new(record));
+        }
+    }
+
+    /// The client was identified (or the API is keyless).
+    pub(super) fn request_identified(&mut self, key: usize, caller: &Caller) {
+        if let Some(r) = self
+            .conns
+            .get_mut(key)
+            .and_then(|c| c.activity.as_deref_mut())
+        {
+            r.caller(caller.app, caller.plan);
+        }
+    }
+
+    /// The gateway's own final answer (`bytes`, head and body) is queued for the client: the
+    /// request's transaction ends here.
+    pub(super) fn answered(&mut self, key: usize, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let status = status_of(bytes);
+        if c.has(flag::UPGRADE_ASKED) {
+            c.clear(flag::UPGRADE_ASKED);
+            let limited = self.counters.take_last_rejected().is_some();
+            let why = if limited && (status == 429 || status == 503) {
+                Failure::Limit
+            } else if status >= 500 {
+                Failure::BackendError
+            } else {
+                Failure::Rejected
+            };
+            self.metrics.upgrade_failed(why);
+        }
+        if let Some(r) = c.activity.as_deref_mut() {
+            r.response_head(bytes, self.now);
+            r.bytes_out += bytes.len() as u64;
+        }
+        self.activity_end(key);
+    }
+
+    /// Writes the connection's record, if it has one, and drops it.
+    pub(super) fn activity_end(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(record) = c.activity.take() else {
+            return;
+        };
+        if record.content(&c.model) == LogContent::None {
+            return;
+        }
+        let (model, peer, now) = (&c.model, c.peer, self.now);
+        self.activity
+            .push(|out| record.write(model, peer, now, out));
+    }
+
+    /// The end of a connection, for the metrics and the activity log.
+    pub(super) fn connection_ended(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let waiting = matches!(
+            c.phase,
+            Phase::Head | Phase::Resolving | Phase::Connecting | Phase::BackendHead
+        );
+        if c.has(flag::UPGRADE_ASKED) && waiting {
+            c.clear(flag::UPGRADE_ASKED);
+            self.metrics.upgrade_failed(Failure::Aborted);
+        }
+        if c.phase == Phase::Open {
+            self.metrics.websocket_closed(&c.model, c.api);
+            let gone = if c.has(flag::CLIENT_EOF) {
+                Closer::Client
+            } else {
+                Closer::Gateway
+            };
+            closing(&mut c.activity, gone, 1006, None);
+        }
+        self.activity_end(key);
+    }
+
+    /// A plain call is over: its answer went to the client.
+    pub(super) fn call_ended(&mut self, key: usize) {
+        if let Some(c) = self.conns.get(key) {
+            self.metrics.call_done(&c.model, c.api);
+        }
+        self.activity_end(key);
+    }
+
+    /// Notes who ends an open WebSocket first, and with which code.
+    pub(super) fn note_close(&mut self, key: usize, by: Closer, code: u16) {
+        if let Some(c) = self.conns.get_mut(key) {
+            closing(&mut c.activity, by, code, None);
+        }
+    }
+
+    /// SIGUSR1.
+    pub(super) fn reopen_logs(&mut self) {
+        self.activity.reopen();
+    }
+}
+
+/// The status code of an HTTP/1.x answer's first line (0 if it has none).
+fn status_of(bytes: &[u8]) -> u16 {
+    bytes
+        .get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_buffer_drops_records_and_counts_them_until_it_drains() {
+        let mut sink = Sink::open(&ActivityOutput::Off).expect("sink");
+        let line = vec![b'x'; 1000];
+        for _ in 0..(MAX_PENDING / 1000 + 10) {
+            sink.push(|out| out.extend_from_slice(&line));
+        }
+        assert!(sink.pending() >= MAX_PENDING && sink.pending() < MAX_PENDING + 1000);
+        assert_eq!(sink.records, (MAX_PENDING / 1000 + 1) as u64);
+        assert_eq!(sink.dropped, 9);
+        sink.flush();
+        assert_eq!(sink.pending(), 0);
+        sink.push(|out| out.extend_from_slice(&line));
+        assert_eq!((sink.pending(), sink.dropped), (1000, 9));
+    }
+}
