@@ -22,7 +22,7 @@ enum Round {
     Moved,
     /// Nothing can move until a socket is ready.
     Idle,
-    /// The connection was answered or closed.
+    /// The call is out of this round's hands: answered, closed, or sent to another target.
     Ended,
 }
 
@@ -362,9 +362,24 @@ impl Gateway {
             match assembly::after_invoke(assembly, &at, vars, lim) {
                 Some(raised) => Err(raised),
                 None => {
-                    let status = vars.status.unwrap_or(status);
+                    // A final status only: the body that follows was framed for one.
+                    let status = match vars.status {
+                        Some(s) if (200..=599).contains(&s) => s,
+                        Some(s) => {
+                            log::warn!(
+                                "message.status.code {s} is not a final status; kept {status}"
+                            );
+                            status
+                        }
+                        None => status,
+                    };
+                    // A reason the flow set goes out only if it is a valid reason phrase.
+                    let phrase = |r: &str| {
+                        r.bytes()
+                            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+                    };
                     let reason = match vars.get("message.status.reason") {
-                        Some(r) if status == resp.status() => r.into_owned(),
+                        Some(r) if status == resp.status() && phrase(&r) => r.into_owned(),
                         _ => reason(status).to_string(),
                     };
                     // The body is relayed as the backend framed it, whatever the flow set.
