@@ -232,17 +232,6 @@ impl<'a> Setup<'a> {
     }
 }
 
-/// The HTTP backend, or `None` (with a notice) when this machine has no Python 3.
-fn http_backend() -> Option<PyHttpEcho> {
-    match python() {
-        Some(py) => Some(PyHttpEcho::start(&py)),
-        None => {
-            skip_note("no Python 3: the invoke tests need tests/peers/http_echo.py");
-            None
-        }
-    }
-}
-
 fn connect(gw: &Gateway) -> RawConn {
     RawConn::connect(gw.addr("plain")).expect("connect to the gateway")
 }
@@ -333,7 +322,7 @@ fn log_tail(gw: &Gateway) -> String {
 
 #[test]
 fn get_is_proxied_with_headers_and_query_filtered_and_proxy_headers_added() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -417,7 +406,7 @@ fn get_is_proxied_with_headers_and_query_filtered_and_proxy_headers_added() {
 
 #[test]
 fn post_put_delete_patch_keep_their_method_and_body_on_one_connection() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -461,7 +450,7 @@ fn post_put_delete_patch_keep_their_method_and_body_on_one_connection() {
 
 #[test]
 fn backend_status_is_relayed_and_head_204_304_have_no_body() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -530,7 +519,7 @@ fn backend_status_is_relayed_and_head_204_304_have_no_body() {
 
 #[test]
 fn verb_override_and_basic_credentials() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let fields: &[(&str, &str)] = &[
@@ -565,7 +554,7 @@ fn verb_override_and_basic_credentials() {
 
 #[test]
 fn target_url_is_used_as_written_and_header_control_allowlist_filters() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     // No $(request.path): the client's path below the base path is not appended; no
@@ -613,7 +602,7 @@ fn target_url_is_used_as_written_and_header_control_allowlist_filters() {
 
 #[test]
 fn chunked_upload_is_forwarded_chunked() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -655,7 +644,7 @@ fn chunked_upload_is_forwarded_chunked() {
 
 #[test]
 fn hundred_calls_on_one_connection_count_against_the_plan_then_429_and_close() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let mut setup = Setup::new(&backend.url());
@@ -692,7 +681,7 @@ fn hundred_calls_on_one_connection_count_against_the_plan_then_429_and_close() {
 
 #[test]
 fn every_call_on_a_connection_runs_the_preflow_again() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -712,7 +701,7 @@ fn every_call_on_a_connection_runs_the_preflow_again() {
 
 #[test]
 fn rate_limit_before_invoke_refuses_the_fourth_call_with_429() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let mut setup = Setup::new(&backend.url());
@@ -750,7 +739,7 @@ fn rate_limit_before_invoke_refuses_the_fourth_call_with_429() {
 /// connection reaches the backend, and the smuggled one never did. With `head_refused`, the
 /// backend must not have seen any request before the valid one.
 fn expect_smuggling_refused(bytes: &str, head_refused: bool) {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_c, gw) = Setup::new(&backend.url()).start();
@@ -871,7 +860,7 @@ fn backend_that_never_answers_is_504_after_the_invoke_timeout() {
 
 #[test]
 fn the_same_path_upgrades_websockets_and_invokes_plain_calls() {
-    let Some(http) = http_backend() else {
+    let Some(http) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let ws_backend = EchoBackend::start();

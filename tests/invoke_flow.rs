@@ -195,16 +195,6 @@ fn start(backend: &PyHttpEcho, invoke: &[(&str, &str)]) -> (TempConf, Gateway) {
     (conf, gw)
 }
 
-fn http_backend() -> Option<PyHttpEcho> {
-    match python() {
-        Some(py) => Some(PyHttpEcho::start(&py)),
-        None => {
-            skip_note("no Python 3: the invoke tests need tests/peers/http_echo.py");
-            None
-        }
-    }
-}
-
 fn get(c: &mut RawConn, target: &str, extra: &str) -> HttpResponse {
     let head = format!(
         "GET {target} HTTP/1.1\r\nHost: {HOST}\r\nX-IBM-Client-Id: {CLIENT}\r\n{extra}\r\n"
@@ -231,7 +221,7 @@ fn all<'r>(r: &'r HttpResponse, name: &str) -> Vec<&'r str> {
 
 #[test]
 fn policies_after_the_invoke_read_and_change_the_backends_answer() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);
@@ -272,7 +262,7 @@ fn policies_after_the_invoke_read_and_change_the_backends_answer() {
 
 #[test]
 fn a_throw_after_the_invoke_replaces_the_answer_and_catch_and_finally_see_it() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);
@@ -321,7 +311,7 @@ fn call(c: &mut RawConn, method: &str, target: &str, body: Option<&[u8]>) -> Htt
 
 #[test]
 fn redirects_are_followed_when_asked_to_and_bounded() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[("follow-redirects", "true")]);
@@ -390,7 +380,7 @@ fn redirects_are_followed_when_asked_to_and_bounded() {
 
 #[test]
 fn redirects_go_to_the_client_without_follow_redirects() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);
@@ -425,7 +415,7 @@ fn ports_of_calls(
 
 #[test]
 fn backend_connections_carry_later_calls_from_any_client() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);
@@ -449,7 +439,7 @@ fn backend_connections_carry_later_calls_from_any_client() {
 
 #[test]
 fn persistent_connection_false_uses_a_connection_per_call() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[("persistent-connection", "false")]);
@@ -465,7 +455,7 @@ fn persistent_connection_false_uses_a_connection_per_call() {
 
 #[test]
 fn a_backend_that_closes_or_refuses_keep_alive_gets_a_new_connection() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);
@@ -498,7 +488,7 @@ fn a_backend_that_closes_or_refuses_keep_alive_gets_a_new_connection() {
 
 #[test]
 fn a_kept_connection_that_fails_before_answering_is_retried_only_when_safe() {
-    let Some(backend) = http_backend() else {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
         return;
     };
     let (_conf, gw) = start(&backend, &[]);

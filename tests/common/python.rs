@@ -181,6 +181,17 @@ pub struct PyHttpEcho {
 }
 
 impl PyHttpEcho {
+    /// The backend, or `None` (with a notice) when this machine has no Python 3.
+    pub fn start_or_skip() -> Option<PyHttpEcho> {
+        match python() {
+            Some(py) => Some(PyHttpEcho::start(&py)),
+            None => {
+                super::skip_note("no Python 3: the invoke tests need tests/peers/http_echo.py");
+                None
+            }
+        }
+    }
+
     pub fn start(python: &PathBuf) -> PyHttpEcho {
         let mut cmd = Command::new(python);
         cmd.arg(peers_dir().join("http_echo.py"))
