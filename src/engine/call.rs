@@ -532,17 +532,10 @@ impl Gateway {
         call.request_broken = false;
         hs.written = 0;
         hs.attempt = 0;
-        if let Some(mut b) = c.backend.take() {
-            let _ = self.poll.registry().deregister(&mut b);
+        self.drop_backend(key);
+        if let Some(c) = self.conns.get_mut(key) {
+            c.phase = Phase::Resolving;
         }
-        c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
-        if let Some(id) = c.down.buf.take() {
-            self.pool.give(id);
-        }
-        c.down.head = 0;
-        c.down.out = 0;
-        c.down.end = 0;
-        c.phase = Phase::Resolving;
         self.start_connect(key);
         true
     }

@@ -379,6 +379,16 @@ impl Gateway {
         hs.target = target;
         hs.redirects += 1;
         hs.attempt = 0;
+        self.drop_backend(key);
+        true
+    }
+
+    /// Closes the backend connection and forgets what it sent, so that the exchange can start
+    /// again on another (a redirect, a retry).
+    pub(super) fn drop_backend(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if let Some(mut b) = c.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
         }
@@ -389,7 +399,6 @@ impl Gateway {
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
-        true
     }
 
     /// Relays a backend's non-101 answer (head and a bounded body) to the client, then closes.
