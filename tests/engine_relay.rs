@@ -161,6 +161,52 @@ fn backend_initiated_close_reaches_client() {
     assert_eq!(closed.code(), Some(4002));
 }
 
+/// Messages and the end of the stream arriving together: the gateway must relay every message
+/// and still notice the end, though no further readiness event will report it.
+#[test]
+fn client_messages_followed_at_once_by_its_fin_all_reach_the_backend() {
+    let backend = EchoBackend::start();
+    let (_conf, gw) = open_gateway(&backend);
+    let mut raw = RawConn::connect(gw.addr("plain")).expect("connect");
+    raw.send(upgrade_request("gw", BASE, &[]).as_bytes())
+        .expect("upgrade request");
+    assert_eq!(raw.read_head().expect("answer").status, 101);
+    let mut burst = Vec::new();
+    for i in 0..5 {
+        let text = format!("message {i}");
+        burst.extend(client::encode_frame(
+            true,
+            1,
+            text.as_bytes(),
+            Some([1, 2, 3, 4]),
+        ));
+    }
+    raw.send(&burst).expect("messages");
+    raw.stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("FIN");
+    assert!(
+        backend.wait_until(DEADLINE, |s| !s.closes.is_empty()),
+        "the backend never learned that the client left"
+    );
+    assert_eq!(backend.messages(), 5, "every message reached the backend");
+    let closes = backend.closes();
+    assert_eq!(closes[0].1.as_ref().map(|c| c.0), Some(1001));
+}
+
+#[test]
+fn backend_messages_followed_at_once_by_its_fin_all_reach_the_client() {
+    let backend = EchoBackend::start_with(Mode::SendThenFin(5));
+    let (_conf, gw) = open_gateway(&backend);
+    let (mut ws, _) = ws_connect(&gw.url(BASE), &[]).expect("upgrade");
+    let closed = read_until_closed(&mut ws);
+    let want: Vec<Message> = (0..5)
+        .map(|i| Message::text(format!("message {i}")))
+        .collect();
+    assert_eq!(closed.messages, want, "every message reached the client");
+    assert_eq!(closed.code(), Some(1001), "then the backend's departure");
+}
+
 #[test]
 fn python_websockets_both_ends_through_the_gateway() {
     let Some(py) = python() else {

@@ -91,7 +91,7 @@ impl Gateway {
                 return Round::Ended;
             };
             match write_out(&mut self.pool, &mut c.up, b) {
-                Io::Progress => moved = true,
+                Io::Progress | Io::Drained => moved = true,
                 Io::Blocked => c.flags &= !flag::BACKEND_WRITABLE,
                 Io::Eof | Io::Error(_) | Io::Full => {
                     // The backend no longer takes the body; its answer may still come, but
@@ -104,6 +104,10 @@ impl Gateway {
         if !call.request.done() && !call.request_broken && (c.flags & flag::CLIENT_READABLE != 0) {
             match read_once(&mut self.pool, &mut c.up, &mut c.client) {
                 Io::Progress => moved = true,
+                Io::Drained => {
+                    moved = true;
+                    flag::drained(&mut c.flags, flag::CLIENT_READABLE);
+                }
                 Io::Blocked => c.flags &= !flag::CLIENT_READABLE,
                 // Full: the backend has not taken what is buffered yet.
                 Io::Full => {}
@@ -138,6 +142,10 @@ impl Gateway {
             };
             match read_leaving(&mut self.pool, &mut c.down, b, reserve) {
                 Io::Progress => moved = true,
+                Io::Drained => {
+                    moved = true;
+                    flag::drained(&mut c.flags, flag::BACKEND_READABLE);
+                }
                 Io::Blocked => c.flags &= !flag::BACKEND_READABLE,
                 Io::Full if call.response.is_none() => {
                     log::warn!("backend answer head too large");

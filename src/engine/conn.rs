@@ -66,6 +66,18 @@ pub mod flag {
     pub const TLS_READY: u16 = 1 << 13;
     /// The current request asks for a WebSocket upgrade that is not decided yet (metrics).
     pub const UPGRADE_ASKED: u16 = 1 << 14;
+    /// A socket of this connection reported a hang-up or an error. From then on a short read
+    /// is not taken as "drained": the end of the stream may be waiting behind the data, and
+    /// edge-triggered readiness will not report it again.
+    pub const HUP_SEEN: u16 = 1 << 15;
+
+    /// A read came back short: the socket had nothing more, so there is no point reading it
+    /// again before its next readiness event (which saves a read that would only block).
+    pub fn drained(flags: &mut u16, readable: u16) {
+        if *flags & HUP_SEEN == 0 {
+            *flags &= !readable;
+        }
+    }
 }
 
 /// Bytes travelling in one direction, with the decoder that watches them.

@@ -126,7 +126,10 @@ impl Gateway {
                     Io::Blocked => c.clear(flag::CLIENT_READABLE),
                     Io::Full => {}
                     Io::Eof | Io::Error(_) => return self.finish(key),
-                    Io::Progress => {
+                    io @ (Io::Progress | Io::Drained) => {
+                        if matches!(io, Io::Drained) {
+                            flag::drained(&mut c.flags, flag::CLIENT_READABLE);
+                        }
                         progress = true;
                         let mut verdict = Echoed::default();
                         echo_frames(&mut self.pool, &mut c.up, &mut verdict);

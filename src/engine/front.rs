@@ -32,6 +32,8 @@ impl Gateway {
                     Ok(Some((head, used))) => {
                         c.up.head += used as u32;
                         c.up.out = c.up.head;
+                        // A head read to its last byte leaves no reason to keep the buffer.
+                        super::relay::release_if_empty(&mut self.pool, &mut c.up);
                         self.on_request(key, head);
                         return;
                     }
@@ -78,6 +80,7 @@ impl Gateway {
                     return;
                 }
                 Io::Progress => {}
+                Io::Drained => flag::drained(&mut c.flags, flag::CLIENT_READABLE),
             }
         }
     }

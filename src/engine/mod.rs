@@ -339,6 +339,9 @@ impl Gateway {
                 }
             }
         }
+        if ev.is_read_closed() || ev.is_error() {
+            c.set(HUP_SEEN);
+        }
         let vanished = !backend && (ev.is_read_closed() || ev.is_error());
         self.drive(key, vanished);
     }

@@ -16,6 +16,9 @@ use std::io::{self, Read, Write};
 
 pub(super) enum Io {
     Progress,
+    /// Read something, and less than there was room for: a plain socket had nothing more
+    /// at that moment (see `Conn::drained`).
+    Drained,
     Blocked,
     /// The buffer has no free space left.
     Full,
@@ -51,6 +54,7 @@ pub(super) fn read_leaving(
     if flow.end as usize >= cap {
         return Io::Full;
     }
+    let room = cap - flow.end as usize;
     loop {
         match src.read(&mut buf[flow.end as usize..cap]) {
             Ok(0) => {
@@ -59,7 +63,12 @@ pub(super) fn read_leaving(
             }
             Ok(n) => {
                 flow.end += n as u32;
-                return Io::Progress;
+                // A TLS stream may hold decrypted bytes beyond what one read returns.
+                return if n < room && !src.is_tls() {
+                    Io::Drained
+                } else {
+                    Io::Progress
+                };
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 release_if_empty(pool, flow);
@@ -396,7 +405,7 @@ impl Gateway {
         if flow.pending_out() && c.flags & dst_writable != 0 {
             match write_out(&mut self.pool, flow, dst) {
                 Io::Blocked => c.flags &= !dst_writable,
-                Io::Progress | Io::Full => moved = true,
+                Io::Progress | Io::Drained | Io::Full => moved = true,
                 Io::Eof | Io::Error(_) => {
                     // The destination is gone; what was meant for it is dropped.
                     c.flags |= dst_eof;
@@ -424,6 +433,10 @@ impl Gateway {
                     moved = true;
                 }
                 Io::Progress => moved = true,
+                Io::Drained => {
+                    moved = true;
+                    flag::drained(&mut c.flags, src_readable);
+                }
             }
         }
         // Decode what is new, and what came along with the handshake before it.

@@ -232,6 +232,7 @@ impl Gateway {
                     return self.respond(key, 502, "Invalid response from backend", &[]);
                 }
                 Io::Progress => {}
+                Io::Drained => flag::drained(&mut c.flags, flag::BACKEND_READABLE),
             }
             let Some(id) = c.down.buf else { return };
             let (start, end) = (c.down.head as usize, c.down.end as usize);
@@ -437,7 +438,10 @@ impl Gateway {
                     c.clear(flag::BACKEND_READABLE);
                     return;
                 }
-                Io::Progress => {
+                io @ (Io::Progress | Io::Drained) => {
+                    if matches!(io, Io::Drained) {
+                        flag::drained(&mut c.flags, flag::BACKEND_READABLE);
+                    }
                     let got = (c.down.end - before) as u64;
                     super::activity::count_out(&mut c.activity, got as usize);
                     hs.refused_left = hs.refused_left.saturating_sub(got);

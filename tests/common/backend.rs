@@ -38,6 +38,10 @@ pub enum Mode {
     /// Upgrade, echo the first data message, then close with this code and reason
     /// `backend closes`, and wait for the close reply.
     CloseAfterFirst(u16),
+    /// Upgrade, write this many text messages (`message 0`, `message 1`, ...) and the end of
+    /// the stream (FIN) right after them, without a close frame; then read until the peer
+    /// closes.
+    SendThenFin(u32),
 }
 
 pub const REJECT_BODY: &str = "rejected by the test backend";
@@ -546,6 +550,9 @@ fn serve(
         }
     };
     state.update(|s| s.upgraded += 1);
+    if let Mode::SendThenFin(n) = mode {
+        return send_then_fin(&mut ws, n);
+    }
     if let Mode::Flood { size, count } = mode
         && let Err(e) = flood(&mut ws, size, count, state)
     {
@@ -557,6 +564,20 @@ fn serve(
         _ => None,
     };
     echo(id, &mut ws, close_after_first, state);
+}
+
+fn send_then_fin(ws: &mut WebSocket<HeadTap>, n: u32) {
+    for i in 0..n {
+        if ws.write(Message::text(format!("message {i}"))).is_err() {
+            return;
+        }
+    }
+    // One flush, so the messages and the FIN leave back to back.
+    let _ = ws.flush();
+    let tcp = ws.get_ref().inner.tcp();
+    let _ = tcp.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!((&*tcp).read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// The server side of a TLS handshake, recorded in `state.tls` whether it completes or not.
