@@ -132,7 +132,7 @@ EOF
 
 start_gateway() { # series name -> sets GW_PID, PLAIN_ADDR, TLS_ADDR (empty without TLS), ADMIN
     local err=$TMP/gateway-$1.err
-    "$WSGATE" --config "$TMP/gateway.yaml" 2>"$err" &
+    "$WSGATE" --config "$TMP/gateway.yaml" >"$TMP/gateway-$1.activity" 2>"$err" &
     GW_PID=$!; PIDS+=("$GW_PID")
     # The admin listener is announced after the API listeners.
     ADMIN=$(wait_addr "$err" admin "$GW_PID")

@@ -145,7 +145,7 @@ for d in "$ON" "$OFF"; do
 done
 
 start_gateway() { # dir -> sets GW_PID, GW_ADDR
-    "$WSGATE" --config "$1/gateway.yaml" 2>"$1/stderr" &
+    "$WSGATE" --config "$1/gateway.yaml" >"$1/activity.log" 2>"$1/stderr" &
     GW_PID=$!; PIDS+=("$GW_PID")
     GW_ADDR=$(wait_addr "$1/stderr" plain "$GW_PID")
 }

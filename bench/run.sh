@@ -228,7 +228,7 @@ start_proxy() {
     case $kind in
         wsgate-*)
             local c=${kind#wsgate-}
-            "$WSGATE" --config "$TMP/wsgate-$c/gateway.yaml" 2>"$dir/stderr" &
+            "$WSGATE" --config "$TMP/wsgate-$c/gateway.yaml" >"$dir/activity.log" 2>"$dir/stderr" &
             P_PID=$!; PIDS+=("$P_PID"); P_STOP=$P_PID
             wait_addr "$dir/stderr" admin "$P_PID" >/dev/null
             plain=$(grep -oE "listening on [^ ]+ \(plain\)" "$dir/stderr" | head -1 | cut -d' ' -f3)
