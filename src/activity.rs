@@ -55,12 +55,14 @@ pub struct Record {
     txn_len: u8,
     /// The status of the answer the client got (0: none yet).
     pub status: u16,
-    wall: SystemTime,
+    /// When the request came, in milliseconds since the Unix epoch (what the log shows).
+    wall_ms: u64,
     started: Instant,
-    /// From the request to the answer's head.
-    latency: Option<Duration>,
+    /// From the request to the answer's head, in microseconds (`NO_LATENCY`: no answer yet).
+    /// A record lives as long as its WebSocket, so its fields are kept narrow.
+    latency_us: u32,
     /// `METHOD path` (without the query, which may carry credentials).
-    request: String,
+    request: Box<str>,
     /// Bytes from the client, bytes to the client.
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -82,6 +84,9 @@ const SECRET_HEADERS: &[&str] = &[
     "cookie",
     "set-cookie",
 ];
+
+/// `Record::latency_us` before the answer's head.
+const NO_LATENCY: u32 = u32::MAX;
 
 impl Record {
     /// Starts the record of a request routed to `api`, whose head (`raw().len()` bytes) has
@@ -121,10 +126,12 @@ impl Record {
             txn: [0; 24],
             txn_len: 0,
             status: 0,
-            wall: SystemTime::now(),
+            wall_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             started: now,
-            latency: None,
-            request,
+            latency_us: NO_LATENCY,
+            request: request.into_boxed_str(),
             bytes_in: head.raw().len() as u64,
             bytes_out: 0,
             messages_in: 0,
@@ -159,7 +166,8 @@ impl Record {
         }
         self.status = resp.status();
         self.websocket = self.status == 101;
-        self.latency = Some(now.saturating_duration_since(self.started));
+        let us = now.saturating_duration_since(self.started).as_micros();
+        self.latency_us = us.min(u128::from(NO_LATENCY - 1)) as u32;
         if let Some(txn) = resp.header("x-global-transaction-id") {
             self.set_txn(txn);
         }
@@ -211,7 +219,10 @@ impl Record {
         let content = self.content(model);
         let (method, path) = self.request.split_once(' ').unwrap_or(("", ""));
         out.extend_from_slice(b"{\"timestamp\":\"");
-        rfc3339(out, self.wall);
+        rfc3339(
+            out,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(self.wall_ms),
+        );
         out.extend_from_slice(b"\",\"transaction_id\":");
         json_str(
             out,
@@ -240,9 +251,9 @@ impl Record {
             let _ = write!(out, "{}", self.status);
         }
         out.extend_from_slice(b",\"latency_ms\":");
-        match self.latency {
-            Some(d) => millis(out, d),
-            None => out.extend_from_slice(b"null"),
+        match self.latency_us {
+            NO_LATENCY => out.extend_from_slice(b"null"),
+            us => millis(out, Duration::from_micros(u64::from(us))),
         }
         out.extend_from_slice(b",\"duration_ms\":");
         millis(out, now.saturating_duration_since(self.started));

@@ -223,7 +223,8 @@ pub struct MessageLimit {
 #[derive(Debug, Default)]
 pub struct ConnLimits {
     pub held: Held,
-    pub messages: Vec<MessageLimit>,
+    /// Exactly as many as the connection has (a growing vector would keep room for more).
+    pub messages: Box<[MessageLimit]>,
     /// Retired limit definitions (from before a reload) that the slots above name, pinned in
     /// the counters until the transaction ends.
     pub retired: Vec<crate::model::LimitIdx>,
@@ -292,5 +293,10 @@ mod tests {
             std::mem::size_of::<crate::activity::Record>(),
         );
         assert!(conn <= 256, "Conn grew to {conn} bytes");
+        // Both live as long as a WebSocket that has limits or logs activity.
+        let limits = std::mem::size_of::<ConnLimits>();
+        assert!(limits <= 112, "ConnLimits grew to {limits} bytes");
+        let record = std::mem::size_of::<crate::activity::Record>();
+        assert!(record <= 152, "the activity Record grew to {record} bytes");
     }
 }

@@ -245,7 +245,7 @@ impl Gateway {
         let limits = (!held.is_empty() || !messages.is_empty()).then(|| {
             Box::new(ConnLimits {
                 held,
-                messages,
+                messages: messages.into_boxed_slice(),
                 retired: Vec::new(),
             })
         });
