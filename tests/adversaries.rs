@@ -166,12 +166,17 @@ fn five_thousand_slowloris_clients_do_not_stop_a_normal_client_and_get_408() {
 /// base measured before plus n × (buffer bound + 2 KiB), and another client's echo goes on.
 fn slow_readers(n: usize) {
     const BOUND: u64 = 64 * 1024;
+    // The kernel's buffers of each gateway socket (the kernel doubles the value it is given).
+    const SOCKET_BUFFER: u64 = 256 * 1024;
     let backend = EchoBackend::start();
     // Fixed kernel buffers on the test's side: an autotuned loopback socket parks megabytes,
     // and a thousand of them would weigh on the whole machine.
     backend.set_send_buffer(16 * 1024);
     let (_c, gw) = start_seed(
-        |y| y.bound("buffer-bound", "64KiB"),
+        |y| {
+            y.bound("buffer-bound", "64KiB")
+                .bound("socket-buffer", "256KiB")
+        },
         n as u64 + 10,
         &[],
         &backend.target_url(),
@@ -220,6 +225,13 @@ fn slow_readers(n: usize) {
     let rss = gw.rss_kib();
     let kernel = load::kernel_tcp_kib();
     let per_conn = (rss.saturating_sub(rss_base)) * 1024 / n as u64;
+    // The gateway's sockets: those it accepted on its listener, and those to the backend.
+    let (gw_port, backend_port) = (addr.port(), backend.addr().port());
+    let gateway_sockets: Vec<load::SocketMemory> = load::socket_memory(&[gw_port, backend_port])
+        .into_iter()
+        .filter(|s| s.local_port == gw_port || s.remote_port == backend_port)
+        .collect();
+    let in_kernel: u64 = gateway_sockets.iter().map(|s| s.received + s.queued).sum();
     let bound_kib = rss_base + n as u64 * (BOUND + 2048) / 1024;
     println!(
         "{n} slow readers, every flood blocked after {held:?}: backend sent {} messages of 16 KiB so far",
@@ -244,6 +256,23 @@ fn slow_readers(n: usize) {
         ms(percentile(&during, 50)),
         ms(percentile(&during, 99))
     );
+    println!(
+        "gateway's {} sockets: {in_kernel} bytes queued in the kernel, {} per slow reader (socket-buffer {SOCKET_BUFFER}: at most {} per socket)",
+        gateway_sockets.len(),
+        in_kernel / n as u64,
+        2 * SOCKET_BUFFER
+    );
+    assert!(
+        gateway_sockets.len() >= 2 * n,
+        "ss showed {} gateway sockets for {n} slow readers",
+        gateway_sockets.len()
+    );
+    for s in &gateway_sockets {
+        assert!(
+            s.receive_limit <= 2 * SOCKET_BUFFER && s.send_limit <= 2 * SOCKET_BUFFER,
+            "a gateway socket's kernel buffers are not capped: {s:?}"
+        );
+    }
     assert!(get("max_buffered_per_connection") <= BOUND);
     assert!(
         get("buffers_in_use") <= n as u64 + 1,

@@ -221,6 +221,17 @@ fn bad_over_limit_action() {
 }
 
 #[test]
+fn socket_buffer_below_what_the_kernel_takes() {
+    only_error(
+        "small-socket-buffer",
+        "gateway.yaml",
+        8,
+        "bounds.socket-buffer",
+        &["0 (the kernel's autotuning) or at least 4KiB"],
+    );
+}
+
+#[test]
 fn bare_integer_in_a_rate() {
     only_error(
         "bare-rate",

@@ -183,6 +183,9 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
     })
 }
 
+/// Below this the kernel would raise the value anyway.
+const SOCKET_BUFFER_MIN: u64 = 4096;
+
 fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     let mut b = Bounds::default();
     n.known(
@@ -195,6 +198,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             "close-grace",
             "shutdown-grace",
             "buffer-bound",
+            "socket-buffer",
             "over-limit",
         ],
         false,
@@ -256,6 +260,18 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
                 ),
             );
             b.buffer_bound = min;
+        }
+    }
+    if let Some(s) = size("socket-buffer", 0, d) {
+        if s != 0 && s < SOCKET_BUFFER_MIN {
+            if let Some(v) = n.get("socket-buffer") {
+                d.error(
+                    &v,
+                    "socket-buffer must be 0 (the kernel's autotuning) or at least 4KiB",
+                );
+            }
+        } else {
+            b.socket_buffer = usize::try_from(s.min(i32::MAX as u64 / 2)).unwrap_or(0);
         }
     }
     if let Some(t) = duration("idle-timeout", false, d) {

@@ -292,11 +292,15 @@ pub fn summary(m: &Model) -> String {
     let _ = writeln!(
         out,
         "bounds: max-connections {}, max-message-size {} bytes, buffer-bound {} bytes, \
-         idle-timeout {}, header-timeout {}, handshake-timeout {}, close-grace {}, \
+         socket-buffer {}, idle-timeout {}, header-timeout {}, handshake-timeout {}, close-grace {}, \
          shutdown-grace {}, over-limit {}",
         b.max_connections,
         b.max_message_size,
         b.buffer_bound,
+        match b.socket_buffer {
+            0 => "kernel autotuning".to_string(),
+            n => format!("{n} bytes"),
+        },
         secs(b.idle_timeout),
         secs(b.header_timeout),
         secs(b.handshake_timeout),

@@ -106,6 +106,9 @@ impl Gateway {
                 Kind::Admin => flags |= flag::ADMIN,
             }
             let _ = tcp.set_nodelay(true);
+            if matches!(l.kind, Kind::Proxy { .. }) {
+                super::stream::cap_kernel_buffers(&tcp, self.model.settings.bounds.socket_buffer);
+            }
             let mut stream = match &l.tls {
                 None => Stream::plain(tcp),
                 Some(config) => match Stream::server(tcp, config) {

@@ -114,6 +114,31 @@ const RECORD: usize = 16 * 1024;
 /// Plaintext held while the handshake runs (a backend's upgrade request is well below it).
 const EARLY_MAX: usize = 64 * 1024;
 
+/// Caps the kernel's send and receive buffers of a proxied socket at `bytes` each (0 leaves
+/// them to autotuning). When the gateway pauses a direction for a slow destination, the
+/// socket it stops reading keeps taking bytes up to its receive buffer, which the kernel may
+/// have grown to `net.ipv4.tcp_rmem`'s maximum (32 MiB on some hosts) while traffic flowed;
+/// the cap bounds what queues behind a pause. Best effort: a refusal changes nothing else.
+pub fn cap_kernel_buffers(tcp: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    if bytes == 0 {
+        return;
+    }
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: a valid descriptor, and a c_int value of the size given.
+        unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
+
 impl Stream {
     pub fn plain(tcp: TcpStream) -> Stream {
         Stream { tcp, tls: None }

@@ -100,6 +100,7 @@ impl Gateway {
             }
         };
         let _ = tcp.set_nodelay(true);
+        super::stream::cap_kernel_buffers(&tcp, c.model.settings.bounds.socket_buffer);
         let mut stream = if hs.target.tls() {
             let (config, insecure) = backend_tls(&c.model, hs.tls_profile);
             if insecure {

@@ -129,6 +129,10 @@ pub struct Bounds {
     pub shutdown_grace: Duration,
     /// Bytes buffered per direction of one connection before its source is paused.
     pub buffer_bound: usize,
+    /// The kernel's send and receive buffers of each proxied socket (`SO_SNDBUF`,
+    /// `SO_RCVBUF`); 0 leaves them to the kernel's autotuning. Without a cap, a paused
+    /// direction lets the kernel queue megabytes behind it.
+    pub socket_buffer: usize,
     pub over_limit: OverLimitAction,
 }
 
@@ -143,6 +147,7 @@ impl Default for Bounds {
             close_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             buffer_bound: 64 * 1024,
+            socket_buffer: 256 * 1024,
             over_limit: OverLimitAction::Close,
         }
     }

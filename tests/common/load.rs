@@ -131,6 +131,70 @@ pub fn reset(s: TcpStream) {
 
 /// The kernel's memory for TCP sockets, machine-wide, in KiB (`mem` of /proc/net/sockstat,
 /// in pages). Other programs' sockets count too: a figure to print, not to assert on.
+/// One socket's kernel memory as `ss -m` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketMemory {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// Bytes received and not read yet (`r`), and the receive buffer's limit (`rb`).
+    pub received: u64,
+    pub receive_limit: u64,
+    /// Bytes queued to send (`w`), and the send buffer's limit (`tb`).
+    pub queued: u64,
+    pub send_limit: u64,
+}
+
+/// The established TCP sockets on loopback whose local or remote port is one of `ports`, with
+/// their kernel memory, from `ss -tmn` (iproute2). Machine-wide figures would also count the
+/// sockets of tests running beside this one; these are exactly the sockets asked for.
+pub fn socket_memory(ports: &[u16]) -> Vec<SocketMemory> {
+    let out = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established"])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let port = |addr: &str| addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    let mut found = Vec::new();
+    let mut current: Option<(u16, u16)> = None;
+    for line in text.lines() {
+        if let Some(at) = line.find("skmem:(") {
+            let Some((local_port, remote_port)) = current.take() else {
+                continue;
+            };
+            let inner = &line[at + 7..];
+            let inner = &inner[..inner.find(')').unwrap_or(inner.len())];
+            let field = |name: &str| {
+                inner
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            found.push(SocketMemory {
+                local_port,
+                remote_port,
+                received: field("r"),
+                receive_limit: field("rb"),
+                queued: field("w"),
+                send_limit: field("tb"),
+            });
+            continue;
+        }
+        // "Recv-Q Send-Q Local:Port Peer:Port" (the state column is left out with a state filter).
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        current = match cols.as_slice() {
+            [_, _, local, peer, ..] => port(local).zip(port(peer)),
+            _ => None,
+        };
+        if let Some((l, r)) = current
+            && !ports.contains(&l)
+            && !ports.contains(&r)
+        {
+            current = None;
+        }
+    }
+    found
+}
+
 pub fn kernel_tcp_kib() -> u64 {
     let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
     let pages: u64 = text
