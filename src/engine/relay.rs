@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 pub(super) enum Io {
     Progress,
     /// Read something, and less than there was room for: a plain socket had nothing more
-    /// at that moment (see `Conn::drained`).
+    /// at that moment (see `flag::drained`).
     Drained,
     Blocked,
     /// The buffer has no free space left.
