@@ -163,7 +163,8 @@ fn five_thousand_slowloris_clients_do_not_stop_a_normal_client_and_get_408() {
 
 /// `n` clients upgrade and then read nothing while their backends flood 16 KiB messages: the
 /// gateway holds at most one buffer (the buffer bound) per connection, its RSS stays within the
-/// base measured before plus n × (buffer bound + 2 KiB), and another client's echo goes on.
+/// base measured before plus n × (buffer bound + 2 KiB), the kernel buffers of its sockets stay
+/// within `socket-buffer`, and another client's echo goes on.
 fn slow_readers(n: usize) {
     const BOUND: u64 = 64 * 1024;
     // The kernel's buffers of each gateway socket (the kernel doubles the value it is given).
@@ -295,11 +296,11 @@ fn a_hundred_slow_readers_hold_one_buffer_each_and_others_still_echo() {
     slow_readers(100);
 }
 
-/// The kernel's side of this is not bounded by the gateway: each slow reader's gateway socket
-/// autotunes its send buffer, and a thousand of them drive the machine's TCP memory to its
-/// limit (`net.ipv4.tcp_mem`) for a few seconds. Hence not in CI.
+/// With `socket-buffer` each slow reader's gateway sockets hold at most about 1 MiB in the
+/// kernel, but a thousand of them still take about 1 GB of the machine's TCP memory for a few
+/// seconds. Hence not in CI.
 #[test]
-#[ignore = "drives the machine's TCP memory to its limit; run with --ignored"]
+#[ignore = "1,000 slow readers hold about 1 GB of kernel TCP memory; run with --ignored"]
 fn a_thousand_slow_readers_hold_one_buffer_each_and_others_still_echo() {
     slow_readers(1_000);
 }
