@@ -5,13 +5,13 @@
 //! and an upgrade refused by the count limit. The seed API logs `activity` on success and
 //! `payload` on error; `payload` logs headers and never bodies or frames.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::client::http_request;
-use common::conf::SEED_BASE_PATH;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::http_request;
+use crate::common::conf::SEED_BASE_PATH;
+use crate::common::limits::*;
+use crate::common::*;
 use serde_yaml::Value;
 use tungstenite::Message;
 

@@ -4,17 +4,17 @@
 //! full speed. A well-behaved client keeps being served meanwhile; its echo latency before and
 //! during is printed. Every test prints its bound and what it measured.
 //!
-//! The big variants are `#[ignore]`d: `cargo test --release --test adversaries -- --ignored
+//! The big variants are `#[ignore]`d: `cargo test --release --test integration adversaries:: -- --ignored
 //! --nocapture`.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::client::upgrade_request;
-use common::conf::SEED_BASE_PATH;
-use common::limits::*;
-use common::load::{self, echo_times, percentile, start_seed};
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::upgrade_request;
+use crate::common::conf::SEED_BASE_PATH;
+use crate::common::limits::*;
+use crate::common::load::{self, echo_times, percentile, start_seed};
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;

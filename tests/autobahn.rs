@@ -1,12 +1,12 @@
 //! Autobahn|Testsuite through wsgate compared case by case with the same backend tested
 //! directly (tests/autobahn/run.sh does the work; see its header for the knobs).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::proc::Proc;
+use crate::common::proc::Proc;
 
 #[test]
 fn autobahn_through_wsgate_matches_direct() {

@@ -6,12 +6,12 @@
 //! case takes a count limit and then upgrades (with a message rate limit in each direction),
 //! and whose `otherwise` takes a regular rate limit and then invokes the same target.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use wsgate::config::{Loaded, Overrides, load};
 use wsgate::model::*;
 use wsgate::route::{Route, RouteTable};

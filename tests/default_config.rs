@@ -2,9 +2,9 @@
 //! recipe's WebSocket-and-HTTPS API in its own product, served end to end through the built-in
 //! echo backend, exactly as the README's first tries do it.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use tungstenite::Message;
 
 /// The API and Product files the shipped `conf/gateway.yaml` loads.

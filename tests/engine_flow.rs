@@ -1,9 +1,9 @@
 //! Backpressure, many connections, a backend that dies, and shutdown: what the loop does when
 //! the peers are not polite.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use tungstenite::Message;
 

@@ -1,9 +1,9 @@
 //! Every answer the gateway gives before and during the upgrade, over raw sockets so that each
 //! byte on the wire is under the test's control.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 const BASE: &str = "/hs";

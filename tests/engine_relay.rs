@@ -1,9 +1,9 @@
 //! The relay against an independent peer: tungstenite as client and as backend, through the
 //! real gateway binary over loopback sockets.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};

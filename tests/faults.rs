@@ -2,18 +2,18 @@
 //! hang or answer nonsense, and load beyond the global connection cap. Every test prints the
 //! bound it checks and what it measured; afterwards no count, buffer or descriptor is left.
 //!
-//! The long churn (100,000 connections) is `#[ignore]`d: `cargo test --release --test faults
+//! The long churn (100,000 connections) is `#[ignore]`d: `cargo test --release --test integration faults::
 //! -- --ignored --nocapture`. `WSGATE_LOAD_LOG=debug` makes the gateway log every connection
 //! (hundreds of MB for the long churn) for a failure that needs it.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::client::{encode_frame, upgrade_request};
-use common::conf::SEED_BASE_PATH;
-use common::limits::*;
-use common::load::{self, start_seed};
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::{encode_frame, upgrade_request};
+use crate::common::conf::SEED_BASE_PATH;
+use crate::common::limits::*;
+use crate::common::load::{self, start_seed};
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

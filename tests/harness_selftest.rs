@@ -1,8 +1,8 @@
 //! Proves the test helpers against tungstenite and the Python peer before the gateway uses them.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 use tungstenite::Message;

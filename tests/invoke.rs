@@ -10,13 +10,13 @@
 //! Every gateway runs with the test clock aligned to the start of a minute, so a minute window
 //! cannot roll over in the middle of a test.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 
-use common::admin::*;
-use common::limits::error_body;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::error_body;
+use crate::common::*;
 use tungstenite::Message;
 
 const BASE: &str = "/inv";

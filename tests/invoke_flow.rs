@@ -5,11 +5,11 @@
 //! (`tests/peers/http_echo.py`), which reports the port each request came from, so the test can
 //! tell which requests shared a backend connection.
 
-mod common;
+use crate::common;
 
-use common::admin::log_digest;
-use common::limits::error_body;
-use common::*;
+use crate::common::admin::log_digest;
+use crate::common::limits::error_body;
+use crate::common::*;
 
 const CLIENT: &str = "flow-client-id";
 const HOST: &str = "gw.test";

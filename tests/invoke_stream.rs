@@ -2,9 +2,9 @@
 //! chunked upload pass while the gateway's memory stays within its buffer bound, measured by
 //! its peak resident size against its size before the transfer.
 
-mod common;
+use crate::common;
 
-use common::{DEADLINE, Gateway, TempConf};
+use crate::common::{DEADLINE, Gateway, TempConf};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;

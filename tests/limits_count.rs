@@ -3,11 +3,11 @@
 //! 429 before the backend is contacted, each application has its own count, a closed connection
 //! gives its slot back, and the `is-client: false` form is one shared count answered with 503.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::*;
+use crate::common::*;
 
 fn start(backend: &EchoBackend, product_edits: &[(&str, &str)]) -> (TempConf, Gateway) {
     let conf = TempConf::new();

@@ -3,12 +3,12 @@
 //! all refused with 401 and the API Connect JSON body, before any limit counts and before the
 //! backend is contacted.
 
-mod common;
+use crate::common;
 
-use common::admin::{counts, limits};
-use common::conf::{OPEN_PRODUCT, OPEN_PRODUCT_NAME};
-use common::limits::*;
-use common::*;
+use crate::common::admin::{counts, limits};
+use crate::common::conf::{OPEN_PRODUCT, OPEN_PRODUCT_NAME};
+use crate::common::limits::*;
+use crate::common::*;
 
 const INVALID: &str = "Invalid client id or secret.";
 const SEED_BASE_PATH_SLASH: &str = "/test-yahel-websocket-api/";

@@ -7,11 +7,11 @@
 //! Every gateway here runs with the test clock, aligned to the start of an hour, so a minute
 //! window cannot roll over in the middle of a test, and `POST /clock/advance` opens the next one.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::*;
+use crate::common::*;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};

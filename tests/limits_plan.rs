@@ -7,11 +7,11 @@
 //! gateways run with the test clock aligned to the start of an hour: the hour window cannot roll
 //! over during a test, and `POST /clock/advance` opens the next one.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::*;
+use crate::common::*;
 
 const SOFT_WARNING: &str = "limit default (100/1hour) exceeded";
 

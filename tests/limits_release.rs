@@ -6,14 +6,14 @@
 //! meanwhile, so that a count given back twice would show: the count must come down to exactly 1
 //! and the client must get exactly one more connection.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::backend::REJECT_BODY;
-use common::client::{UPGRADE_ACCEPT, encode_frame, upgrade_request};
-use common::conf::SEED_BASE_PATH;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::backend::REJECT_BODY;
+use crate::common::client::{UPGRADE_ACCEPT, encode_frame, upgrade_request};
+use crate::common::conf::SEED_BASE_PATH;
+use crate::common::limits::*;
+use crate::common::*;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use tungstenite::Message;

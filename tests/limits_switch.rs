@@ -3,11 +3,11 @@
 //! `otherwise` branch. The count limit in front of the switch is given back when the throw's
 //! answer is sent.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::*;
+use crate::common::*;
 use tungstenite::Message;
 
 const BASE: &str = "/switch";

@@ -4,12 +4,12 @@
 //! no duplicate series, counters named `_total`, histogram buckets ascending and cumulative
 //! with `+Inf` equal to `_count`).
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::client::http_request;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::http_request;
+use crate::common::limits::*;
+use crate::common::*;
 use std::collections::{BTreeMap, HashSet};
 use tungstenite::Message;
 

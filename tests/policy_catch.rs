@@ -2,10 +2,10 @@
 //! catches the rest, and an assembly limit's refusal (AssemblyRateLimitError) can be caught,
 //! unlike the plan's own limits.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::*;
 use tungstenite::Message;
 
 const BASE: &str = "/catch";

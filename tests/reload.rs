@@ -6,11 +6,11 @@
 //! Every gateway runs with the test clock aligned to the start of an hour, so no minute window
 //! rolls over during a test.
 
-mod common;
+use crate::common;
 
-use common::admin::*;
-use common::limits::*;
-use common::*;
+use crate::common::admin::*;
+use crate::common::limits::*;
+use crate::common::*;
 use tungstenite::Message;
 
 const OVER: &str = "Rate Limit exceeded";
@@ -420,7 +420,7 @@ fn a_reload_serves_new_applications_at_once_and_leaves_the_listeners_bound() {
 }
 
 /// Figures only: how long a reload takes with many open, limited WebSockets, and that each of
-/// them still echoes after it. `cargo test --release --test reload -- --ignored --nocapture`.
+/// them still echoes after it. `cargo test --release --test integration reload:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn reload_with_thousands_of_open_websockets() {

@@ -8,13 +8,13 @@
 //!   `insecure-skip-verify`, and the 502 of a certificate that does not verify.
 //! - Handshake bounds: garbage and stalled handshakes are closed, and do not slow other clients.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::tls::{self, Leaf, TestCa};
-use common::*;
+use crate::common::tls::{self, Leaf, TestCa};
+use crate::common::*;
 use tungstenite::Message;
 
 const BASE: &str = "/tlsapi";

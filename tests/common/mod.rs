@@ -1,4 +1,4 @@
-//! Shared helpers for wsgate's integration tests: every test binary does `mod common;`.
+//! Shared helpers for wsgate's integration tests: `tests/main.rs` declares it once for every module.
 //!
 //! - `conf`: temp config dirs (`TempConf`, `GatewayYaml`, seed and keyless API files)
 //! - `gateway`: the `wsgate` binary as a child process (`Gateway`, `run_wsgate`)
