@@ -291,3 +291,37 @@ fn secret_files_that_others_can_read_are_logged_at_start() {
     let gw = Gateway::start(gateway_yaml(&quiet, "127.0.0.1:0", Some(&file)), &[]);
     assert!(!gw.log().contains("chmod 600"), "{}", gw.log());
 }
+
+#[test]
+fn private_keys_that_others_can_read_are_logged_at_start() {
+    use crate::common::tls::TestCa;
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let ca = TestCa::new(&conf, "keys");
+    let server = ca.leaf(&conf, "server", &["127.0.0.1"]);
+    let client = ca.leaf(&conf, "client", &["client"]);
+    std::fs::set_permissions(&server.key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&client.key_path, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let path = GatewayYaml::open("ws://127.0.0.1:9/")
+        .tls_listener(&[server.conf()])
+        .tls_profile(
+            "to-backend",
+            Some(&ca.pem_path),
+            Some((&client.cert_path, &client.key_path)),
+        )
+        .write(&conf);
+    let gw = Gateway::start(&path, &[]);
+    let log = gw.log();
+    for (key, mode) in [(&server.key_path, "644"), (&client.key_path, "604")] {
+        let name = key.display().to_string();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(&name) && l.contains(mode)),
+            "no warning naming {name}:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains(&format!("'{}'", ca.pem_path.display())),
+        "{log}"
+    );
+}
