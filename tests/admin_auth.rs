@@ -324,4 +324,25 @@ fn private_keys_that_others_can_read_are_logged_at_start() {
         !log.contains(&format!("'{}'", ca.pem_path.display())),
         "{log}"
     );
+
+    // A key given on the command line is warned about the same way.
+    let out = run_wsgate(&[
+        "check",
+        "--config",
+        path.to_str().unwrap(),
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        server.cert_path.to_str().unwrap(),
+        "--tls-key",
+        server.key_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let name = server.key_path.display().to_string();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("--tls-key") && l.contains(&name) && l.contains("644")),
+        "{out:?}"
+    );
 }
