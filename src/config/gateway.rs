@@ -253,7 +253,7 @@ const SOCKET_BUFFER_MIN: u64 = 4096;
 const MAX_SOCKET_BUFFER: u64 = 1 << 30;
 /// Far above what one loop serves, and it keeps slab keys (timer entries hold them as u32, and
 /// connection tokens are twice the key) well inside their types.
-pub const MAX_CONNECTIONS: usize = 1 << 24;
+const MAX_CONNECTIONS: usize = 1 << 24;
 /// Buffer offsets are u32; a bound this large is a typo long before it is a need.
 const MAX_BUFFER_BOUND: u64 = 1 << 30;
 /// The decoder adds frame lengths in u64; this is far below any overflow and far above any
