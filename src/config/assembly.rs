@@ -592,15 +592,24 @@ fn control(n: &Node, d: &mut Diags) -> Control {
     Control { allow, patterns }
 }
 
+/// The longest a backend may keep a websocket-upgrade or invoke waiting, in seconds (a day, as
+/// DataPower's own limit for a backend timeout).
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 fn timeout(n: &Node, d: &mut Diags) -> Duration {
     match n.get("timeout") {
         None => Duration::from_secs(60),
         Some(t) => match t.u64(d) {
-            Some(0) => {
-                d.error(&t, "timeout must be at least 1 second");
+            Some(s @ 1..=MAX_TIMEOUT_SECS) => Duration::from_secs(s),
+            Some(s) => {
+                d.error(
+                    &t,
+                    format!(
+                        "timeout {s} is out of range: expected 1 to {MAX_TIMEOUT_SECS} seconds"
+                    ),
+                );
                 Duration::from_secs(60)
             }
-            Some(s) => Duration::from_secs(s),
             None => Duration::from_secs(60),
         },
     }
