@@ -28,6 +28,7 @@ mod limits_switch;
 
 // Plain calls through invoke, and the assembly around them.
 mod invoke;
+mod invoke_answers;
 mod invoke_flow;
 mod invoke_stream;
 mod policy_catch;

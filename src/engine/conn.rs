@@ -161,7 +161,10 @@ pub struct Call {
     pub request: Body,
     /// Set once the backend's response head has gone to the client.
     pub response: Option<Body>,
-    /// The client asked with HEAD: the answer has no body whatever its headers say.
+    /// What the client gets of the response body.
+    pub pass: crate::http::answer::Pass,
+    /// The request to the backend is a HEAD (the client's method or the invoke's `verb`): its
+    /// answer has no body whatever its headers say.
     pub head_only: bool,
     /// The client connection takes another request after this one.
     pub keep_alive: bool,

@@ -269,6 +269,7 @@ impl Gateway {
                 let state = Call {
                     request: Body::new(framing),
                     response: None,
+                    pass: Default::default(),
                     head_only: method.eq_ignore_ascii_case("HEAD"),
                     keep_alive,
                     request_broken: false,
