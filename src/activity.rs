@@ -8,7 +8,7 @@
 
 use crate::http::head::{RequestHead, parse_response};
 use crate::model::{ApiIdx, AppIdx, LogContent, Model, PlanIdx};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Who ended a WebSocket connection.
@@ -38,6 +38,15 @@ pub struct Close {
     pub limit: Option<Box<str>>,
 }
 
+/// The request line a record logs, and the client a trusted proxy forwarded it for.
+#[derive(Debug)]
+struct Request {
+    line: String,
+    /// The address `X-Forwarded-For` names when the peer is a trusted proxy; otherwise the
+    /// peer is the client and this is `None`.
+    forwarded_for: Option<IpAddr>,
+}
+
 /// Request and response headers, kept only when the API logs headers.
 #[derive(Debug, Default)]
 struct Headers {
@@ -61,8 +70,8 @@ pub struct Record {
     /// From the request to the answer's head, in microseconds (`NO_LATENCY`: no answer yet).
     /// A record lives as long as its WebSocket, so its fields are kept narrow.
     latency_us: u32,
-    /// `METHOD path` (without the query, which may carry credentials).
-    request: Box<str>,
+    /// `METHOD path` (without the query, which may carry credentials) and who asked.
+    request: Box<Request>,
     /// Bytes from the client, bytes to the client.
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -90,8 +99,15 @@ const NO_LATENCY: u32 = u32::MAX;
 
 impl Record {
     /// Starts the record of a request routed to `api`, whose head (`raw().len()` bytes) has
-    /// just been read. Headers are kept when the API may log them.
-    pub fn new(model: &Model, api: ApiIdx, head: &RequestHead, now: Instant) -> Record {
+    /// just been read. Headers are kept when the API may log them. `forwarded_for` is the
+    /// client a trusted proxy named (see [`crate::http::forwarded::client_address`]).
+    pub fn new(
+        model: &Model,
+        api: ApiIdx,
+        head: &RequestHead,
+        forwarded_for: Option<IpAddr>,
+        now: Instant,
+    ) -> Record {
         let a = &model.apis[api as usize];
         let headers_on = [a.activity_log.success, a.activity_log.error]
             .map(|c| matches!(c, LogContent::Header | LogContent::Payload));
@@ -131,7 +147,10 @@ impl Record {
                 .map_or(0, |d| d.as_millis() as u64),
             started: now,
             latency_us: NO_LATENCY,
-            request: request.into_boxed_str(),
+            request: Box::new(Request {
+                line: request,
+                forwarded_for,
+            }),
             bytes_in: head.raw().len() as u64,
             bytes_out: 0,
             messages_in: 0,
@@ -217,7 +236,7 @@ impl Record {
         use std::io::Write;
         let api = &model.apis[self.api as usize];
         let content = self.content(model);
-        let (method, path) = self.request.split_once(' ').unwrap_or(("", ""));
+        let (method, path) = self.request.line.split_once(' ').unwrap_or(("", ""));
         out.extend_from_slice(b"{\"timestamp\":\"");
         rfc3339(
             out,
@@ -244,7 +263,14 @@ impl Record {
             Some(p) => json_str(out, &p.name),
             None => out.extend_from_slice(b"null"),
         }
-        let _ = write!(out, ",\"client\":\"{peer}\",\"status\":");
+        match self.request.forwarded_for {
+            Some(client) => {
+                let _ = write!(out, ",\"client\":\"{client}\",\"status\":");
+            }
+            None => {
+                let _ = write!(out, ",\"client\":\"{peer}\",\"status\":");
+            }
+        }
         if self.status == 0 {
             out.extend_from_slice(b"null");
         } else {

@@ -27,6 +27,7 @@ mod limits_release;
 mod limits_switch;
 
 // Plain calls through invoke, and the assembly around them.
+mod forwarded;
 mod invoke;
 mod invoke_answers;
 mod invoke_flow;

@@ -154,6 +154,8 @@ pub struct Handshake {
     pub refused_left: u64,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
     pub reply_headers: Vec<(String, String)>,
+    /// The peer is one of `trusted-proxies`: its `X-Forwarded-*` headers go to the backend.
+    pub peer_trusted: bool,
 }
 
 /// Where the bodies of a plain call end.

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod body;
+pub mod forwarded;
 pub mod head;
 pub mod response;
 pub mod url;

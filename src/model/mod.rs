@@ -48,6 +48,9 @@ pub struct Settings {
     pub bounds: Bounds,
     /// Where the activity log of the APIs goes.
     pub activity_log: ActivityOutput,
+    /// Peers whose `X-Forwarded-*` headers stand (`trusted-proxies`); every other peer is the
+    /// client itself.
+    pub trusted_proxies: Vec<crate::http::forwarded::Cidr>,
 }
 
 /// Where activity-log records (one JSON line per transaction) are written.
