@@ -235,6 +235,7 @@ fn echo_only(addr: SocketAddr) -> Model {
             echo: Some(addr),
             bounds: Bounds::default(),
             activity_log: ActivityOutput::Off,
+            trusted_proxies: Vec::new(),
         },
         apis: Vec::new(),
         products: Vec::new(),

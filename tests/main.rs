@@ -28,7 +28,9 @@ mod limits_release;
 mod limits_switch;
 
 // Plain calls through invoke, and the assembly around them.
+mod forwarded;
 mod invoke;
+mod invoke_answers;
 mod invoke_flow;
 mod invoke_stream;
 mod policy_catch;

@@ -5,6 +5,7 @@ use super::Overrides;
 use super::limits::Sink;
 use super::node::{Anchor, Diags, Doc, Node};
 use super::units;
+use crate::http::forwarded::Cidr;
 use crate::model::{
     ActivityOutput, AdminToken, Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener,
     OverLimitAction, TlsCert, TlsListener, TlsProfile,
@@ -41,6 +42,7 @@ pub struct GatewayConf {
     pub apps: Vec<AppSpec>,
     pub tls_profiles: Vec<TlsProfile>,
     pub activity_log: ActivityOutput,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -55,6 +57,7 @@ const TOP_KEYS: &[&str] = &[
     "tls-profiles",
     "bounds",
     "activity-log",
+    "trusted-proxies",
 ];
 
 /// Relative paths in the config are relative to the config file's folder.
@@ -245,6 +248,24 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
         tls,
         tls_offloaded,
     })
+}
+
+/// `trusted-proxies`: the address ranges whose `X-Forwarded-*` headers are believed.
+fn trusted_proxies(n: &Node, d: &mut Diags) -> Vec<Cidr> {
+    if !n.v.is_sequence() {
+        d.error(
+            n,
+            "expected a list of address ranges such as [10.0.0.0/8, fd00::/8]",
+        );
+        return Vec::new();
+    }
+    n.items(d)
+        .iter()
+        .filter_map(|item| {
+            let text = item.text(d)?;
+            Cidr::parse(&text).map_err(|e| d.error(item, e)).ok()
+        })
+        .collect()
 }
 
 /// Below this the kernel would raise the value anyway.
@@ -785,8 +806,14 @@ pub fn parse(
         .get("activity-log")
         .map_or_else(ActivityOutput::default, |a| activity_log(doc, &a, d));
 
+    let trusted_proxies = root
+        .get("trusted-proxies")
+        .map(|t| trusted_proxies(&t, d))
+        .unwrap_or_default();
+
     GatewayConf {
         activity_log,
+        trusted_proxies,
         listeners,
         admin,
         admin_token,

@@ -281,6 +281,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
                 echo: gw.echo,
                 bounds: gw.bounds,
                 activity_log: gw.activity_log,
+                trusted_proxies: gw.trusted_proxies,
             },
             apis: model_apis,
             products,

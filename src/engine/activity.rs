@@ -283,7 +283,15 @@ impl Gateway {
         if !wanted {
             return;
         }
-        let record = Record::new(&self.model, api, head, self.now);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let trusted = &self.model.settings.trusted_proxies;
+        let peer = c.peer.ip();
+        let forwarded_for = crate::http::forwarded::trusted(trusted, peer).then(|| {
+            crate::http::forwarded::client_address(trusted, peer, head.headers("x-forwarded-for"))
+        });
+        let record = Record::new(&self.model, api, head, forwarded_for, self.now);
         if let Some(c) = self.conns.get_mut(key) {
             c.activity = Some(Box::new(record));
         }

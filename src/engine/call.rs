@@ -10,6 +10,7 @@ use super::front::{BackendCall, build_backend_request};
 use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
+use crate::http::answer::{self, ClientFraming, Pass};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, ResponseHead, parse_response};
 use crate::http::response::{reason, write_header};
@@ -207,8 +208,16 @@ impl Gateway {
                     return Round::Ended;
                 }
             };
-            let informational = resp.status() < 200;
             let status = resp.status();
+            // The request did not ask to switch protocols: what follows a 101 is not HTTP,
+            // and no answer to the call will come.
+            if status == 101 {
+                log::warn!("backend answered a plain call with 101 Switching Protocols");
+                drop(resp);
+                self.backend_failed(key, 502, "Invalid response from backend");
+                return Round::Ended;
+            }
+            let informational = status < 200;
             if status >= 400 && call.stop_on.operation {
                 drop(resp);
                 self.recover(
@@ -230,6 +239,7 @@ impl Gateway {
             let Some(call) = hs.call.as_mut() else {
                 return Round::Ended;
             };
+            // How the backend's body ends, from what it was asked and answered.
             let framing = if call.head_only || informational {
                 Ok(BodyFraming::None)
             } else {
@@ -243,29 +253,38 @@ impl Gateway {
                     return Round::Ended;
                 }
             };
-            if framing == BodyFraming::UntilClose {
-                call.keep_alive = false;
-            }
             if !informational {
                 call.backend_keep = call.persistent
                     && resp.minor_version() >= 1
                     && !resp.has_token("connection", "close")
                     && framing != BodyFraming::UntilClose;
             }
+            let client = answer::Client {
+                head: hs.head.method().eq_ignore_ascii_case("HEAD"),
+                minor: hs.head.minor_version(),
+            };
+            let coded = resp.headers("transfer-encoding").next().is_some();
             let mut head = Vec::with_capacity(used + 128);
-            if informational || call.resume.is_none() {
-                let answer = Answer {
-                    status,
-                    reason: resp.reason(),
-                    headers: end_to_end(&resp),
-                };
-                client_head(
-                    &mut head,
-                    answer,
-                    &hs.txn,
-                    &hs.reply_headers,
-                    call.keep_alive,
-                );
+            let to_client = if informational || call.resume.is_none() {
+                let to_client = answer::for_client(client, status, framing, coded);
+                call.keep_alive &= !to_client.close;
+                // HTTP/1.0 has no interim answers (RFC 9110 §15.2): the client does not see it.
+                if !informational || client.minor >= 1 {
+                    let answer = Answer {
+                        status,
+                        reason: resp.reason(),
+                        headers: end_to_end(&resp),
+                    };
+                    client_head(
+                        &mut head,
+                        answer,
+                        to_client,
+                        &hs.txn,
+                        &hs.reply_headers,
+                        call.keep_alive,
+                    );
+                }
+                to_client
             } else {
                 // Policies follow the invoke: they see the answer as `message` and may change
                 // its status and headers, or replace it with an error.
@@ -278,9 +297,12 @@ impl Gateway {
                 let Some(hs) = c.hs.as_mut() else {
                     return Round::Ended;
                 };
-                let Some(call) = hs.call.as_ref() else {
+                let Some(call) = hs.call.as_mut() else {
                     return Round::Ended;
                 };
+                // What the client gets follows the status the flow left.
+                let to_client = answer::for_client(client, edited.status, framing, coded);
+                call.keep_alive &= !to_client.close;
                 let answer = Answer {
                     status: edited.status,
                     reason: &edited.reason,
@@ -289,16 +311,20 @@ impl Gateway {
                 client_head(
                     &mut head,
                     answer,
+                    to_client,
                     &hs.txn,
                     &hs.reply_headers,
                     call.keep_alive,
                 );
-            }
+                to_client
+            };
             drop(resp);
             let Some(c) = self.conns.get_mut(key) else {
                 return Round::Ended;
             };
-            super::activity::head_out(&mut c.activity, &head, self.now);
+            if !head.is_empty() {
+                super::activity::head_out(&mut c.activity, &head, self.now);
+            }
             if !splice_head(&mut self.pool, &mut c.down, start, used, &head) {
                 self.backend_failed(key, 502, "Invalid response from backend");
                 return Round::Ended;
@@ -308,7 +334,14 @@ impl Gateway {
                 return Round::Ended;
             };
             if !informational {
+                // A body the client does not get and that only a close would end is not
+                // waited for: the backend connection goes, the client's may stay.
+                let framing = match (to_client.pass, framing) {
+                    (Pass::Drop, BodyFraming::UntilClose) => BodyFraming::None,
+                    _ => framing,
+                };
                 call.response = Some(Body::new(framing));
+                call.pass = to_client.pass;
             }
         }
         let Some(c) = self.conns.get_mut(key) else {
@@ -321,16 +354,22 @@ impl Gateway {
             && c.down.out < c.down.end
             && let Some(id) = c.down.buf
         {
-            let bytes = &self.pool.get(id)[c.down.out as usize..c.down.end as usize];
-            match body.feed(bytes) {
-                Ok(n) => {
-                    c.down.out += n as u32;
-                    super::activity::count_out(&mut c.activity, n);
+            let bytes = &mut self.pool.get(id)[c.down.out as usize..c.down.end as usize];
+            let fed = match call.pass {
+                Pass::AsIs => body.feed(bytes).map(|n| (n, n)),
+                Pass::Drop => body.feed(bytes).map(|n| (n, 0)),
+                Pass::Dechunk => body.feed_decoded(bytes),
+            };
+            match fed {
+                Ok((taken, kept)) => {
+                    c.down.out += kept as u32;
+                    super::activity::count_out(&mut c.activity, kept);
                     // Whatever the backend sent after its answer belongs to nothing, and
                     // makes its connection unfit for another call.
-                    if n < bytes.len() {
+                    if taken < bytes.len() {
                         call.backend_keep = false;
                     }
+                    // What is not for the client goes with what followed the answer.
                     c.down.end = c.down.out;
                 }
                 Err(e) => {
@@ -635,6 +674,10 @@ fn end_to_end(resp: &ResponseHead) -> impl Iterator<Item = (&str, &str)> {
         !(is("connection")
             || is("keep-alive")
             || is("proxy-connection")
+            || is("upgrade")
+            || is("te")
+            || is("proxy-authenticate")
+            || is("proxy-authentication-info")
             || is("x-global-transaction-id")
             || resp.has_token("connection", name))
     })
@@ -645,12 +688,20 @@ fn end_to_end(resp: &ResponseHead) -> impl Iterator<Item = (&str, &str)> {
 fn client_head<'a>(
     out: &mut Vec<u8>,
     answer: Answer<'a, impl Iterator<Item = (&'a str, &'a str)>>,
+    framing: ClientFraming,
     txn: &str,
     extra: &[(String, String)],
     keep_alive: bool,
 ) {
     out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", answer.status, answer.reason).as_bytes());
     for (name, value) in answer.headers {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        // Only the framing the client's body really has (RFC 9112 §6.3: never both).
+        if is("content-length") && !framing.content_length
+            || (is("transfer-encoding") || is("trailer")) && !framing.transfer_encoding
+        {
+            continue;
+        }
         write_header(out, name, value);
     }
     if answer.status >= 200 {

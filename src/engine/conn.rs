@@ -154,6 +154,8 @@ pub struct Handshake {
     pub refused_left: u64,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
     pub reply_headers: Vec<(String, String)>,
+    /// The peer is one of `trusted-proxies`: its `X-Forwarded-*` headers go to the backend.
+    pub peer_trusted: bool,
 }
 
 /// Where the bodies of a plain call end.
@@ -161,7 +163,10 @@ pub struct Call {
     pub request: Body,
     /// Set once the backend's response head has gone to the client.
     pub response: Option<Body>,
-    /// The client asked with HEAD: the answer has no body whatever its headers say.
+    /// What the client gets of the response body.
+    pub pass: crate::http::answer::Pass,
+    /// The request to the backend is a HEAD (the client's method or the invoke's `verb`): its
+    /// answer has no body whatever its headers say.
     pub head_only: bool,
     /// The client connection takes another request after this one.
     pub keep_alive: bool,
@@ -295,6 +300,6 @@ mod tests {
         let limits = std::mem::size_of::<ConnLimits>();
         assert!(limits <= 112, "ConnLimits grew to {limits} bytes");
         let record = std::mem::size_of::<crate::activity::Record>();
-        assert!(record <= 152, "the activity Record grew to {record} bytes");
+        assert!(record <= 160, "the activity Record grew to {record} bytes");
     }
 }

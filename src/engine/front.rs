@@ -269,6 +269,7 @@ impl Gateway {
                 let state = Call {
                     request: Body::new(framing),
                     response: None,
+                    pass: Default::default(),
                     head_only: method.eq_ignore_ascii_case("HEAD"),
                     keep_alive,
                     request_broken: false,
@@ -303,6 +304,10 @@ impl Gateway {
             attempt: 0,
             refused_left: 0,
             reply_headers,
+            peer_trusted: crate::http::forwarded::trusted(
+                &model.settings.trusted_proxies,
+                peer.ip(),
+            ),
         });
         let port = self.listener_port(key);
         let request = plain.as_ref().map(|(method, state)| PlainRequest {
@@ -713,6 +718,7 @@ pub(super) fn build_backend_request(
         parameter_control: call.parameter_control,
         key: &hs.key,
         inject_proxy_headers: call.inject_proxy_headers,
+        peer_trusted: hs.peer_trusted,
         client_ip: peer.ip(),
         original_host: hs.head.header("host"),
         listener_port: port,

@@ -532,6 +532,7 @@ mod tests {
                 echo: None,
                 bounds: Bounds::default(),
                 activity_log: ActivityOutput::Off,
+                trusted_proxies: Vec::new(),
             },
             apis: apis.iter().map(|n| api(n)).collect(),
             products: Vec::new(),

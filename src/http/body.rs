@@ -3,8 +3,9 @@
 //! A [`Body`] is fed the bytes that follow a head, in slices split anywhere, and says how many
 //! of them belong to the body; whatever follows is the next message on the connection. Chunked
 //! framing is checked as it passes but not decoded: the engine relays it unchanged, so the
-//! chunk-size lines, the CRLFs and the trailers count as body bytes. Data is skipped in whole
-//! runs; only framing bytes are looked at one by one.
+//! chunk-size lines, the CRLFs and the trailers count as body bytes. Only for a client that
+//! cannot read chunked framing (HTTP/1.0) does [`Body::feed_decoded`] take it off in place.
+//! Data is skipped in whole runs; only framing bytes are looked at one by one.
 
 use std::fmt;
 
@@ -173,6 +174,34 @@ impl Body {
             }
         }
         Ok(i)
+    }
+
+    /// Like [`feed`](Body::feed), but also decodes: the payload bytes of the body's part of
+    /// `buf` are moved to its front, without chunk-size lines, CRLFs or trailers. Returns how
+    /// many bytes belong to the body and how many payload bytes are now at the front. For a
+    /// body that is not chunked every byte taken is payload.
+    pub fn feed_decoded(&mut self, buf: &mut [u8]) -> Result<(usize, usize), BodyError> {
+        let (mut read, mut kept) = (0, 0);
+        while read < buf.len() && !self.done() {
+            let rest = buf.len() - read;
+            // A run of payload goes whole; framing one byte at a time, so that no call to
+            // `feed` crosses from payload into framing.
+            let (run, payload) = match self.state {
+                State::Length | State::Data => (self.left.min(rest as u64) as usize, true),
+                State::UntilClose => (rest, true),
+                _ => (1, false),
+            };
+            let took = self.feed(&buf[read..read + run])?;
+            if payload {
+                buf.copy_within(read..read + took, kept);
+                kept += took;
+            }
+            read += took;
+            if took == 0 {
+                break;
+            }
+        }
+        Ok((read, kept))
     }
 
     /// Whether the whole body has passed. Never true for a body that ends at close.
@@ -373,6 +402,52 @@ mod tests {
         assert!(body.done(), "{what}");
         assert_eq!(body.payload(), payload, "{what}");
         assert_eq!(body.feed(NEXT), Ok(0), "{what}");
+    }
+
+    /// `feed_decoded` over `input` cut at `cuts`: the bytes taken and the payload decoded.
+    fn decode_cut(framing: BodyFraming, input: &[u8], cuts: &[usize]) -> (usize, Vec<u8>) {
+        let mut body = Body::new(framing);
+        let (mut taken, mut at, mut out) = (0, 0, Vec::new());
+        for end in cuts.iter().copied().chain([input.len()]) {
+            let mut piece = input[at..end].to_vec();
+            let (n, kept) = body.feed_decoded(&mut piece).expect("valid body");
+            out.extend_from_slice(&piece[..kept]);
+            taken += n;
+            at = end;
+        }
+        (taken, out)
+    }
+
+    #[test]
+    fn decoding_yields_the_payload_however_the_input_is_cut() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n", b"abcde"),
+            (b"2\r\n\r\n\r\n0\r\n\r\n", b"\r\n"),
+            (b"0\r\n\r\n", b""),
+        ];
+        for &(message, payload) in cases {
+            let input = [message, NEXT].concat();
+            for a in 0..=input.len() {
+                for b in a..=input.len() {
+                    let (taken, out) = decode_cut(BodyFraming::Chunked, &input, &[a, b]);
+                    let what = format!("{:?} cut at {a}, {b}", String::from_utf8_lossy(message));
+                    assert_eq!(taken, message.len(), "{what}");
+                    assert_eq!(out, payload, "{what}");
+                }
+            }
+        }
+        let (taken, out) = decode_cut(BodyFraming::Length(3), b"abcdef", &[1]);
+        assert_eq!((taken, out.as_slice()), (3, &b"abc"[..]));
+        let (taken, out) = decode_cut(BodyFraming::UntilClose, b"abcdef", &[2, 4]);
+        assert_eq!((taken, out.as_slice()), (6, &b"abcdef"[..]));
+    }
+
+    #[test]
+    fn decoding_a_malformed_body_fails_as_feeding_does() {
+        let mut body = Body::new(BodyFraming::Chunked);
+        let mut input = *b"5\r\nhello\r\nzz\r\n";
+        assert_eq!(body.feed_decoded(&mut input), Err(BodyError::ChunkSize));
     }
 
     #[test]

@@ -99,13 +99,16 @@ impl Fields {
         Ok(Fields { raw, list })
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
         self.list
             .iter()
             .map(|&(n, v)| (n.get(&self.raw), v.get(&self.raw)))
     }
 
-    fn all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+    fn all<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl DoubleEndedIterator<Item = &'s str> + use<'s, 'n> {
         self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
@@ -161,7 +164,10 @@ impl RequestHead {
         self.fields.all(name).next()
     }
     /// Every value of a header, in order.
-    pub fn headers<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
+    pub fn headers<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl DoubleEndedIterator<Item = &'s str> + use<'s, 'n> {
         self.fields.all(name)
     }
     /// Every header as (name as sent, value), in order.

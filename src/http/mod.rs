@@ -1,7 +1,9 @@
 //! HTTP/1.1 heads, body framing and responses, sans-I/O.
 
+pub mod answer;
 pub mod auth;
 pub mod body;
+pub mod forwarded;
 pub mod head;
 pub mod response;
 pub mod url;

@@ -50,6 +50,9 @@ pub struct Settings {
     pub bounds: Bounds,
     /// Where the activity log of the APIs goes.
     pub activity_log: ActivityOutput,
+    /// Peers whose `X-Forwarded-*` headers stand (`trusted-proxies`); every other peer is the
+    /// client itself.
+    pub trusted_proxies: Vec<crate::http::forwarded::Cidr>,
 }
 
 /// A secret that must not show up in logs: its `Debug` prints no bytes.

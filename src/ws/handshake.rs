@@ -180,6 +180,9 @@ pub struct BackendRequest<'a> {
     /// A fresh key from [`new_key`].
     pub key: &'a str,
     pub inject_proxy_headers: bool,
+    /// The peer is a trusted proxy: its own `X-Forwarded-Host/-Port/-Proto` stand. From any
+    /// other peer they are only the client's claim, replaced by the gateway's values.
+    pub peer_trusted: bool,
     pub client_ip: IpAddr,
     /// The client's `Host`, for `X-Forwarded-Host`.
     pub original_host: Option<&'a str>,
@@ -347,6 +350,10 @@ fn copied_headers(out: &mut Vec<u8>, req: &BackendRequest) {
     let mut present = [false; 3];
     for (name, value) in client.headers_iter() {
         if !req.copies_header(name) || (inject && name.eq_ignore_ascii_case(XFF)) {
+            continue;
+        }
+        let claimed = PROXY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h));
+        if inject && claimed && !req.peer_trusted {
             continue;
         }
         for (seen, h) in present.iter_mut().zip(PROXY_HEADERS) {
@@ -715,6 +722,7 @@ mod tests {
                 parameter_control: &self.params,
                 key: "AQIDBAUGBwgJCgsMDQ4PEA==",
                 inject_proxy_headers: false,
+                peer_trusted: false,
                 client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
                 original_host: self.head.header("host"),
                 listener_port: 9443,
@@ -876,7 +884,27 @@ mod tests {
     }
 
     #[test]
-    fn proxy_headers_kept_and_xff_appended() {
+    fn claimed_proxy_headers_of_an_untrusted_peer_are_replaced() {
+        let client = upgrade(
+            "X-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Host: evil.example\r\n\
+             X-Forwarded-Port: 1\r\nX-Forwarded-Proto: http\r\n",
+        );
+        let f = Fixture::new(&client, "ws://b/ws");
+        let mut r = f.request();
+        r.inject_proxy_headers = true;
+        let (h, _) = write(&r);
+        assert_eq!(
+            h.headers("x-forwarded-for").collect::<Vec<_>>(),
+            ["203.0.113.1, 192.0.2.7"]
+        );
+        let one = |name| h.headers(name).collect::<Vec<_>>();
+        assert_eq!(one("x-forwarded-host"), ["gw.example"]);
+        assert_eq!(one("x-forwarded-port"), ["9443"]);
+        assert_eq!(one("x-forwarded-proto"), ["https"]);
+    }
+
+    #[test]
+    fn proxy_headers_of_a_trusted_peer_kept_and_xff_appended() {
         let client = upgrade(
             "X-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Host: front.example\r\n\
              x-forwarded-for: 198.51.100.2, 198.51.100.3\r\nX-Forwarded-Proto: http\r\n",
@@ -884,6 +912,7 @@ mod tests {
         let mut f = Fixture::new(&client, "ws://b/ws");
         let mut r = f.request();
         r.inject_proxy_headers = true;
+        r.peer_trusted = true;
         r.client_ip = "2001:db8::9".parse().unwrap();
         let (h, _) = write(&r);
         assert_eq!(

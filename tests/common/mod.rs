@@ -9,6 +9,7 @@
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
+//! - `raw_http`: a raw HTTP backend that answers with fixed bytes (`RawHttpBackend`, `Reply`)
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
 #![allow(dead_code, unused_imports)]
 
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod load;
 pub mod proc;
 pub mod python;
+pub mod raw_http;
 pub mod sync;
 pub mod tls;
 

@@ -70,6 +70,7 @@ fn model(
             echo: None,
             bounds: Bounds::default(),
             activity_log: Default::default(),
+            trusted_proxies: Vec::new(),
         },
         apis: apis.iter().map(|(n, v)| api(n, v)).collect(),
         products: Vec::new(),
