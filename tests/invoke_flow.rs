@@ -518,3 +518,28 @@ fn a_kept_connection_that_fails_before_answering_is_retried_only_when_safe() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_get_sent_as_a_post_is_not_retried() {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
+        return;
+    };
+    // The client's GET reaches the backend as a POST: the retry rule follows the POST.
+    let (_conf, gw) = start(&backend, &[("verb", "POST")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let r = get(&mut c, "/flow/drop-next", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(seen(&r).method, "POST", "{r:?}");
+    let r = get(&mut c, "/flow/not-retried", "");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(
+        r.body_text(),
+        error_body(502, "Invalid response from backend"),
+        "{r:?}"
+    );
+    let answered = backend.requests();
+    assert!(
+        answered.iter().all(|s| s.path != "/flow/not-retried"),
+        "the POST went to the backend a second time: {answered:?}"
+    );
+}

@@ -513,7 +513,8 @@ impl Gateway {
 
     /// A call on a reused connection that failed before any of the answer came: the backend
     /// closed the connection while it was parked. A request that can be sent again safely
-    /// (idempotent, without a body) goes again on a new connection. True when it did.
+    /// (its method as sent is idempotent, and it has no body) goes again on a new connection.
+    /// True when it did.
     pub(super) fn retry_fresh(&mut self, key: usize) -> bool {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
@@ -524,9 +525,11 @@ impl Gateway {
         let Some(call) = hs.call.as_mut() else {
             return false;
         };
+        // The backend got the method of our request line (the invoke's `verb`, or GET after
+        // a 303), not necessarily the client's.
         let idempotent = matches!(
-            hs.head.method(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            sent_method(&hs.request),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
         let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
         let nothing_came = call.response.is_none() && c.down.is_empty();
@@ -610,6 +613,11 @@ impl Gateway {
         self.set_timeout(key, t);
         self.read_head(key);
     }
+}
+
+/// The method of a request written for the backend: its request line's first word.
+fn sent_method(request: &[u8]) -> &[u8] {
+    request.split(|&b| b == b' ').next().unwrap_or_default()
 }
 
 /// An answer head as the policies after the invoke left it.
