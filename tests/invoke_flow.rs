@@ -543,3 +543,63 @@ fn a_get_sent_as_a_post_is_not_retried() {
         "the POST went to the backend a second time: {answered:?}"
     );
 }
+
+/// `Authorization` for `username: gw-user`, `password: gw-secret`.
+const BASIC: &str = "Basic Z3ctdXNlcjpndy1zZWNyZXQ=";
+
+#[test]
+fn redirects_to_another_origin_carry_no_credentials() {
+    let (Some(first), Some(other)) = (PyHttpEcho::start_or_skip(), PyHttpEcho::start_or_skip())
+    else {
+        return;
+    };
+    let basic = [
+        ("follow-redirects", "true"),
+        ("username", "gw-user"),
+        ("password", "gw-secret"),
+    ];
+    let (_conf, gw) = start(&first, &basic);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let cookie = "Cookie: session=s3cret\r\n";
+    // Within the origin (a relative location), the policy's credentials and the cookie stay.
+    let r = get(&mut c, "/flow/status-302?keep-location=/same", cookie);
+    let s = seen(&r);
+    assert_eq!(s.path, "/same", "{r:?}");
+    assert_eq!(s.header("authorization"), Some(BASIC), "{s:?}");
+    assert_eq!(s.header("cookie"), Some("session=s3cret"), "{s:?}");
+    // To another port, they are left behind.
+    let elsewhere = format!("{}/elsewhere", other.url());
+    let r = get(
+        &mut c,
+        &format!("/flow/status-302?keep-location={elsewhere}"),
+        cookie,
+    );
+    let s = seen(&r);
+    assert_eq!(s.path, "/elsewhere", "{r:?}");
+    assert_eq!(s.header("authorization"), None, "{s:?}");
+    assert_eq!(s.header("cookie"), None, "{s:?}");
+    let asked = first.requests();
+    let redirecting = asked.last().expect("the redirecting request");
+    assert_eq!(redirecting.header("authorization"), Some(BASIC));
+
+    // Without a username, the client's own Authorization is what stays behind.
+    let (_conf, gw) = start(&first, &[("follow-redirects", "true")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let mine = "Authorization: Bearer client-token\r\nCookie: session=s3cret\r\n";
+    let r = get(&mut c, "/flow/status-302?keep-location=/same", mine);
+    assert_eq!(
+        seen(&r).header("authorization"),
+        Some("Bearer client-token")
+    );
+    // Another host name for the same address is another origin too.
+    let by_name = format!("http://localhost:{}/by-name", first.port());
+    let r = get(
+        &mut c,
+        &format!("/flow/status-307?keep-location={by_name}"),
+        mine,
+    );
+    let s = seen(&r);
+    assert_eq!(s.path, "/by-name", "{r:?}");
+    assert_eq!(s.header("authorization"), None, "{s:?}");
+    assert_eq!(s.header("cookie"), None, "{s:?}");
+}

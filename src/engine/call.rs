@@ -575,7 +575,7 @@ impl Gateway {
         let origin =
             c.hs.as_ref()
                 .filter(|_| reusable)
-                .map(|hs| keepalive::origin(&hs.target, hs.tls_profile));
+                .map(|hs| keepalive::origin(hs));
         if let Some(mut b) = c.backend.take() {
             match origin {
                 Some(origin) => self.park(origin, b),

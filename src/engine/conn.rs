@@ -148,6 +148,10 @@ pub struct Handshake {
     pub request: Vec<u8>,
     pub written: usize,
     pub redirects: u8,
+    /// A redirect led to another origin than the policy's `target-url`: from then on the
+    /// backend gets no credentials (the policy's Basic, the client's `Authorization` and
+    /// `Cookie`, the TLS profile's client certificate).
+    pub other_origin: bool,
     /// Which backend address of the resolved list is being tried.
     pub attempt: u8,
     /// Body bytes of a refused upgrade still to relay.

@@ -7,7 +7,6 @@ use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
-use crate::http::url::TargetUrl;
 use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
@@ -35,7 +34,7 @@ impl Gateway {
             && call.persistent
             && !call.retried
         {
-            let origin = super::keepalive::origin(&hs.target, hs.tls_profile);
+            let origin = super::keepalive::origin(hs);
             if let Some(stream) = self.unpark(key, &origin) {
                 let c = &mut self.conns[key];
                 c.backend = Some(stream);
@@ -102,7 +101,7 @@ impl Gateway {
         let _ = tcp.set_nodelay(true);
         super::stream::cap_kernel_buffers(&tcp, c.model.settings.bounds.socket_buffer);
         let mut stream = if hs.target.tls() {
-            let (config, insecure) = backend_tls(&c.model, hs.tls_profile);
+            let (config, insecure) = backend_tls(&c.model, hs.tls_profile, hs.other_origin);
             if insecure {
                 log::warn!(
                     "TLS to backend {}: certificate NOT verified (insecure-skip-verify)",
@@ -361,7 +360,9 @@ impl Gateway {
 
     /// Points the connection's backend exchange at a redirect's `location` (absolute, or
     /// relative to the current target) and drops the backend connection and whatever it sent.
-    /// The caller writes the new request and connects. False when the connection is gone.
+    /// The caller writes the new request and connects. A location that is not usable, or that
+    /// leaves TLS for plain text, is refused with a 502. False when the client was answered or
+    /// the connection is gone.
     pub(super) fn retarget(&mut self, key: usize, location: &str) -> bool {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
@@ -369,15 +370,27 @@ impl Gateway {
         let Some(hs) = c.hs.as_mut() else {
             return false;
         };
-        let target = match TargetUrl::parse(location) {
+        let target = match hs.target.follow(location) {
             Ok(t) => t,
-            Err(_) => {
-                let mut t = hs.target.clone();
-                t.path_and_query = location.to_string();
-                t
+            Err(why) => {
+                log::warn!("backend redirected to an unusable location: {why}");
+                self.metrics.backend_error(BackendError::InvalidResponse);
+                self.backend_failed(key, 502, "Invalid redirect location from backend");
+                return false;
             }
         };
-        log::debug!("following a redirect to {location}");
+        // What went encrypted must not go again in clear text, to anyone.
+        if hs.target.tls() && !target.tls() {
+            log::warn!("backend redirected from {} to {target}: refused", hs.target);
+            self.metrics.backend_error(BackendError::InvalidResponse);
+            self.backend_failed(key, 502, "Redirect from TLS to plain text refused");
+            return false;
+        }
+        // Once another origin, always: a later hop back does not bring the credentials back.
+        if !hs.target.same_origin(&target) {
+            hs.other_origin = true;
+        }
+        log::debug!("following a redirect to {target}");
         hs.target = target;
         hs.redirects += 1;
         hs.attempt = 0;
@@ -469,9 +482,15 @@ impl Gateway {
 }
 
 /// The TLS client settings for a backend: those of the policy's `tls-profile`, or the system
-/// roots. Also says whether verification is off.
-fn backend_tls(model: &Model, profile: Option<u16>) -> (Arc<rustls::ClientConfig>, bool) {
+/// roots; without the profile's client certificate for `other_origin`. Also says whether
+/// verification is off.
+fn backend_tls(
+    model: &Model,
+    profile: Option<u16>,
+    other_origin: bool,
+) -> (Arc<rustls::ClientConfig>, bool) {
     match profile.and_then(|p| model.tls_profiles.get(p as usize)) {
+        Some(p) if other_origin => (p.without_client_cert.clone(), p.insecure_skip_verify),
         Some(p) => (p.config.clone(), p.insecure_skip_verify),
         None => (crate::tls::default_client_config(), false),
     }

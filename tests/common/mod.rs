@@ -6,6 +6,7 @@
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
 //! - `tls`: test CAs and certificates (rcgen), rustls client/server configs, `wss_connect`
 //! - `python`: the Python peers (`python`, `PyEcho`, `run_py_client`, `PyHttpEcho`)
+//! - `redirect`: a tungstenite backend that redirects, then upgrades (`WsRedirector`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod load;
 pub mod proc;
 pub mod python;
+pub mod redirect;
 pub mod sync;
 pub mod tls;
 
