@@ -13,6 +13,7 @@ mod default_config;
 
 // The engine: upgrade handshakes, the relay and its close rules, the frame codec against
 // tungstenite.
+mod backend_addresses;
 mod engine_flow;
 mod engine_handshake;
 mod engine_relay;

@@ -506,6 +506,7 @@ impl Gateway {
         };
         let request = BackendCall::of_invoke(invoke);
         build_backend_request(hs, api, &request, secure, peer, port, Some(plain));
+        hs.deadline = self.now + timeout;
         c.phase = Phase::Resolving;
         self.set_timeout(key, timeout);
         self.start_connect(key);
@@ -542,7 +543,7 @@ impl Gateway {
         call.backend_eof = false;
         call.request_broken = false;
         hs.written = 0;
-        hs.attempt = 0;
+        hs.addrs = Default::default();
         self.drop_backend(key);
         if let Some(c) = self.conns.get_mut(key) {
             c.phase = Phase::Resolving;

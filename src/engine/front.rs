@@ -301,7 +301,8 @@ impl Gateway {
             written: 0,
             redirects: 0,
             other_origin: false,
-            attempt: 0,
+            addrs: Default::default(),
+            deadline: self.now + call.timeout,
             refused_left: 0,
             reply_headers,
         });

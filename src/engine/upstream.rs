@@ -5,6 +5,7 @@ use super::Gateway;
 use super::conn::{Phase, flag};
 use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
+use super::resolve::Attempts;
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
 use crate::model::Model;
@@ -15,6 +16,7 @@ use mio::{Interest, Token};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Room kept free while reading the backend's answer, for the client's 101 in front of any
 /// frames that came with it.
@@ -53,8 +55,8 @@ impl Gateway {
         let Some(hs) = c.hs.as_ref() else { return };
         let (host, port) = (hs.target.host.clone(), hs.target.port);
         let epoch = c.epoch;
-        match self.resolver.lookup(&host, port, key, epoch) {
-            Some(addrs) => self.connect(key, &addrs),
+        match self.resolver.lookup(&host, port, key, epoch, self.now) {
+            Some(addrs) => self.connect(key, addrs),
             None => {
                 c.phase = Phase::Resolving;
             }
@@ -63,7 +65,7 @@ impl Gateway {
 
     /// The resolver answered; connections waiting for those names go on.
     pub(super) fn on_resolved(&mut self) {
-        for (key, epoch, result) in self.resolver.drain() {
+        for (key, epoch, result) in self.resolver.drain(self.now) {
             let Some(c) = self.conns.get(key) else {
                 continue;
             };
@@ -71,7 +73,7 @@ impl Gateway {
                 continue;
             }
             match result {
-                Ok(addrs) => self.connect(key, &addrs),
+                Ok(addrs) => self.connect(key, addrs),
                 Err(e) => {
                     log::warn!("backend name did not resolve: {e}");
                     self.metrics.backend_error(BackendError::Resolve);
@@ -81,23 +83,58 @@ impl Gateway {
         }
     }
 
-    fn connect(&mut self, key: usize, addrs: &[SocketAddr]) {
+    /// Connects to the first of `addrs` that takes the connection.
+    fn connect(&mut self, key: usize, addrs: Vec<SocketAddr>) {
+        let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+            return;
+        };
+        hs.addrs = Attempts::new(addrs, hs.deadline);
+        self.connect_next(key);
+    }
+
+    /// The backend address tried so far did not connect (refused, unreachable, or out of its
+    /// share of the timeout) before anything was sent: the next one gets its turn. False when
+    /// none is left, or the request had started to go out.
+    pub(super) fn try_next_address(&mut self, key: usize) -> bool {
+        let Some(hs) = self.conns.get(key).and_then(|c| c.hs.as_ref()) else {
+            return false;
+        };
+        if hs.written > 0 || !hs.addrs.has_more() {
+            return false;
+        }
+        log::info!("trying the next address of backend {}", hs.target.host);
+        self.drop_backend(key);
+        self.connect_next(key);
+        true
+    }
+
+    fn connect_next(&mut self, key: usize) {
+        loop {
+            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+                return;
+            };
+            let Some((addr, budget)) = hs.addrs.next(self.now) else {
+                log::warn!(
+                    "no address of backend {} took the connection",
+                    hs.target.host
+                );
+                self.metrics.backend_error(BackendError::Connect);
+                return self.backend_failed(key, 500, "Could not connect to endpoint");
+            };
+            match TcpStream::connect(addr) {
+                Ok(tcp) => return self.connect_with(key, tcp, budget),
+                Err(e) => log::warn!("connect to backend {addr} failed: {e}"),
+            }
+        }
+    }
+
+    /// Sets up the backend connection `tcp` is starting; it has `budget` to connect.
+    fn connect_with(&mut self, key: usize, tcp: TcpStream, budget: Duration) {
+        self.set_timeout(key, budget);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
         let Some(hs) = c.hs.as_mut() else { return };
-        let Some(addr) = addrs.get(hs.attempt as usize).copied() else {
-            log::warn!("no address left to try for backend {}", hs.target.host);
-            return self.backend_failed(key, 500, "Could not connect to endpoint");
-        };
-        let tcp = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("connect to backend {addr} failed: {e}");
-                self.metrics.backend_error(BackendError::Connect);
-                return self.backend_failed(key, 500, "Could not connect to endpoint");
-            }
-        };
         let _ = tcp.set_nodelay(true);
         super::stream::cap_kernel_buffers(&tcp, c.model.settings.bounds.socket_buffer);
         let mut stream = if hs.target.tls() {
@@ -156,6 +193,13 @@ impl Gateway {
                 }
                 Err(e) => return self.connect_failed(key, e),
             }
+            // Connected: the rest of the policy's timeout applies again, not the address's share.
+            let Some(deadline) = c.hs.as_ref().map(|h| h.deadline) else {
+                return;
+            };
+            self.set_timeout(key, deadline.saturating_duration_since(self.now));
+            let c = &mut self.conns[key];
+            let Some(b) = c.backend.as_mut() else { return };
             let Some(hs) = c.hs.as_mut() else { return };
             while hs.written < hs.request.len() {
                 match b.write(&hs.request[hs.written..]) {
@@ -175,7 +219,11 @@ impl Gateway {
             }
             c.phase = Phase::BackendHead;
         }
-        if c.phase == Phase::BackendHead {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.phase == Phase::BackendHead)
+        {
             self.read_backend_head(key);
         }
     }
@@ -194,6 +242,9 @@ impl Gateway {
         let tls = e
             .get_ref()
             .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some());
+        if !tls && self.try_next_address(key) {
+            return;
+        }
         self.metrics.backend_error(if tls {
             BackendError::Tls
         } else {
@@ -393,7 +444,7 @@ impl Gateway {
         log::debug!("following a redirect to {target}");
         hs.target = target;
         hs.redirects += 1;
-        hs.attempt = 0;
+        hs.addrs = Default::default();
         self.drop_backend(key);
         true
     }

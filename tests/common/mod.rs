@@ -6,6 +6,7 @@
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
 //! - `tls`: test CAs and certificates (rcgen), rustls client/server configs, `wss_connect`
 //! - `python`: the Python peers (`python`, `PyEcho`, `run_py_client`, `PyHttpEcho`)
+//! - `hosts`: the gateway under an /etc/hosts of the test's own (`unshare -rm`)
 //! - `redirect`: a tungstenite backend that redirects, then upgrades (`WsRedirector`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
@@ -18,6 +19,7 @@ pub mod backend;
 pub mod client;
 pub mod conf;
 pub mod gateway;
+pub mod hosts;
 pub mod limits;
 pub mod load;
 pub mod proc;
