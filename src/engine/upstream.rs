@@ -94,12 +94,12 @@ impl Gateway {
 
     /// The backend address tried so far did not connect (refused, unreachable, or out of its
     /// share of the timeout) before anything was sent: the next one gets its turn. False when
-    /// none is left, or the request had started to go out.
+    /// none is left, the policy's timeout is spent, or the request had started to go out.
     pub(super) fn try_next_address(&mut self, key: usize) -> bool {
         let Some(hs) = self.conns.get(key).and_then(|c| c.hs.as_ref()) else {
             return false;
         };
-        if hs.written > 0 || !hs.addrs.has_more() {
+        if hs.written > 0 || !hs.addrs.has_more() || self.now >= hs.deadline {
             return false;
         }
         log::info!("trying the next address of backend {}", hs.target.host);
