@@ -537,7 +537,7 @@ fn a_get_sent_as_a_post_is_not_retried() {
         error_body(502, "Invalid response from backend"),
         "{r:?}"
     );
-    let answered = backend.requests();
+    let answered = backend.requests_at_least(1);
     assert!(
         answered.iter().all(|s| s.path != "/flow/not-retried"),
         "the POST went to the backend a second time: {answered:?}"
@@ -578,9 +578,9 @@ fn redirects_to_another_origin_carry_no_credentials() {
     assert_eq!(s.path, "/elsewhere", "{r:?}");
     assert_eq!(s.header("authorization"), None, "{s:?}");
     assert_eq!(s.header("cookie"), None, "{s:?}");
-    let asked = first.requests();
-    let redirecting = asked.last().expect("the redirecting request");
-    assert_eq!(redirecting.header("authorization"), Some(BASIC));
+    // The first backend had its credentials: the two redirecting requests and /same.
+    let asked = first.requests_at_least(3);
+    assert_eq!(asked[2].header("authorization"), Some(BASIC), "{asked:?}");
 
     // Without a username, the client's own Authorization is what stays behind.
     let (_conf, gw) = start(&first, &[("follow-redirects", "true")]);
