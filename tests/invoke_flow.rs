@@ -518,3 +518,88 @@ fn a_kept_connection_that_fails_before_answering_is_retried_only_when_safe() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_get_sent_as_a_post_is_not_retried() {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
+        return;
+    };
+    // The client's GET reaches the backend as a POST: the retry rule follows the POST.
+    let (_conf, gw) = start(&backend, &[("verb", "POST")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let r = get(&mut c, "/flow/drop-next", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(seen(&r).method, "POST", "{r:?}");
+    let r = get(&mut c, "/flow/not-retried", "");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(
+        r.body_text(),
+        error_body(502, "Invalid response from backend"),
+        "{r:?}"
+    );
+    let answered = backend.requests_at_least(1);
+    assert!(
+        answered.iter().all(|s| s.path != "/flow/not-retried"),
+        "the POST went to the backend a second time: {answered:?}"
+    );
+}
+
+/// `Authorization` for `username: gw-user`, `password: gw-secret`.
+const BASIC: &str = "Basic Z3ctdXNlcjpndy1zZWNyZXQ=";
+
+#[test]
+fn redirects_to_another_origin_carry_no_credentials() {
+    let (Some(first), Some(other)) = (PyHttpEcho::start_or_skip(), PyHttpEcho::start_or_skip())
+    else {
+        return;
+    };
+    let basic = [
+        ("follow-redirects", "true"),
+        ("username", "gw-user"),
+        ("password", "gw-secret"),
+    ];
+    let (_conf, gw) = start(&first, &basic);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let cookie = "Cookie: session=s3cret\r\n";
+    // Within the origin (a relative location), the policy's credentials and the cookie stay.
+    let r = get(&mut c, "/flow/status-302?keep-location=/same", cookie);
+    let s = seen(&r);
+    assert_eq!(s.path, "/same", "{r:?}");
+    assert_eq!(s.header("authorization"), Some(BASIC), "{s:?}");
+    assert_eq!(s.header("cookie"), Some("session=s3cret"), "{s:?}");
+    // To another port, they are left behind.
+    let elsewhere = format!("{}/elsewhere", other.url());
+    let r = get(
+        &mut c,
+        &format!("/flow/status-302?keep-location={elsewhere}"),
+        cookie,
+    );
+    let s = seen(&r);
+    assert_eq!(s.path, "/elsewhere", "{r:?}");
+    assert_eq!(s.header("authorization"), None, "{s:?}");
+    assert_eq!(s.header("cookie"), None, "{s:?}");
+    // The first backend had its credentials: the two redirecting requests and /same.
+    let asked = first.requests_at_least(3);
+    assert_eq!(asked[2].header("authorization"), Some(BASIC), "{asked:?}");
+
+    // Without a username, the client's own Authorization is what stays behind.
+    let (_conf, gw) = start(&first, &[("follow-redirects", "true")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let mine = "Authorization: Bearer client-token\r\nCookie: session=s3cret\r\n";
+    let r = get(&mut c, "/flow/status-302?keep-location=/same", mine);
+    assert_eq!(
+        seen(&r).header("authorization"),
+        Some("Bearer client-token")
+    );
+    // Another host name for the same address is another origin too.
+    let by_name = format!("http://localhost:{}/by-name", first.port());
+    let r = get(
+        &mut c,
+        &format!("/flow/status-307?keep-location={by_name}"),
+        mine,
+    );
+    let s = seen(&r);
+    assert_eq!(s.path, "/by-name", "{r:?}");
+    assert_eq!(s.header("authorization"), None, "{s:?}");
+    assert_eq!(s.header("cookie"), None, "{s:?}");
+}

@@ -14,10 +14,12 @@ mod default_config;
 
 // The engine: upgrade handshakes, the relay and its close rules, the frame codec against
 // tungstenite.
+mod backend_addresses;
 mod engine_flow;
 mod engine_handshake;
 mod engine_relay;
 mod frame_tungstenite;
+mod redirects;
 
 // Limits: count, message and plan limits, identification, release on every path.
 mod limits_count;

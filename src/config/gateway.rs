@@ -613,12 +613,19 @@ fn tls_profile(doc: &Doc, n: &Node, d: &mut Diags) -> Option<TlsProfile> {
     let config = crate::tls::client_config(ca_file.as_deref(), client_cert.as_ref(), insecure)
         .map_err(|e| d.error(n, format!("TLS profile '{name}': {e}")))
         .ok()?;
+    let without_client_cert = match client_cert {
+        None => config.clone(),
+        Some(_) => crate::tls::client_config(ca_file.as_deref(), None, insecure)
+            .map_err(|e| d.error(n, format!("TLS profile '{name}': {e}")))
+            .ok()?,
+    };
     Some(TlsProfile {
         name,
         ca_file,
         client_cert,
         insecure_skip_verify: insecure,
         config,
+        without_client_cert,
     })
 }
 

@@ -545,6 +545,7 @@ impl Gateway {
         };
         let request = BackendCall::of_invoke(invoke);
         build_backend_request(hs, api, &request, secure, peer, port, Some(plain));
+        hs.deadline = self.now + timeout;
         c.phase = Phase::Resolving;
         self.set_timeout(key, timeout);
         self.start_connect(key);
@@ -552,7 +553,8 @@ impl Gateway {
 
     /// A call on a reused connection that failed before any of the answer came: the backend
     /// closed the connection while it was parked. A request that can be sent again safely
-    /// (idempotent, without a body) goes again on a new connection. True when it did.
+    /// (its method as sent is idempotent, and it has no body) goes again on a new connection.
+    /// True when it did.
     pub(super) fn retry_fresh(&mut self, key: usize) -> bool {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
@@ -563,9 +565,11 @@ impl Gateway {
         let Some(call) = hs.call.as_mut() else {
             return false;
         };
+        // The backend got the method of our request line (the invoke's `verb`, or GET after
+        // a 303), not necessarily the client's.
         let idempotent = matches!(
-            hs.head.method(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            sent_method(&hs.request),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         );
         let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
         let nothing_came = call.response.is_none() && c.down.is_empty();
@@ -578,7 +582,7 @@ impl Gateway {
         call.backend_eof = false;
         call.request_broken = false;
         hs.written = 0;
-        hs.attempt = 0;
+        hs.addrs = Default::default();
         self.drop_backend(key);
         if let Some(c) = self.conns.get_mut(key) {
             c.phase = Phase::Resolving;
@@ -611,7 +615,7 @@ impl Gateway {
         let origin =
             c.hs.as_ref()
                 .filter(|_| reusable)
-                .map(|hs| keepalive::origin(&hs.target, hs.tls_profile));
+                .map(|hs| keepalive::origin(hs));
         if let Some(mut b) = c.backend.take() {
             match origin {
                 Some(origin) => self.park(origin, b),
@@ -649,6 +653,11 @@ impl Gateway {
         self.set_timeout(key, t);
         self.read_head(key);
     }
+}
+
+/// The method of a request written for the backend: its request line's first word.
+fn sent_method(request: &[u8]) -> &[u8] {
+    request.split(|&b| b == b' ').next().unwrap_or_default()
 }
 
 /// An answer head as the policies after the invoke left it.

@@ -49,6 +49,11 @@ impl Gateway {
     /// A connection's deadline passed; what that means depends on where it is.
     pub(super) fn on_timeout(&mut self, key: usize) {
         let Some(c) = self.conns.get(key) else { return };
+        // An address that did not connect in its share of the timeout gives way to the next.
+        if c.phase == Phase::Connecting && self.try_next_address(key) {
+            return;
+        }
+        let Some(c) = self.conns.get(key) else { return };
         match c.phase {
             Phase::Head if c.client.handshaking() => {
                 log::debug!(

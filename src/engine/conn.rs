@@ -148,8 +148,14 @@ pub struct Handshake {
     pub request: Vec<u8>,
     pub written: usize,
     pub redirects: u8,
-    /// Which backend address of the resolved list is being tried.
-    pub attempt: u8,
+    /// A redirect led to another origin than the policy's `target-url`: from then on the
+    /// backend gets no credentials (the policy's Basic, the client's `Authorization` and
+    /// `Cookie`, the TLS profile's client certificate).
+    pub other_origin: bool,
+    /// The backend's resolved addresses, tried in turn.
+    pub addrs: super::resolve::Attempts,
+    /// When the policy's `timeout` runs out for connecting (and, for an upgrade, its answer).
+    pub deadline: std::time::Instant,
     /// Body bytes of a refused upgrade still to relay.
     pub refused_left: u64,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.

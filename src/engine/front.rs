@@ -301,7 +301,9 @@ impl Gateway {
             request: Vec::new(),
             written: 0,
             redirects: 0,
-            attempt: 0,
+            other_origin: false,
+            addrs: Default::default(),
+            deadline: self.now + call.timeout,
             refused_left: 0,
             reply_headers,
             peer_trusted: crate::http::forwarded::trusted(
@@ -697,7 +699,7 @@ pub(super) fn build_backend_request(
     port: u16,
     plain: Option<PlainRequest>,
 ) {
-    let strip: Vec<&str> = api
+    let mut strip: Vec<&str> = api
         .security
         .requirements
         .iter()
@@ -705,6 +707,16 @@ pub(super) fn build_backend_request(
         .flatten()
         .map(|k| k.name.as_str())
         .collect();
+    // Credentials are for the origin the API names, not for whoever a redirect points at.
+    let credentials = match (call.username, call.password) {
+        _ if hs.other_origin => {
+            strip.extend(["authorization", "cookie"]);
+            None
+        }
+        (Some(u), Some(p)) => Some((u, p)),
+        (Some(u), None) => Some((u, "")),
+        _ => None,
+    };
     let req = handshake::BackendRequest {
         client: &hs.head,
         target: &hs.target,
@@ -723,11 +735,7 @@ pub(super) fn build_backend_request(
         original_host: hs.head.header("host"),
         listener_port: port,
         proto: if secure { "https" } else { "http" },
-        credentials: match (call.username, call.password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (Some(u), None) => Some((u, "")),
-            _ => None,
-        },
+        credentials,
         strip: &strip,
         plain,
     };

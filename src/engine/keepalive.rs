@@ -3,8 +3,8 @@
 //! to the same origin takes it instead of connecting. Parked connections are watched for the
 //! backend closing them, and the pool is bounded: when it is full, the connection closes.
 
+use super::conn::Handshake;
 use super::stream::Stream;
-use crate::http::url::TargetUrl;
 use slab::Slab;
 use std::io::Read;
 
@@ -13,14 +13,17 @@ use std::io::Read;
 pub const CAPACITY: usize = 128;
 
 /// What makes two backend connections interchangeable: scheme, host, port and the TLS
-/// profile that set up the session (its roots and client certificate).
-pub fn origin(target: &TargetUrl, tls_profile: Option<u16>) -> String {
+/// settings that set up the session (the profile's roots, and its client certificate unless a
+/// redirect to another origin left it out).
+pub fn origin(hs: &Handshake) -> String {
+    let target = &hs.target;
     format!(
-        "{}://{}:{}/{}",
+        "{}://{}:{}/{}{}",
         if target.tls() { "tls" } else { "tcp" },
         target.host,
         target.port,
-        tls_profile.map_or(-1, i32::from)
+        hs.tls_profile.map_or(-1, i32::from),
+        if hs.other_origin { "/anonymous" } else { "" }
     )
 }
 

@@ -5,9 +5,9 @@ use super::Gateway;
 use super::conn::{Phase, flag};
 use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
+use super::resolve::Attempts;
 use super::stream::{Stream, TlsError};
 use crate::http::head::{HeadError, parse_response};
-use crate::http::url::TargetUrl;
 use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
@@ -16,6 +16,7 @@ use mio::{Interest, Token};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Room kept free while reading the backend's answer, for the client's 101 in front of any
 /// frames that came with it.
@@ -35,7 +36,7 @@ impl Gateway {
             && call.persistent
             && !call.retried
         {
-            let origin = super::keepalive::origin(&hs.target, hs.tls_profile);
+            let origin = super::keepalive::origin(hs);
             if let Some(stream) = self.unpark(key, &origin) {
                 let c = &mut self.conns[key];
                 c.backend = Some(stream);
@@ -54,8 +55,8 @@ impl Gateway {
         let Some(hs) = c.hs.as_ref() else { return };
         let (host, port) = (hs.target.host.clone(), hs.target.port);
         let epoch = c.epoch;
-        match self.resolver.lookup(&host, port, key, epoch) {
-            Some(addrs) => self.connect(key, &addrs),
+        match self.resolver.lookup(&host, port, key, epoch, self.now) {
+            Some(addrs) => self.connect(key, addrs),
             None => {
                 c.phase = Phase::Resolving;
             }
@@ -64,7 +65,7 @@ impl Gateway {
 
     /// The resolver answered; connections waiting for those names go on.
     pub(super) fn on_resolved(&mut self) {
-        for (key, epoch, result) in self.resolver.drain() {
+        for (key, epoch, result) in self.resolver.drain(self.now) {
             let Some(c) = self.conns.get(key) else {
                 continue;
             };
@@ -72,7 +73,7 @@ impl Gateway {
                 continue;
             }
             match result {
-                Ok(addrs) => self.connect(key, &addrs),
+                Ok(addrs) => self.connect(key, addrs),
                 Err(e) => {
                     log::warn!("backend name did not resolve: {e}");
                     self.metrics.backend_error(BackendError::Resolve);
@@ -82,27 +83,62 @@ impl Gateway {
         }
     }
 
-    fn connect(&mut self, key: usize, addrs: &[SocketAddr]) {
+    /// Connects to the first of `addrs` that takes the connection.
+    fn connect(&mut self, key: usize, addrs: Vec<SocketAddr>) {
+        let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+            return;
+        };
+        hs.addrs = Attempts::new(addrs, hs.deadline);
+        self.connect_next(key);
+    }
+
+    /// The backend address tried so far did not connect (refused, unreachable, or out of its
+    /// share of the timeout) before anything was sent: the next one gets its turn. False when
+    /// none is left, the policy's timeout is spent, or the request had started to go out.
+    pub(super) fn try_next_address(&mut self, key: usize) -> bool {
+        let Some(hs) = self.conns.get(key).and_then(|c| c.hs.as_ref()) else {
+            return false;
+        };
+        if hs.written > 0 || !hs.addrs.has_more() || self.now >= hs.deadline {
+            return false;
+        }
+        log::info!("trying the next address of backend {}", hs.target.host);
+        self.drop_backend(key);
+        self.connect_next(key);
+        true
+    }
+
+    fn connect_next(&mut self, key: usize) {
+        loop {
+            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+                return;
+            };
+            let Some((addr, budget)) = hs.addrs.next(self.now) else {
+                log::warn!(
+                    "no address of backend {} took the connection",
+                    hs.target.host
+                );
+                self.metrics.backend_error(BackendError::Connect);
+                return self.backend_failed(key, 500, "Could not connect to endpoint");
+            };
+            match TcpStream::connect(addr) {
+                Ok(tcp) => return self.connect_with(key, tcp, budget),
+                Err(e) => log::warn!("connect to backend {addr} failed: {e}"),
+            }
+        }
+    }
+
+    /// Sets up the backend connection `tcp` is starting; it has `budget` to connect.
+    fn connect_with(&mut self, key: usize, tcp: TcpStream, budget: Duration) {
+        self.set_timeout(key, budget);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
         let Some(hs) = c.hs.as_mut() else { return };
-        let Some(addr) = addrs.get(hs.attempt as usize).copied() else {
-            log::warn!("no address left to try for backend {}", hs.target.host);
-            return self.backend_failed(key, 500, "Could not connect to endpoint");
-        };
-        let tcp = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("connect to backend {addr} failed: {e}");
-                self.metrics.backend_error(BackendError::Connect);
-                return self.backend_failed(key, 500, "Could not connect to endpoint");
-            }
-        };
         let _ = tcp.set_nodelay(true);
         super::stream::cap_kernel_buffers(&tcp, c.model.settings.bounds.socket_buffer);
         let mut stream = if hs.target.tls() {
-            let (config, insecure) = backend_tls(&c.model, hs.tls_profile);
+            let (config, insecure) = backend_tls(&c.model, hs.tls_profile, hs.other_origin);
             if insecure {
                 log::warn!(
                     "TLS to backend {}: certificate NOT verified (insecure-skip-verify)",
@@ -157,6 +193,13 @@ impl Gateway {
                 }
                 Err(e) => return self.connect_failed(key, e),
             }
+            // Connected: the rest of the policy's timeout applies again, not the address's share.
+            let Some(deadline) = c.hs.as_ref().map(|h| h.deadline) else {
+                return;
+            };
+            self.set_timeout(key, deadline.saturating_duration_since(self.now));
+            let c = &mut self.conns[key];
+            let Some(b) = c.backend.as_mut() else { return };
             let Some(hs) = c.hs.as_mut() else { return };
             while hs.written < hs.request.len() {
                 match b.write(&hs.request[hs.written..]) {
@@ -176,7 +219,11 @@ impl Gateway {
             }
             c.phase = Phase::BackendHead;
         }
-        if c.phase == Phase::BackendHead {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.phase == Phase::BackendHead)
+        {
             self.read_backend_head(key);
         }
     }
@@ -195,6 +242,9 @@ impl Gateway {
         let tls = e
             .get_ref()
             .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some());
+        if !tls && self.try_next_address(key) {
+            return;
+        }
         self.metrics.backend_error(if tls {
             BackendError::Tls
         } else {
@@ -361,7 +411,9 @@ impl Gateway {
 
     /// Points the connection's backend exchange at a redirect's `location` (absolute, or
     /// relative to the current target) and drops the backend connection and whatever it sent.
-    /// The caller writes the new request and connects. False when the connection is gone.
+    /// The caller writes the new request and connects. A location that is not usable, or that
+    /// leaves TLS for plain text, is refused with a 502. False when the client was answered or
+    /// the connection is gone.
     pub(super) fn retarget(&mut self, key: usize, location: &str) -> bool {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
@@ -369,18 +421,30 @@ impl Gateway {
         let Some(hs) = c.hs.as_mut() else {
             return false;
         };
-        let target = match TargetUrl::parse(location) {
+        let target = match hs.target.follow(location) {
             Ok(t) => t,
-            Err(_) => {
-                let mut t = hs.target.clone();
-                t.path_and_query = location.to_string();
-                t
+            Err(why) => {
+                log::warn!("backend redirected to an unusable location: {why}");
+                self.metrics.backend_error(BackendError::InvalidResponse);
+                self.backend_failed(key, 502, "Invalid redirect location from backend");
+                return false;
             }
         };
-        log::debug!("following a redirect to {location}");
+        // What went encrypted must not go again in clear text, to anyone.
+        if hs.target.tls() && !target.tls() {
+            log::warn!("backend redirected from {} to {target}: refused", hs.target);
+            self.metrics.backend_error(BackendError::InvalidResponse);
+            self.backend_failed(key, 502, "Redirect from TLS to plain text refused");
+            return false;
+        }
+        // Once another origin, always: a later hop back does not bring the credentials back.
+        if !hs.target.same_origin(&target) {
+            hs.other_origin = true;
+        }
+        log::debug!("following a redirect to {target}");
         hs.target = target;
         hs.redirects += 1;
-        hs.attempt = 0;
+        hs.addrs = Default::default();
         self.drop_backend(key);
         true
     }
@@ -469,9 +533,15 @@ impl Gateway {
 }
 
 /// The TLS client settings for a backend: those of the policy's `tls-profile`, or the system
-/// roots. Also says whether verification is off.
-fn backend_tls(model: &Model, profile: Option<u16>) -> (Arc<rustls::ClientConfig>, bool) {
+/// roots; without the profile's client certificate for `other_origin`. Also says whether
+/// verification is off.
+fn backend_tls(
+    model: &Model,
+    profile: Option<u16>,
+    other_origin: bool,
+) -> (Arc<rustls::ClientConfig>, bool) {
     match profile.and_then(|p| model.tls_profiles.get(p as usize)) {
+        Some(p) if other_origin => (p.without_client_cert.clone(), p.insecure_skip_verify),
         Some(p) => (p.config.clone(), p.insecure_skip_verify),
         None => (crate::tls::default_client_config(), false),
     }

@@ -137,6 +137,45 @@ impl TargetUrl {
         self.path_and_query.split_once('?').map(|(_, q)| q)
     }
 
+    /// Whether `other` is the same origin: TLS or not (ws and http are the same transport),
+    /// host (case-insensitive) and port, a default port being equal to the explicit one.
+    pub fn same_origin(&self, other: &TargetUrl) -> bool {
+        self.tls() == other.tls()
+            && self.port == other.port
+            && self.host.eq_ignore_ascii_case(&other.host)
+    }
+
+    /// Where a redirect's `Location` points from this target: an absolute URL, one without a
+    /// scheme (`//host/path`, the scheme is kept), an absolute path or a path relative to this
+    /// target's. A fragment is dropped; it never goes to a server.
+    pub fn follow(&self, location: &str) -> Result<TargetUrl, String> {
+        let location = location.trim();
+        let location = location.split_once('#').map_or(location, |(l, _)| l);
+        if location.starts_with("//") {
+            return TargetUrl::parse(&format!("{}:{location}", self.scheme.as_str()));
+        }
+        let scheme_end = location.find([':', '/', '?']);
+        let has_scheme = location.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme_end.is_some_and(|i| location[i..].starts_with(':'));
+        if has_scheme {
+            return TargetUrl::parse(location);
+        }
+        let path_and_query = if location.starts_with('/') {
+            location.to_string()
+        } else if location.starts_with('?') || location.is_empty() {
+            format!("{}{location}", self.path())
+        } else {
+            // A relative path replaces the last segment of this target's path.
+            let path = self.path();
+            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+            format!("{dir}{location}")
+        };
+        Ok(TargetUrl {
+            path_and_query,
+            ..self.clone()
+        })
+    }
+
     /// The value for the `Host` header: the host, bracketed if IPv6, with `:port` only when
     /// the port is not the scheme's default. This is what browsers and HTTP clients send, and
     /// some backends compare `Host` (or a derived origin) literally.
@@ -238,6 +277,37 @@ mod tests {
             p("http://10.0.0.1:8080").host_header().to_string(),
             "10.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn origins_compare_transport_host_and_port() {
+        let a = p("https://api.example/x");
+        assert!(a.same_origin(&p("https://API.example:443/y?z")));
+        assert!(
+            a.same_origin(&p("wss://api.example/")),
+            "wss is https's transport"
+        );
+        assert!(!a.same_origin(&p("http://api.example:443/")), "scheme");
+        assert!(!a.same_origin(&p("https://api.example:8443/")), "port");
+        assert!(!a.same_origin(&p("https://other.example/")), "host");
+        assert!(p("http://h/").same_origin(&p("ws://h:80/")));
+    }
+
+    #[test]
+    fn redirect_locations() {
+        let at = p("https://h:8443/a/b/c?q=1");
+        let to = |l: &str| at.follow(l).map(|t| t.to_string());
+        assert_eq!(to("/x?y").unwrap(), "https://h:8443/x?y");
+        assert_eq!(to("d").unwrap(), "https://h:8443/a/b/d");
+        assert_eq!(to("?r=2").unwrap(), "https://h:8443/a/b/c?r=2");
+        assert_eq!(to("/x#frag").unwrap(), "https://h:8443/x");
+        assert_eq!(to("//other:81/p").unwrap(), "https://other:81/p");
+        assert_eq!(to("http://e.example/p").unwrap(), "http://e.example/p");
+        assert_eq!(to("HTTP://e.example").unwrap(), "http://e.example/");
+        assert!(to("ftp://e.example/").is_err());
+        assert!(to("http://u@e.example/").is_err());
+        // A colon after the first slash is part of a path, not a scheme.
+        assert_eq!(to("/p:q").unwrap(), "https://h:8443/p:q");
     }
 
     #[test]

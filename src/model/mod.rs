@@ -118,6 +118,8 @@ pub struct TlsProfile {
     pub insecure_skip_verify: bool,
     /// The handshake settings built from the above at load.
     pub config: Arc<rustls::ClientConfig>,
+    /// The same without the client certificate, for a backend a redirect led to.
+    pub without_client_cert: Arc<rustls::ClientConfig>,
 }
 
 /// What a message over a hard message limit does.

@@ -192,7 +192,8 @@ pub struct BackendRequest<'a> {
     pub proto: &'a str,
     /// Basic credentials (username, password) for the backend.
     pub credentials: Option<(&'a str, &'a str)>,
-    /// Lower-case names of the client id and secret headers and query parameters; never sent.
+    /// Lower-case names of the client id and secret headers and query parameters (and of the
+    /// credential headers, after a redirect to another origin); never sent.
     pub strip: &'a [&'a str],
     /// A plain HTTP call (the invoke policy) instead of an upgrade: its method and how its body
     /// is framed. `key` is then unused.

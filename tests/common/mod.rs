@@ -6,6 +6,8 @@
 //! - `client`: tungstenite client and raw TCP helpers (`ws_connect`, `RawConn`, `http_request`)
 //! - `tls`: test CAs and certificates (rcgen), rustls client/server configs, `wss_connect`
 //! - `python`: the Python peers (`python`, `PyEcho`, `run_py_client`, `PyHttpEcho`)
+//! - `hosts`: the gateway under an /etc/hosts of the test's own (`unshare -rm`)
+//! - `redirect`: a tungstenite backend that redirects, then upgrades (`WsRedirector`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
@@ -18,11 +20,13 @@ pub mod backend;
 pub mod client;
 pub mod conf;
 pub mod gateway;
+pub mod hosts;
 pub mod limits;
 pub mod load;
 pub mod proc;
 pub mod python;
 pub mod raw_http;
+pub mod redirect;
 pub mod sync;
 pub mod tls;
 
