@@ -219,6 +219,10 @@ struct Layout {
     /// Retired definitions only: connections that still use it. A retired limit without a
     /// current one of its identity drops its counters when this comes back to 0.
     users: u32,
+    /// Table entries this limit holds, and how many of them are kept for it whatever the other
+    /// limits hold (see `table`'s share rule).
+    keys: u32,
+    reserve: u32,
 }
 
 impl Layout {
@@ -227,6 +231,11 @@ impl Layout {
     }
     fn size(&self) -> u32 {
         self.rows.saturating_mul(self.cols)
+    }
+    /// Whether keys of this limit can go to the run-time table: dynamic values, a block too big
+    /// for the dense array, keyless callers of a limit outside plans.
+    fn uses_table(&self) -> bool {
+        self.counted && (self.dyn_sparse || !self.dense || (self.is_client && self.plan.is_none()))
     }
 }
 
@@ -382,6 +391,11 @@ pub struct Counters {
     entries: Vec<Entry>,
     /// What each table entry's key was, for `snapshot` and `reset`.
     descs: Vec<Desc>,
+    /// Table entries beyond the limits' reserves, taken first come, and how many are taken.
+    shared: u32,
+    shared_used: u32,
+    /// Where the next sweep for expired entries starts.
+    sweep_at: usize,
     hash1: RandomState,
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
@@ -505,12 +519,15 @@ impl Counters {
                 store: i as LimitIdx,
                 ident: stable_hash(&ident),
                 users: 0,
+                keys: 0,
+                reserve: 0,
             });
             key_prefix.push(prefix);
             identities.push(ident.into_boxed_str());
             static_dv.push(dv);
         }
         let capacity = dynamic_slots.min(TABLE_MAX);
+        let shared = table::share_out(&mut layouts, capacity);
         let dense_len = used as u32;
         let mut cells = Vec::with_capacity(dense_len as usize + capacity);
         cells.resize(dense_len as usize + capacity, Cell::default());
@@ -531,6 +548,9 @@ impl Counters {
             dense_len,
             entries: vec![Entry::EMPTY; capacity],
             descs: vec![Desc::default(); capacity],
+            shared,
+            shared_used: 0,
+            sweep_at: 0,
             hash1,
             hash2,
             last_now: 0,
