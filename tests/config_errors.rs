@@ -232,6 +232,17 @@ fn socket_buffer_below_what_the_kernel_takes() {
 }
 
 #[test]
+fn limit_key_table_above_its_maximum() {
+    only_error(
+        "too-many-limit-keys",
+        "gateway.yaml",
+        8,
+        "bounds.max-limit-keys",
+        &["between 1 and 16777216"],
+    );
+}
+
+#[test]
 fn bare_integer_in_a_rate() {
     only_error(
         "bare-rate",

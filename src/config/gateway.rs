@@ -185,6 +185,8 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
 
 /// Below this the kernel would raise the value anyway.
 const SOCKET_BUFFER_MIN: u64 = 4096;
+/// The largest run-time key table (about 1.5 GiB at 92 bytes an entry).
+const MAX_LIMIT_KEYS: u64 = 1 << 24;
 
 fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     let mut b = Bounds::default();
@@ -200,6 +202,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             "buffer-bound",
             "socket-buffer",
             "over-limit",
+            "max-limit-keys",
         ],
         false,
         d,
@@ -238,6 +241,16 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
         match v.u64(d) {
             Some(0) => d.error(&v, "max-connections must be at least 1"),
             Some(x) => b.max_connections = usize::try_from(x).unwrap_or(usize::MAX),
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-limit-keys") {
+        match v.u64(d) {
+            Some(x) if (1..=MAX_LIMIT_KEYS).contains(&x) => b.max_limit_keys = x as usize,
+            Some(_) => d.error(
+                &v,
+                format!("max-limit-keys must be between 1 and {MAX_LIMIT_KEYS}"),
+            ),
             None => {}
         }
     }

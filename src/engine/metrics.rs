@@ -375,6 +375,17 @@ impl Gateway {
         }
         family(
             &mut out,
+            "wsgate_limit_keys_full_total",
+            "counter",
+            "Limit keys that found no room in the run-time key table (bounds.max-limit-keys): the request or upgrade was refused with 503, or the message failed closed.",
+        );
+        let _ = writeln!(
+            out,
+            "wsgate_limit_keys_full_total {}",
+            self.counters.keys_full()
+        );
+        family(
+            &mut out,
             "wsgate_backend_errors_total",
             "counter",
             "Backends that could not be used, by reason.",

@@ -134,6 +134,9 @@ pub struct Bounds {
     /// direction lets the kernel queue megabytes behind it.
     pub socket_buffer: usize,
     pub over_limit: OverLimitAction,
+    /// Entries of the table for limit keys known only at run time (keyless callers' addresses,
+    /// dynamic values); fixed at start.
+    pub max_limit_keys: usize,
 }
 
 impl Default for Bounds {
@@ -149,6 +152,7 @@ impl Default for Bounds {
             buffer_bound: 64 * 1024,
             socket_buffer: 256 * 1024,
             over_limit: OverLimitAction::Close,
+            max_limit_keys: 65_536,
         }
     }
 }

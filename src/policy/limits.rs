@@ -409,6 +409,9 @@ pub struct Counters {
     earlier_rejections: Vec<(Box<str>, u64)>,
     /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
     last_rejected: Option<LimitIdx>,
+    /// Keys that found no room in the table (a request refused, or a message failing closed),
+    /// since start: reloads carry it over.
+    keys_full: u64,
 }
 
 impl std::fmt::Debug for Counters {
@@ -558,6 +561,7 @@ impl Counters {
             rejections: vec![0; model.limits.len()],
             earlier_rejections: Vec::new(),
             last_rejected: None,
+            keys_full: 0,
         }
     }
 
@@ -593,6 +597,12 @@ impl Counters {
         }
         match self.table_slot(store, who, now_secs) {
             Lookup::Counter(s) => Lookup::Counter(Slot { limit, ..s }),
+            Lookup::Full => {
+                // The caller refuses: a refusal of this limit, like one over its maximum.
+                self.keys_full += 1;
+                self.rejected(limit);
+                Lookup::Full
+            }
             other => other,
         }
     }
@@ -609,27 +619,41 @@ impl Counters {
         let v = match self.cell_for(slot, now_secs, true) {
             Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
             // The key's entry was evicted and the table is full of live keys: fail closed.
-            None => Verdict {
-                allowed: !hard,
-                exceeded: true,
-                first_in_window: false,
-                limit: max,
-                remaining: 0,
-                reset_in_secs: reset_in(now_secs, period),
-            },
+            None => {
+                if slot.cell >= self.dense_len {
+                    self.keys_full += 1;
+                }
+                Verdict {
+                    allowed: !hard,
+                    exceeded: true,
+                    first_in_window: false,
+                    limit: max,
+                    remaining: 0,
+                    reset_in_secs: reset_in(now_secs, period),
+                }
+            }
         };
         if !v.allowed {
-            let i = slot.limit as usize;
-            if i >= self.rejections.len() && i < self.layouts.len() {
-                // A definition retired by a reload: once per definition.
-                self.rejections.resize(self.layouts.len(), 0);
-            }
-            if let Some(r) = self.rejections.get_mut(i) {
-                *r += 1;
-            }
-            self.last_rejected = Some(slot.limit);
+            self.rejected(slot.limit);
         }
         v
+    }
+
+    fn rejected(&mut self, limit: LimitIdx) {
+        let i = limit as usize;
+        if i >= self.rejections.len() && i < self.layouts.len() {
+            // A definition retired by a reload: once per definition.
+            self.rejections.resize(self.layouts.len(), 0);
+        }
+        if let Some(r) = self.rejections.get_mut(i) {
+            *r += 1;
+        }
+        self.last_rejected = Some(limit);
+    }
+
+    /// How many keys found no room in the run-time table since start.
+    pub fn keys_full(&self) -> u64 {
+        self.keys_full
     }
 
     /// Rejections so far by limit name, in the order names first appear; counters replaced at
@@ -653,6 +677,7 @@ impl Counters {
 
     /// At a reload: keeps the rejection totals of the counters being replaced.
     pub(crate) fn carry_rejections(&mut self, old: &Counters) {
+        self.keys_full = old.keys_full;
         self.earlier_rejections = old
             .rejections_by_name()
             .into_iter()

@@ -8,6 +8,7 @@
 //! - `python`: the Python peers (`python`, `PyEcho`, `run_py_client`, `PyHttpEcho`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
+//! - `keys`: a keyless API whose limits use the run-time key table, clients from any loopback address
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
 #![allow(dead_code, unused_imports)]
@@ -17,6 +18,7 @@ pub mod backend;
 pub mod client;
 pub mod conf;
 pub mod gateway;
+pub mod keys;
 pub mod limits;
 pub mod load;
 pub mod proc;
