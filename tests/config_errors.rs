@@ -243,6 +243,17 @@ fn limit_key_table_above_its_maximum() {
 }
 
 #[test]
+fn no_control_frames_at_all_is_not_a_bound() {
+    only_error(
+        "zero-control-frames",
+        "gateway.yaml",
+        8,
+        "bounds.max-control-frames",
+        &["between 1 and 65535"],
+    );
+}
+
+#[test]
 fn bare_integer_in_a_rate() {
     only_error(
         "bare-rate",

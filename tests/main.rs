@@ -19,7 +19,8 @@ mod engine_relay;
 mod frame_tungstenite;
 
 // Limits: count, message and plan limits, identification, release on every path, the table
-// of run-time keys.
+// of run-time keys, control frames.
+mod limits_control;
 mod limits_count;
 mod limits_identify;
 mod limits_messages;

@@ -203,6 +203,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             "socket-buffer",
             "over-limit",
             "max-limit-keys",
+            "max-control-frames",
         ],
         false,
         d,
@@ -250,6 +251,16 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             Some(_) => d.error(
                 &v,
                 format!("max-limit-keys must be between 1 and {MAX_LIMIT_KEYS}"),
+            ),
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-control-frames") {
+        match v.u64(d).map(u16::try_from) {
+            Some(Ok(x)) if x >= 1 => b.max_control_frames = x,
+            Some(_) => d.error(
+                &v,
+                "max-control-frames must be between 1 and 65535 (per second)",
             ),
             None => {}
         }

@@ -137,6 +137,9 @@ pub struct Bounds {
     /// Entries of the table for limit keys known only at run time (keyless callers' addresses,
     /// dynamic values); fixed at start.
     pub max_limit_keys: usize,
+    /// Control frames (ping, pong, close) one side of a WebSocket may send per second; above
+    /// it that side is closed with 1008.
+    pub max_control_frames: u16,
 }
 
 impl Default for Bounds {
@@ -153,6 +156,7 @@ impl Default for Bounds {
             socket_buffer: 256 * 1024,
             over_limit: OverLimitAction::Close,
             max_limit_keys: 65_536,
+            max_control_frames: 50,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
 //! - `keys`: a keyless API whose limits use the run-time key table, clients from any loopback address
+//! - `pinger`: a backend that floods pings and reports the close it got
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
 #![allow(dead_code, unused_imports)]
@@ -21,6 +22,7 @@ pub mod gateway;
 pub mod keys;
 pub mod limits;
 pub mod load;
+pub mod pinger;
 pub mod proc;
 pub mod python;
 pub mod sync;
