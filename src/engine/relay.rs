@@ -701,3 +701,60 @@ fn close_reason(code: u16) -> &'static str {
         _ => "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backend frames (unmasked): `n` pings of one byte each, then `tail`.
+    fn pings(n: usize, tail: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..n).flat_map(|i| [0x89, 1, i as u8]).collect();
+        v.extend_from_slice(tail);
+        v
+    }
+
+    /// Decodes `bytes` as one read of a backend flow; returns what is forwarded and what was seen.
+    fn run(flow: &mut Flow, pool: &mut Pool, bytes: &[u8], now_secs: u64) -> (Vec<u8>, Seen) {
+        let id = flow.buffer(pool);
+        let start = flow.end as usize;
+        pool.get(id)[start..start + bytes.len()].copy_from_slice(bytes);
+        flow.end += bytes.len() as u32;
+        let mut seen = Seen::default();
+        let bound = ControlBound { now_secs, max: 3 };
+        decode(pool, flow, &mut seen, false, bound, &mut || Admit::Forward);
+        let out = pool.get(id)[flow.head as usize..flow.out as usize].to_vec();
+        flow.head = flow.out;
+        (out, seen)
+    }
+
+    #[test]
+    fn control_frames_over_the_bound_stop_decoding_in_front_of_the_one_too_many() {
+        let mut pool = Pool::new(4096, 1);
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let (out, seen) = run(&mut flow, &mut pool, &pings(5, &[]), 100);
+        assert!(seen.control_flood);
+        assert_eq!(out, pings(3, &[]), "exactly the bound's worth is forwarded");
+
+        // A new second on a fresh flow: the bound's worth passes, and a pong is counted too.
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let (out, seen) = run(&mut flow, &mut pool, &pings(3, &[]), 100);
+        assert!(!seen.control_flood);
+        assert_eq!(out.len(), 9);
+        let (_, seen) = run(&mut flow, &mut pool, &[0x8a, 0], 100);
+        assert!(seen.control_flood, "a pong over the bound");
+        let (out, seen) = run(&mut flow, &mut pool, &[0x8a, 0], 101);
+        assert!(!seen.control_flood, "the next second starts afresh");
+        assert_eq!(out, [0x8a, 0]);
+
+        // Data frames do not count; a close over the bound still passes.
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let text = [0x81, 2, b'h', b'i'];
+        let close = [0x88, 2, 0x03, 0xe8];
+        let mut bytes = pings(3, &text);
+        bytes.extend_from_slice(&text);
+        bytes.extend_from_slice(&close);
+        let (out, seen) = run(&mut flow, &mut pool, &bytes, 100);
+        assert!(!seen.control_flood && seen.close);
+        assert_eq!(out, bytes);
+    }
+}
