@@ -185,7 +185,7 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
 
 /// Below this the kernel would raise the value anyway.
 const SOCKET_BUFFER_MIN: u64 = 4096;
-/// The largest run-time key table (about 1.5 GiB at 92 bytes an entry).
+/// The largest run-time key table (about 1.4 GiB at 92 bytes an entry).
 const MAX_LIMIT_KEYS: u64 = 1 << 24;
 
 fn bounds(n: &Node, d: &mut Diags) -> Bounds {
