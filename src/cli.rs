@@ -231,6 +231,7 @@ fn echo_only(addr: SocketAddr) -> Model {
             source: PathBuf::new(),
             listeners: Vec::new(),
             admin: None,
+            admin_token: None,
             echo: Some(addr),
             bounds: Bounds::default(),
             activity_log: ActivityOutput::Off,

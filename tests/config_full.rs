@@ -23,6 +23,13 @@ fn dir() -> PathBuf {
         let server = rcgen::generate_simple_self_signed(vec!["api.example.com".into()]).unwrap();
         std::fs::write(dst.join("server.pem"), server.cert.pem()).unwrap();
         std::fs::write(dst.join("server.key"), server.signing_key.serialize_pem()).unwrap();
+        // A key others can read is a warning of its own; this test counts the others.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dst.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let ca = rcgen::generate_simple_self_signed(vec!["backend-ca.test".into()]).unwrap();
         std::fs::write(dst.join("ca.pem"), ca.cert.pem()).unwrap();
         dst

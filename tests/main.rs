@@ -8,6 +8,7 @@ mod common;
 mod config_errors;
 mod config_full;
 mod config_https;
+mod config_ranges;
 mod config_seed;
 mod default_config;
 
@@ -40,6 +41,7 @@ mod tls;
 
 // Operating it: activity log, metrics, reload.
 mod activity_log;
+mod admin_auth;
 mod metrics;
 mod reload;
 

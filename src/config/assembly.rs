@@ -9,7 +9,7 @@ use crate::model::{
     LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction, SetOp, Switch,
     SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
 };
-use crate::policy::condition::Condition;
+use crate::policy::condition::{Condition, expand_refs};
 use crate::policy::pattern::Pattern;
 use std::time::Duration;
 
@@ -592,15 +592,24 @@ fn control(n: &Node, d: &mut Diags) -> Control {
     Control { allow, patterns }
 }
 
+/// The longest a backend may keep a websocket-upgrade or invoke waiting, in seconds (a day, as
+/// DataPower's own limit for a backend timeout).
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 fn timeout(n: &Node, d: &mut Diags) -> Duration {
     match n.get("timeout") {
         None => Duration::from_secs(60),
         Some(t) => match t.u64(d) {
-            Some(0) => {
-                d.error(&t, "timeout must be at least 1 second");
+            Some(s @ 1..=MAX_TIMEOUT_SECS) => Duration::from_secs(s),
+            Some(s) => {
+                d.error(
+                    &t,
+                    format!(
+                        "timeout {s} is out of range: expected 1 to {MAX_TIMEOUT_SECS} seconds"
+                    ),
+                );
                 Duration::from_secs(60)
             }
-            Some(s) => Duration::from_secs(s),
             None => Duration::from_secs(60),
         },
     }
@@ -792,50 +801,25 @@ fn invoke(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Invoke> {
 }
 
 /// JSON string literal for a property value placed into a condition.
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Expands `$(property)` in a switch condition into string literals (spec decision 2); other
-/// references are left for the condition compiler.
-fn expand_condition(text: &str, scope: &Scope) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("$(") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        let Some(end) = after.find(')') else {
-            out.push_str(&rest[at..]);
-            return out;
-        };
-        let name = after[..end].trim();
+/// Expands `$(property)` in a switch condition into string literals (spec decision 2) with the
+/// condition compiler's own quote-aware expansion. A reference that names no API property is
+/// returned by name: conditions read run-time values through paths (`request.verb`), not `$(…)`.
+fn expand_condition(text: &str, scope: &Scope) -> (String, Vec<String>) {
+    let unknown = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
         let prop = name.strip_prefix("api.properties.").unwrap_or(name);
         let value = if prop.contains('.') {
             None
         } else {
             (scope.property)(prop)
         };
-        match value {
-            Some(v) => out.push_str(&json_string(&v)),
-            None => out.push_str(&rest[at..at + 2 + end + 1]),
+        if value.is_none() {
+            unknown.borrow_mut().push(name.to_string());
         }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
+        value
+    };
+    let expanded = expand_refs(text, &lookup);
+    (expanded, unknown.into_inner())
 }
 
 fn switch(ctx: &Ctx, n: &Node, flow: Flow, d: &mut Diags) -> Switch {
@@ -869,8 +853,16 @@ fn switch(ctx: &Ctx, n: &Node, flow: Flow, d: &mut Diags) -> Switch {
             continue;
         };
         let Some(source) = cn.text(d) else { continue };
-        let expanded = expand_condition(&source, &ctx.scope);
+        let (expanded, unknown) = expand_condition(&source, &ctx.scope);
         let execute = policies(ctx, item.get("execute"), flow, d);
+        if !unknown.is_empty() {
+            let names = unknown.join(", ");
+            d.error(
+                &cn,
+                format!("condition '{source}': $({names}) is not an API property (a condition reads run-time values by path, such as request.verb)"),
+            );
+            continue;
+        }
         match Condition::compile(&expanded) {
             Ok(condition) => cases.push(SwitchCase {
                 source,
@@ -1030,23 +1022,30 @@ mod tests {
 
     #[test]
     fn conditions_get_property_literals() {
-        let prop = |n: &str| (n == "env").then(|| "prod \"x\"".to_string());
+        let prop = |n: &str| match n {
+            "env" => Some("prod \"x\"".to_string()),
+            "ver" => Some("2".to_string()),
+            _ => None,
+        };
         let rt = |_: &str| false;
         let scope = Scope {
             property: &prop,
             runtime: &rt,
         };
+        let expand = |text: &str| expand_condition(text, &scope);
         assert_eq!(
-            expand_condition(
-                "$(env) = 'a' and $(api.properties.env) = $(request.verb)",
-                &scope
-            ),
-            "\"prod \\\"x\\\"\" = 'a' and \"prod \\\"x\\\"\" = $(request.verb)"
+            expand("$(env) = 'a' and $(api.properties.env) = request.verb").0,
+            "\"prod \\\"x\\\"\" = 'a' and \"prod \\\"x\\\"\" = request.verb"
         );
+        // Inside a string literal the value joins the string.
         assert_eq!(
-            expand_condition("request.websocket", &scope),
-            "request.websocket"
+            expand("request.path = '/v$(ver)'").0,
+            "request.path = '/v2'"
         );
-        assert_eq!(expand_condition("$(nope) $(", &scope), "$(nope) $(");
+        assert_eq!(expand("'$$(ver)'").0, "'$(ver)'");
+        assert_eq!(expand("request.websocket").0, "request.websocket");
+        let (_, unknown) = expand("$(nope) = $(request.verb) and $(env) = ''");
+        assert_eq!(unknown, ["nope", "request.verb"]);
+        assert_eq!(expand("$(").0, "$(");
     }
 }

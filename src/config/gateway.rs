@@ -6,8 +6,8 @@ use super::limits::Sink;
 use super::node::{Anchor, Diags, Doc, Node};
 use super::units;
 use crate::model::{
-    ActivityOutput, Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener, OverLimitAction,
-    TlsCert, TlsListener, TlsProfile,
+    ActivityOutput, AdminToken, Bounds, LimitDef, LimitIdx, LimitKind, LimitLevel, Listener,
+    OverLimitAction, TlsCert, TlsListener, TlsProfile,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ pub struct AppSpec {
 pub struct GatewayConf {
     pub listeners: Vec<Listener>,
     pub admin: Option<SocketAddr>,
+    pub admin_token: Option<AdminToken>,
     pub echo: Option<SocketAddr>,
     pub bounds: Bounds,
     pub products: Vec<(PathBuf, Anchor)>,
@@ -82,6 +83,69 @@ fn addr(n: &Node, d: &mut Diags) -> Option<SocketAddr> {
     }
 }
 
+/// A private key or the admin token is worth a warning when users other than its owner can
+/// read or change it: any of them could impersonate the gateway or its operator.
+fn others_can_read(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+fn private_file_warning(path: &Path, mode: u32) -> String {
+    format!(
+        "'{}' holds a secret but has mode {mode:03o}, so users other than its owner can read \
+         or change it: chmod 600 it",
+        path.display()
+    )
+}
+
+fn warn_if_others_can_read(n: &Node, path: &Path, d: &mut Diags) {
+    if let Some(mode) = others_can_read(path) {
+        d.warn(n, private_file_warning(path, mode));
+    }
+}
+
+/// `admin: IP:PORT`, or `admin: {address: IP:PORT, token-file: PATH}`. The token is the file's
+/// content without surrounding whitespace, read at every load so a reload picks up a new one.
+fn admin(doc: &Doc, n: &Node, d: &mut Diags) -> (Option<SocketAddr>, Option<AdminToken>) {
+    if !n.v.is_mapping() {
+        return (addr(n, d), None);
+    }
+    n.known(&["address", "token-file"], false, d);
+    let address = match n.get("address") {
+        Some(a) => addr(&a, d),
+        None => {
+            d.missing(
+                n,
+                "address",
+                "missing: expected IP:PORT such as 127.0.0.1:9090",
+            );
+            None
+        }
+    };
+    let token = n.get("token-file").and_then(|f| {
+        let path = existing_file(doc, &f, d)?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                d.error(&f, format!("cannot read '{}': {e}", path.display()));
+                return None;
+            }
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            d.error(
+                &f,
+                format!("'{}' is empty: expected the admin token", path.display()),
+            );
+            return None;
+        }
+        warn_if_others_can_read(&f, &path, d);
+        Some(AdminToken(token.to_string()))
+    });
+    (address, token)
+}
+
 /// A file named in the config: must exist.
 fn existing_file(doc: &Doc, n: &Node, d: &mut Diags) -> Option<PathBuf> {
     let text = n.text(d)?;
@@ -112,7 +176,7 @@ fn cert(doc: &Doc, n: &Node, d: &mut Diags) -> Option<TlsCert> {
         }
     };
     let key = match n.get("key") {
-        Some(k) => existing_file(doc, &k, d),
+        Some(k) => existing_file(doc, &k, d).inspect(|p| warn_if_others_can_read(&k, p, d)),
         None => {
             d.missing(n, "key", "missing: expected the PEM private key file");
             None
@@ -185,6 +249,19 @@ fn listener(doc: &Doc, n: &Node, d: &mut Diags) -> Option<Listener> {
 
 /// Below this the kernel would raise the value anyway.
 const SOCKET_BUFFER_MIN: u64 = 4096;
+/// The kernel takes the buffer size as an `int` and doubles it for its bookkeeping.
+const MAX_SOCKET_BUFFER: u64 = 1 << 30;
+/// Far above what one loop serves, and it keeps slab keys (timer entries hold them as u32, and
+/// connection tokens are twice the key) well inside their types.
+const MAX_CONNECTIONS: usize = 1 << 24;
+/// Buffer offsets are u32; a bound this large is a typo long before it is a need.
+const MAX_BUFFER_BOUND: u64 = 1 << 30;
+/// The decoder adds frame lengths in u64; this is far below any overflow and far above any
+/// message a gateway should hold open.
+const MAX_MESSAGE_SIZE: u64 = 1 << 40;
+/// The longest idle WebSocket and the longest of the other waits (timeouts and graces).
+const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// The largest run-time key table (about 1.4 GiB at 92 bytes an entry).
 const MAX_LIMIT_KEYS: u64 = 1 << 24;
 
@@ -208,13 +285,24 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
         false,
         d,
     );
-    let size = |key: &str, min: u64, d: &mut Diags| -> Option<u64> {
+    let size = |key: &str, min: u64, max: u64, d: &mut Diags| -> Option<u64> {
         let v = n.get(key)?;
         let text = v.text(d)?;
         match units::size(&text) {
-            Ok(s) if s >= min => Some(s),
-            Ok(_) => {
+            Ok(s) if (min..=max).contains(&s) => Some(s),
+            Ok(s) if s < min => {
                 d.error(&v, format!("{key} must be at least {min} bytes"));
+                None
+            }
+            Ok(_) => {
+                d.error(
+                    &v,
+                    format!(
+                        "{key} '{}' is too large: at most {}",
+                        text.trim(),
+                        units::show_size(max)
+                    ),
+                );
                 None
             }
             Err(e) => {
@@ -223,10 +311,21 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             }
         }
     };
-    let duration = |key: &str, zero_ok: bool, d: &mut Diags| -> Option<Duration> {
+    let duration = |key: &str, zero_ok: bool, max: Duration, d: &mut Diags| -> Option<Duration> {
         let v = n.get(key)?;
         let text = v.text(d)?;
         match units::duration(&text) {
+            Ok(t) if t > max => {
+                d.error(
+                    &v,
+                    format!(
+                        "{key} '{}' is too long: at most {}",
+                        text.trim(),
+                        units::show_duration(max)
+                    ),
+                );
+                None
+            }
             Ok(t) if zero_ok || !t.is_zero() => Some(t),
             Ok(_) => {
                 d.error(&v, format!("{key} must be longer than 0"));
@@ -241,34 +340,45 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     if let Some(v) = n.get("max-connections") {
         match v.u64(d) {
             Some(0) => d.error(&v, "max-connections must be at least 1"),
-            Some(x) => b.max_connections = usize::try_from(x).unwrap_or(usize::MAX),
+            Some(x) if x > MAX_CONNECTIONS as u64 => d.error(
+                &v,
+                format!("max-connections {x} is too large: at most {MAX_CONNECTIONS}"),
+            ),
+            Some(x) => b.max_connections = x as usize,
             None => {}
         }
     }
     if let Some(v) = n.get("max-limit-keys") {
         match v.u64(d) {
-            Some(x) if (1..=MAX_LIMIT_KEYS).contains(&x) => b.max_limit_keys = x as usize,
-            Some(_) => d.error(
+            Some(0) => d.error(&v, "max-limit-keys must be at least 1"),
+            Some(x) if x > MAX_LIMIT_KEYS => d.error(
                 &v,
-                format!("max-limit-keys must be between 1 and {MAX_LIMIT_KEYS}"),
+                format!("max-limit-keys {x} is too large: at most {MAX_LIMIT_KEYS}"),
             ),
+            Some(x) => b.max_limit_keys = x as usize,
             None => {}
         }
     }
     if let Some(v) = n.get("max-control-frames") {
-        match v.u64(d).map(u16::try_from) {
-            Some(Ok(x)) if x >= 1 => b.max_control_frames = x,
-            Some(_) => d.error(
-                &v,
-                "max-control-frames must be between 1 and 65535 (per second)",
-            ),
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-control-frames must be at least 1 (per second)"),
+            Some(x) => match u16::try_from(x) {
+                Ok(x) => b.max_control_frames = x,
+                Err(_) => d.error(
+                    &v,
+                    format!(
+                        "max-control-frames {x} is too large: at most {} per second",
+                        u16::MAX
+                    ),
+                ),
+            },
             None => {}
         }
     }
-    if let Some(s) = size("max-message-size", 1, d) {
+    if let Some(s) = size("max-message-size", 1, MAX_MESSAGE_SIZE, d) {
         b.max_message_size = s;
     }
-    if let Some(s) = size("buffer-bound", 1, d) {
+    if let Some(s) = size("buffer-bound", 1, MAX_BUFFER_BOUND, d) {
         b.buffer_bound = usize::try_from(s).unwrap_or(usize::MAX);
         // The engine needs a whole request head plus its 101 in one buffer.
         let min = crate::engine::MIN_BUFFER;
@@ -286,7 +396,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             b.buffer_bound = min;
         }
     }
-    if let Some(s) = size("socket-buffer", 0, d) {
+    if let Some(s) = size("socket-buffer", 0, MAX_SOCKET_BUFFER, d) {
         if s != 0 && s < SOCKET_BUFFER_MIN {
             if let Some(v) = n.get("socket-buffer") {
                 d.error(
@@ -295,22 +405,22 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
                 );
             }
         } else {
-            b.socket_buffer = usize::try_from(s.min(i32::MAX as u64 / 2)).unwrap_or(0);
+            b.socket_buffer = s as usize;
         }
     }
-    if let Some(t) = duration("idle-timeout", false, d) {
+    if let Some(t) = duration("idle-timeout", false, MAX_IDLE, d) {
         b.idle_timeout = t;
     }
-    if let Some(t) = duration("header-timeout", false, d) {
+    if let Some(t) = duration("header-timeout", false, MAX_WAIT, d) {
         b.header_timeout = t;
     }
-    if let Some(t) = duration("handshake-timeout", false, d) {
+    if let Some(t) = duration("handshake-timeout", false, MAX_WAIT, d) {
         b.handshake_timeout = t;
     }
-    if let Some(t) = duration("close-grace", true, d) {
+    if let Some(t) = duration("close-grace", true, MAX_WAIT, d) {
         b.close_grace = t;
     }
-    if let Some(t) = duration("shutdown-grace", true, d) {
+    if let Some(t) = duration("shutdown-grace", true, MAX_WAIT, d) {
         b.shutdown_grace = t;
     }
     if let Some(v) = n.get("over-limit") {
@@ -570,6 +680,16 @@ pub fn parse(
         }));
     }
     for (addr, cert, key) in &overrides.tls_listen {
+        if let Some(mode) = others_can_read(key) {
+            d.list.push(super::Diagnostic {
+                severity: super::Severity::Warning,
+                file: key.clone(),
+                line: 0,
+                column: 0,
+                field: "--tls-key".to_string(),
+                message: private_file_warning(key, mode),
+            });
+        }
         let certs = vec![TlsCert {
             cert_chain: cert.clone(),
             private_key: key.clone(),
@@ -592,8 +712,29 @@ pub fn parse(
         );
     }
 
-    let admin = root.get("admin").and_then(|a| addr(&a, d));
+    let (admin, admin_token) = match root.get("admin") {
+        Some(a) => admin(doc, &a, d),
+        None => (None, None),
+    };
     let admin = overrides.admin.or(admin);
+    // Without a token the admin listener trusts whoever reaches it: only the host itself.
+    if let Some(a) = admin
+        && admin_token.is_none()
+        && !a.ip().to_canonical().is_loopback()
+    {
+        let message = format!(
+            "the admin listener on {a} is not a loopback address and has no token-file: anyone \
+             who reaches it could reload the config and reset limits (use 127.0.0.1 or ::1, or \
+             admin: {{address: {a}, token-file: PATH}})"
+        );
+        match root.get("admin") {
+            Some(at) if overrides.admin.is_none() => {
+                let at = at.get("address").unwrap_or(at);
+                d.error(&at, message)
+            }
+            _ => d.command_line("--admin", &doc.file, message),
+        }
+    }
     let echo = root.get("echo-backend").and_then(|a| addr(&a, d));
     // One socket cannot serve two roles.
     for (key, a) in [("admin", admin), ("echo-backend", echo)] {
@@ -679,6 +820,7 @@ pub fn parse(
         activity_log,
         listeners,
         admin,
+        admin_token,
         echo,
         bounds,
         products,

@@ -194,6 +194,17 @@ fn entry(
             if text.trim().is_empty() {
                 d.error(&w, "weight is empty: expected an expression such as 1");
             }
+            // A number is all that is evaluated; one too large for a counter step is a typo.
+            let digits = text.trim();
+            if !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<u32>().is_err()
+            {
+                d.error(
+                    &w,
+                    format!("weight {digits} is too large: at most {}", u32::MAX),
+                );
+            }
             text.trim().to_string()
         }
     };

@@ -277,6 +277,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic
                 source: path.to_path_buf(),
                 listeners: gw.listeners,
                 admin: gw.admin,
+                admin_token: gw.admin_token,
                 echo: gw.echo,
                 bounds: gw.bounds,
                 activity_log: gw.activity_log,

@@ -58,6 +58,27 @@ pub fn size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// `bytes` in the largest unit [`size`] reads that divides it exactly (`1024GiB`, `64KiB`).
+pub fn show_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// `t` in the largest unit [`duration`] reads that divides it exactly (`168h`, `90s`).
+pub fn show_duration(t: Duration) -> String {
+    let ms = t.as_millis();
+    for (per, unit) in [(3_600_000, "h"), (60_000, "m"), (1000, "s")] {
+        if ms != 0 && ms.is_multiple_of(per) {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +112,18 @@ mod tests {
         assert!(size("lots").unwrap_err().contains("is not a size"));
         assert!(size("3TiB").unwrap_err().contains("not a size unit"));
         assert!(size("99999999999999GiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn shown_values_read_back() {
+        for b in [1u64 << 40, 1 << 30, 64 << 10, 1000, 0] {
+            assert_eq!(size(&show_size(b)), Ok(b), "{}", show_size(b));
+        }
+        assert_eq!(show_size(1 << 40), "1024GiB");
+        for t in [168 * 3600, 90, 0] {
+            let t = Duration::from_secs(t);
+            assert_eq!(duration(&show_duration(t)), Ok(t), "{}", show_duration(t));
+        }
+        assert_eq!(show_duration(Duration::from_secs(7 * 24 * 3600)), "168h");
     }
 }

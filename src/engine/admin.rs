@@ -1,7 +1,8 @@
 //! The admin listener: small HTTP answers about the running gateway, served on the same loop.
 //! `GET /healthz`, `GET /stats` (JSON: connections, upgrades, buffers in flight) and
 //! `GET /metrics` (Prometheus text format, see [`super::metrics`]); `POST /reload` loads the
-//! config again and says whether it was applied.
+//! config again and says whether it was applied. With `admin.token-file`, everything but
+//! `/healthz` and `/metrics` needs the token; POST and DELETE refuse other sites' pages.
 
 use super::Gateway;
 use crate::http::head::RequestHead;
@@ -16,6 +17,10 @@ impl Gateway {
             c.up.head = 0;
             c.up.out = 0;
             c.up.end = 0;
+        }
+        if let Some(refusal) = self.admin_refusal(key, &head) {
+            self.answer(key, &refusal);
+            return;
         }
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/healthz") => (200, "ok\n".to_string()),
@@ -79,6 +84,67 @@ impl Gateway {
             );
         }
         self.answer(key, reply.as_bytes());
+    }
+
+    /// The answer to a request that the admin listener must not serve: a state-changing
+    /// request from a page of another site (403), or, with a token, one without it (401).
+    /// `/healthz` and `/metrics` stay open for health checks and scrapers.
+    fn admin_refusal(&mut self, key: usize, head: &RequestHead) -> Option<Vec<u8>> {
+        let changes_state = matches!(head.method(), "POST" | "DELETE");
+        if changes_state
+            && let Some(origin) = head.header("origin")
+            && !self.admin_own_origin(key, origin)
+        {
+            let mut out = Vec::new();
+            let txn = self.txn.next();
+            crate::http::response::error(
+                &mut out,
+                403,
+                "Cross-site requests cannot change the gateway: the Origin is not this admin listener.",
+                &txn,
+                &[],
+            );
+            return Some(out);
+        }
+        let token = self.model.settings.admin_token.as_ref()?;
+        if matches!(head.path(), "/healthz" | "/metrics") {
+            return None;
+        }
+        let authorized = head
+            .header("authorization")
+            .is_some_and(|a| crate::http::auth::carries_token(a, token.0.as_bytes()));
+        if authorized {
+            return None;
+        }
+        let mut out = Vec::new();
+        let txn = self.txn.next();
+        crate::http::response::error(
+            &mut out,
+            401,
+            "The admin listener needs Authorization: Bearer <token>.",
+            &txn,
+            &[("WWW-Authenticate", "Bearer realm=\"wsgate admin\"")],
+        );
+        Some(out)
+    }
+
+    /// Whether an `Origin` names the address this connection reached (or `localhost` at its
+    /// port, for a loopback address). Never the request's `Host`: a page of a name that
+    /// resolves to this address sends a matching `Host` and `Origin` of its own.
+    fn admin_own_origin(&self, key: usize, origin: &str) -> bool {
+        let Some((host, port)) = crate::http::auth::origin_host_port(origin) else {
+            return false;
+        };
+        let Some(local) = self.conns.get(key).and_then(|c| c.client.local_addr().ok()) else {
+            return false;
+        };
+        if port != local.port() {
+            return false;
+        }
+        let ip = local.ip().to_canonical();
+        host.parse::<std::net::IpAddr>()
+            .is_ok_and(|h| h.to_canonical() == ip)
+            || (host == "localhost" && ip.is_loopback())
     }
 
     /// Every live counter: limit, key, window, value and maximum.

@@ -270,8 +270,6 @@ pub struct Conn {
     /// The close code owed to a client that broke the protocol, sent once the backend has
     /// answered our close (0: none).
     pub client_fail: u16,
-    /// Index of the listener that accepted the connection.
-    pub listener: u8,
     pub api: ApiIdx,
     /// The n-th websocket-upgrade of the API's assembly (depth-first), once chosen.
     pub wsu: u16,

@@ -323,9 +323,13 @@ impl Gateway {
         self.start_connect(key);
     }
 
+    /// The port the client connected to: its socket's own, so that a connection needs no
+    /// listener index whatever the number of listeners (one call per backend request).
     pub(super) fn listener_port(&self, key: usize) -> u16 {
-        let l = self.conns[key].listener as usize;
-        self.listeners.get(l).map(|l| l.addr.port()).unwrap_or(0)
+        self.conns
+            .get(key)
+            .and_then(|c| c.client.local_addr().ok())
+            .map_or(0, |a| a.port())
     }
 
     /// The backend could not be used: the documented error, or, for a call whose invoke lists

@@ -140,7 +140,6 @@ impl Gateway {
                 phase: Phase::Head,
                 flags,
                 client_fail: 0,
-                listener: index as u8,
                 api: 0,
                 wsu: 0,
                 epoch,

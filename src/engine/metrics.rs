@@ -560,6 +560,7 @@ mod tests {
                 source: PathBuf::new(),
                 listeners: Vec::new(),
                 admin: None,
+                admin_token: None,
                 echo: None,
                 bounds: Bounds::default(),
                 activity_log: ActivityOutput::Off,

@@ -39,16 +39,18 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use timer::{Entry, Wheel};
 
-const SIGNAL: Token = Token(usize::MAX - 1);
+// Tokens by range, so that no count of connections, parked connections or listeners can make
+// two of them meet: connection `key` has `2 * key` (its client) and `2 * key + 1` (its
+// backend), below `PARKED_BASE` since `bounds.max-connections` keeps keys far smaller; parked
+// backend connection `i` has `PARKED_BASE + i`; listener `i` has `LISTENER_BASE + i`, with a
+// quarter of the token space to itself; the self-pipe of the signals and the resolver the last.
+const PARKED_BASE: usize = usize::MAX / 4 * 2;
+const LISTENER_BASE: usize = usize::MAX / 4 * 3;
 const RESOLVER: Token = Token(usize::MAX - 2);
+const SIGNAL: Token = Token(usize::MAX - 1);
 /// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
 /// room for our 101 in front of frames that arrive with the backend's.
 pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
-/// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 16;
-/// Parked backend connection `i` (see [`keepalive`]) has token `PARKED_BASE + i`, far above
-/// any connection's.
-const PARKED_BASE: usize = usize::MAX / 2;
 
 /// Counters a test or an operator can read.
 #[derive(Debug, Default, Clone)]
@@ -105,6 +107,8 @@ pub struct Gateway {
     /// with `WSGATE_TEST_CLOCK=1`, so tests can cross a limit window without waiting.
     clock_offset: u64,
     test_clock: bool,
+    /// Listeners that reported a connection in this loop turn (kept to reuse its room).
+    ready_listeners: Vec<usize>,
     /// Accepting is paused because the connection cap is reached.
     paused: bool,
     /// Shutting down since this instant.
@@ -137,7 +141,7 @@ impl Gateway {
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(
                 &mut l.socket,
-                Token(LISTENER_BASE - i),
+                Token(LISTENER_BASE + i),
                 Interest::READABLE,
             )?;
         }
@@ -174,6 +178,7 @@ impl Gateway {
             now_secs: unix_now(),
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
+            ready_listeners: Vec::new(),
             paused: false,
             stopping: None,
             now,
@@ -245,25 +250,25 @@ impl Gateway {
             // frees its slab key, and a connection accepted into that key at once would get
             // the events still queued in the batch for the old one's sockets (a hang-up, read
             // as "the client left").
-            let mut ready_listeners = 0u16;
+            let mut ready = std::mem::take(&mut self.ready_listeners);
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.on_signal(),
                     RESOLVER => self.on_resolved(),
-                    Token(t) if t > LISTENER_BASE - 16 && t <= LISTENER_BASE => {
-                        ready_listeners |= 1 << (LISTENER_BASE - t)
+                    Token(t) if (LISTENER_BASE..RESOLVER.0).contains(&t) => {
+                        ready.push(t - LISTENER_BASE)
                     }
-                    Token(t) if (PARKED_BASE..PARKED_BASE + keepalive::CAPACITY).contains(&t) => {
+                    Token(t) if (PARKED_BASE..LISTENER_BASE).contains(&t) => {
                         self.on_parked(t - PARKED_BASE)
                     }
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
                 }
             }
-            for i in 0..16 {
-                if ready_listeners & (1 << i) != 0 {
-                    self.accept(i);
-                }
+            for &i in &ready {
+                self.accept(i);
             }
+            ready.clear();
+            self.ready_listeners = ready;
             self.expire_timers();
             self.activity.flush();
             if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {

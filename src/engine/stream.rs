@@ -227,6 +227,10 @@ impl Stream {
         self.tcp.peer_addr()
     }
 
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+
     /// Bytes of heap this stream holds beyond its fixed state (TLS buffers in flight).
     #[cfg(test)]
     fn buffered(&self) -> usize {

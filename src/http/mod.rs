@@ -1,5 +1,6 @@
 //! HTTP/1.1 heads, body framing and responses, sans-I/O.
 
+pub mod auth;
 pub mod body;
 pub mod head;
 pub mod response;

@@ -43,11 +43,23 @@ pub struct Settings {
     pub source: PathBuf,
     pub listeners: Vec<Listener>,
     pub admin: Option<SocketAddr>,
+    /// The token that the admin listener asks for (`admin.token-file`), read at every load.
+    pub admin_token: Option<AdminToken>,
     /// The built-in echo backend, served on the same loop when set.
     pub echo: Option<SocketAddr>,
     pub bounds: Bounds,
     /// Where the activity log of the APIs goes.
     pub activity_log: ActivityOutput,
+}
+
+/// A secret that must not show up in logs: its `Debug` prints no bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 /// Where activity-log records (one JSON line per transaction) are written.

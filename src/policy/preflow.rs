@@ -118,7 +118,11 @@ pub fn identify(
         let app = &model.applications[app_idx as usize];
         if let Some(secret_key) = &r.client_secret {
             let given = credential(head, secret_key);
-            if given.is_none() || app.client_secret.as_deref() != given {
+            let matches = match (given, app.client_secret.as_deref()) {
+                (Some(g), Some(s)) => crate::http::auth::same_secret(g.as_bytes(), s.as_bytes()),
+                _ => false,
+            };
+            if !matches {
                 continue;
             }
         }

@@ -66,6 +66,7 @@ fn model(
             source: PathBuf::new(),
             listeners: Vec::new(),
             admin: None,
+            admin_token: None,
             echo: None,
             bounds: Bounds::default(),
             activity_log: Default::default(),
