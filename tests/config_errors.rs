@@ -232,6 +232,28 @@ fn socket_buffer_below_what_the_kernel_takes() {
 }
 
 #[test]
+fn limit_key_table_above_its_maximum() {
+    only_error(
+        "too-many-limit-keys",
+        "gateway.yaml",
+        8,
+        "bounds.max-limit-keys",
+        &["too large: at most 16777216"],
+    );
+}
+
+#[test]
+fn no_control_frames_at_all_is_not_a_bound() {
+    only_error(
+        "zero-control-frames",
+        "gateway.yaml",
+        8,
+        "bounds.max-control-frames",
+        &["at least 1"],
+    );
+}
+
+#[test]
 fn bare_integer_in_a_rate() {
     only_error(
         "bare-rate",

@@ -21,13 +21,16 @@ mod engine_relay;
 mod frame_tungstenite;
 mod redirects;
 
-// Limits: count, message and plan limits, identification, release on every path.
+// Limits: count, message and plan limits, identification, release on every path, the table
+// of run-time keys, control frames.
+mod limits_control;
 mod limits_count;
 mod limits_identify;
 mod limits_messages;
 mod limits_plan;
 mod limits_release;
 mod limits_switch;
+mod limits_table;
 
 // Plain calls through invoke, and the assembly around them.
 mod forwarded;

@@ -283,6 +283,8 @@ const MAX_MESSAGE_SIZE: u64 = 1 << 40;
 /// The longest idle WebSocket and the longest of the other waits (timeouts and graces).
 const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// The largest run-time key table (about 1.4 GiB at 92 bytes an entry).
+const MAX_LIMIT_KEYS: u64 = 1 << 24;
 
 fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     let mut b = Bounds::default();
@@ -298,6 +300,8 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
             "buffer-bound",
             "socket-buffer",
             "over-limit",
+            "max-limit-keys",
+            "max-control-frames",
         ],
         false,
         d,
@@ -362,6 +366,33 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
                 format!("max-connections {x} is too large: at most {MAX_CONNECTIONS}"),
             ),
             Some(x) => b.max_connections = x as usize,
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-limit-keys") {
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-limit-keys must be at least 1"),
+            Some(x) if x > MAX_LIMIT_KEYS => d.error(
+                &v,
+                format!("max-limit-keys {x} is too large: at most {MAX_LIMIT_KEYS}"),
+            ),
+            Some(x) => b.max_limit_keys = x as usize,
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-control-frames") {
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-control-frames must be at least 1 (per second)"),
+            Some(x) => match u16::try_from(x) {
+                Ok(x) => b.max_control_frames = x,
+                Err(_) => d.error(
+                    &v,
+                    format!(
+                        "max-control-frames {x} is too large: at most {} per second",
+                        u16::MAX
+                    ),
+                ),
+            },
             None => {}
         }
     }

@@ -293,7 +293,7 @@ pub fn summary(m: &Model) -> String {
         out,
         "bounds: max-connections {}, max-message-size {} bytes, buffer-bound {} bytes, \
          socket-buffer {}, idle-timeout {}, header-timeout {}, handshake-timeout {}, close-grace {}, \
-         shutdown-grace {}, over-limit {}",
+         shutdown-grace {}, over-limit {}, max-limit-keys {}, max-control-frames {}/s",
         b.max_connections,
         b.max_message_size,
         b.buffer_bound,
@@ -309,7 +309,9 @@ pub fn summary(m: &Model) -> String {
         match b.over_limit {
             crate::model::OverLimitAction::Close => "close",
             crate::model::OverLimitAction::Drop => "drop",
-        }
+        },
+        b.max_limit_keys,
+        b.max_control_frames
     );
 
     for api in &m.apis {

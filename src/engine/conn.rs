@@ -92,6 +92,36 @@ pub struct Flow {
     pub end: u32,
     /// Discarding the data message in progress (a message over a limit in `drop` mode).
     pub dropping: bool,
+    /// Control frames from this flow's source in the current second.
+    pub control: ControlRate,
+}
+
+/// Control frames (ping, pong, close) one side sent in the current second, against
+/// `bounds.max-control-frames`. Pings cost the other side an answer each and are not data
+/// messages, so no message limit sees them. 6 bytes, aligned to 2, so that it fits in the
+/// padding of [`Flow`].
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, packed(2))]
+pub struct ControlRate {
+    /// The second (Unix time, wrapping in 2106: only compared for equality) being counted.
+    second: u32,
+    count: u16,
+}
+
+impl ControlRate {
+    /// Counts one control frame at `now_secs`; false when it is over `max` for that second.
+    pub fn admit(&mut self, now_secs: u64, max: u16) -> bool {
+        let second = now_secs as u32;
+        if self.second != second {
+            self.second = second;
+            self.count = 0;
+        }
+        if self.count >= max {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
 }
 
 impl Flow {
@@ -103,6 +133,7 @@ impl Flow {
             out: 0,
             end: 0,
             dropping: false,
+            control: ControlRate::default(),
         }
     }
     /// The flow's buffer, taken from the pool (empty) if it has none.
@@ -286,6 +317,25 @@ impl Conn {
 mod tests {
     use super::*;
 
+    #[test]
+    fn control_rate_counts_per_second_up_to_its_maximum() {
+        let mut r = ControlRate::default();
+        let t = 1_704_326_400;
+        for _ in 0..3 {
+            assert!(r.admit(t, 3));
+        }
+        assert!(!r.admit(t, 3), "the 4th in one second");
+        assert!(!r.admit(t, 3), "and every one after it");
+        // A new second starts from 0, whatever the gap.
+        for _ in 0..3 {
+            assert!(r.admit(t + 1, 3));
+        }
+        assert!(!r.admit(t + 1, 3));
+        assert!(r.admit(t + 86_400, 3));
+        // A maximum of 0 admits nothing.
+        assert!(!ControlRate::default().admit(t, 0));
+    }
+
     /// What one connection costs in the slab, whatever it does. The heap parts come on top
     /// only while they are needed: the handshake box until the 101, the limit box for
     /// connections that have limits, and pool buffers while bytes are in flight.
@@ -302,6 +352,9 @@ mod tests {
             std::mem::size_of::<crate::activity::Record>(),
         );
         assert!(conn <= 256, "Conn grew to {conn} bytes");
+        // The control-frame counter lives in what used to be the flow's padding.
+        let flow = std::mem::size_of::<Flow>();
+        assert!(flow <= 64, "Flow grew to {flow} bytes");
         // Both live as long as a WebSocket that has limits or logs activity.
         let limits = std::mem::size_of::<ConnLimits>();
         assert!(limits <= 112, "ConnLimits grew to {limits} bytes");

@@ -197,8 +197,10 @@ impl Gateway {
             Err(r) => Err((r.status, r.message.to_string())),
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {
-                    message_limits(policy, &vars, &mut lim, &mut messages);
-                    Ok(Backend::Upgrade(policy, nth))
+                    match message_limits(policy, &vars, &mut lim, &mut messages) {
+                        Ok(()) => Ok(Backend::Upgrade(policy, nth)),
+                        Err(e) => Err((e.status, e.message)),
+                    }
                 }
                 Step::Invoke { policy, at } => Ok(Backend::Invoke(policy, at)),
                 Step::Fail(e) => Err((e.status, e.message)),
@@ -586,13 +588,14 @@ pub(super) fn nth_upgrade(policies: &[Policy], nth: u16) -> Option<&WebSocketUpg
 }
 
 /// Resolves the message limits of a websocket-upgrade's request and response assemblies to
-/// counters, once, at the handshake.
+/// counters, once, at the handshake. A limit whose key finds no room in the table refuses the
+/// upgrade: admitted, its messages would go uncounted.
 fn message_limits(
     wsu: &WebSocketUpgrade,
     vars: &Vars<'_>,
     lim: &mut Limiter<'_>,
     out: &mut Vec<MessageLimit>,
-) {
+) -> Result<(), assembly::Raised> {
     for (flow, upstream) in [
         (&wsu.request_assembly, true),
         (&wsu.response_assembly, false),
@@ -620,15 +623,19 @@ fn message_limits(
                             is_client: def.is_client,
                         }),
                         Lookup::Unlimited => {}
-                        Lookup::Full => log::warn!(
-                            "limit {}: the table of run-time keys is full; not counted",
-                            def.name
-                        ),
+                        Lookup::Full => {
+                            log::warn!(
+                                "message limit {}: no room for its key in the table of run-time keys; refusing the upgrade",
+                                def.name
+                            );
+                            return Err(assembly::keys_full());
+                        }
                     }
                 }
             }
         }
     }
+    Ok(())
 }
 
 /// What the request to the backend takes from the policy that makes it.

@@ -78,6 +78,8 @@ pub struct Metrics {
     bytes: Vec<[u64; 2]>,
     /// Connections closed because of a limit, by limit.
     limit_closes: Vec<u64>,
+    /// Connections closed because one side sent too many control frames: [client, backend].
+    control_closes: [u64; 2],
     backend_errors: [u64; 5],
     /// Backend handshake latency: per bucket (not cumulative), then above the last.
     handshake: [u64; BUCKETS.len() + 1],
@@ -179,6 +181,12 @@ impl Metrics {
         if let Some(b) = self.bytes.get_mut(r) {
             b[d] += bytes;
         }
+    }
+
+    /// A connection was closed because one side (the client when `up`) went over
+    /// `bounds.max-control-frames`.
+    pub fn control_flood_closed(&mut self, up: bool) {
+        self.control_closes[usize::from(!up)] += 1;
     }
 
     /// A connection was closed because of the limit called `name` (rare: a lookup by name).
@@ -373,6 +381,30 @@ impl Gateway {
                 label(name)
             );
         }
+        family(
+            &mut out,
+            "wsgate_control_frame_closes_total",
+            "counter",
+            "WebSocket connections closed because one side sent more control frames in a second than bounds.max-control-frames, by that side.",
+        );
+        for (i, side) in ["client", "backend"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "wsgate_control_frame_closes_total{{side=\"{side}\"}} {}",
+                m.control_closes[i]
+            );
+        }
+        family(
+            &mut out,
+            "wsgate_limit_keys_full_total",
+            "counter",
+            "Limit keys that found no room in the run-time key table (bounds.max-limit-keys): the request or upgrade was refused with 503, or the message failed closed.",
+        );
+        let _ = writeln!(
+            out,
+            "wsgate_limit_keys_full_total {}",
+            self.counters.keys_full()
+        );
         family(
             &mut out,
             "wsgate_backend_errors_total",

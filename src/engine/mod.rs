@@ -51,9 +51,6 @@ const SIGNAL: Token = Token(usize::MAX - 1);
 /// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
 /// room for our 101 in front of frames that arrive with the backend's.
 pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
-/// Capacity of the table for limit keys known only at run time (remote addresses of keyless
-/// calls, dynamic values).
-const DYNAMIC_KEYS: usize = 65_536;
 
 /// Counters a test or an operator can read.
 #[derive(Debug, Default, Clone)]
@@ -171,7 +168,10 @@ impl Gateway {
             stats: Stats::default(),
             metrics: metrics::Metrics::new(&model),
             activity: activity::Sink::open(&model.settings.activity_log)?,
-            counters: crate::policy::limits::Counters::new(&model, DYNAMIC_KEYS),
+            counters: crate::policy::limits::Counters::new(
+                &model,
+                model.settings.bounds.max_limit_keys,
+            ),
             clients: crate::policy::preflow::client_index(&model),
             loader: None,
             past: Vec::new(),

@@ -2,9 +2,21 @@
 //! passed on at once and gives it back as soon as it is empty, so an idle connection holds none.
 //! Freed buffers are kept for reuse up to a cap, so the steady state allocates nothing.
 
-/// Handle of a buffer lent out by the pool.
+use std::num::NonZeroU32;
+
+/// Handle of a buffer lent out by the pool: its slot plus one, so that `Option<BufId>` takes
+/// no more room than the handle (it sits in every connection's two flows).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub struct BufId(u32);
+pub struct BufId(NonZeroU32);
+
+impl BufId {
+    fn of_slot(i: u32) -> BufId {
+        BufId(NonZeroU32::MIN.saturating_add(i))
+    }
+    fn slot(self) -> u32 {
+        self.0.get() - 1
+    }
+}
 
 pub struct Pool {
     size: usize,
@@ -38,31 +50,32 @@ impl Pool {
     pub fn take(&mut self) -> BufId {
         self.in_use += 1;
         if let Some(i) = self.idle.pop() {
-            return BufId(i);
+            return BufId::of_slot(i);
         }
         let fresh = vec![0u8; self.size].into_boxed_slice();
         if let Some(i) = self.empty.pop() {
             self.slots[i as usize] = Some(fresh);
-            return BufId(i);
+            return BufId::of_slot(i);
         }
         self.slots.push(Some(fresh));
-        BufId(self.slots.len() as u32 - 1)
+        BufId::of_slot(self.slots.len() as u32 - 1)
     }
 
     pub fn give(&mut self, id: BufId) {
         self.in_use -= 1;
+        let i = id.slot();
         if self.idle.len() < self.keep_idle {
-            self.idle.push(id.0);
+            self.idle.push(i);
         } else {
-            self.slots[id.0 as usize] = None;
-            self.empty.push(id.0);
+            self.slots[i as usize] = None;
+            self.empty.push(i);
         }
     }
 
     pub fn get(&mut self, id: BufId) -> &mut [u8] {
-        match &mut self.slots[id.0 as usize] {
+        match &mut self.slots[id.slot() as usize] {
             Some(b) => b,
-            None => unreachable!("buffer {} used after it was given back", id.0),
+            None => unreachable!("buffer {} used after it was given back", id.slot()),
         }
     }
 

@@ -154,6 +154,16 @@ pub(super) struct Seen {
     pub over_limit: Option<(u16, LimitIdx)>,
     /// Decoding stopped in front of a close frame that was asked to be held back.
     pub held_close: bool,
+    /// The source sent more control frames in a second than `bounds.max-control-frames`;
+    /// decoding stopped in front of the one too many.
+    pub control_flood: bool,
+}
+
+/// What a flow's control frames are checked against: the time and `bounds.max-control-frames`.
+#[derive(Clone, Copy)]
+pub(super) struct ControlBound {
+    pub now_secs: u64,
+    pub max: u16,
 }
 
 /// What happens to a data message, decided at its first frame.
@@ -167,13 +177,16 @@ pub(super) enum Admit {
 
 /// Decodes `flow.out..flow.end`, keeping the bytes to forward and dropping the rest in place.
 /// `admit` is asked once per data message, at its first frame, before any of it is forwarded.
-/// With `hold_close`, decoding stops in front of a close frame and leaves it undecoded.
-/// A partial frame header stays after `flow.out` until more bytes arrive.
+/// Every control frame counts against `control`; a ping or pong over it stops decoding in front
+/// of itself, while a close frame always passes (it is its side's last frame, and its code is
+/// the peer's to give). With `hold_close`, decoding stops in front of a close frame and leaves
+/// it undecoded. A partial frame header stays after `flow.out` until more bytes arrive.
 pub(super) fn decode(
     pool: &mut Pool,
     flow: &mut Flow,
     seen: &mut Seen,
     hold_close: bool,
+    control: ControlBound,
     admit: &mut dyn FnMut() -> Admit,
 ) {
     let Some(id) = flow.buf else { return };
@@ -198,6 +211,14 @@ pub(super) fn decode(
                 header_len,
                 message_start,
             } => {
+                if head.is_control()
+                    && !flow.control.admit(control.now_secs, control.max)
+                    && head.opcode != opcode::CLOSE
+                {
+                    seen.control_flood = true;
+                    r = end;
+                    break;
+                }
                 if message_start {
                     match admit() {
                         Admit::Forward => flow.dropping = false,
@@ -461,7 +482,18 @@ impl Gateway {
             a
         };
         let hold_close = !up && c.client_fail != 0;
-        decode(&mut self.pool, flow, &mut seen, hold_close, &mut admit);
+        let control = ControlBound {
+            now_secs: now,
+            max: self.model.settings.bounds.max_control_frames,
+        };
+        decode(
+            &mut self.pool,
+            flow,
+            &mut seen,
+            hold_close,
+            control,
+            &mut admit,
+        );
         let relayed = u64::from(flow.out - before);
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
@@ -491,6 +523,32 @@ impl Gateway {
                 c.peer
             );
             self.fail(key, Some((code, "Rate Limit exceeded")), Some((1001, "")));
+            return false;
+        }
+        if seen.control_flood {
+            self.metrics.control_flood_closed(up);
+            closing(
+                &mut c.activity,
+                Closer::Gateway,
+                1008,
+                Some(CONTROL_FLOOD_BOUND),
+            );
+            // As for a message over a limit: the frame refused was not forwarded, so the
+            // destination sits between frames, and nothing more is decoded on this flow.
+            let role = if up { Role::Client } else { Role::Server };
+            flow.dec = frame::Decoder::new(role, 0, 0);
+            log::info!(
+                "{} {} sent more than {} control frames in a second: closing it with 1008",
+                if up { "client" } else { "backend of" },
+                c.peer,
+                self.model.settings.bounds.max_control_frames
+            );
+            let (flooder, other) = ((1008, CONTROL_FLOOD_REASON), (1001, ""));
+            if up {
+                self.fail(key, Some(flooder), Some(other));
+            } else {
+                self.fail(key, Some(other), Some(flooder));
+            }
             return false;
         }
         if seen.close {
@@ -584,6 +642,10 @@ impl Gateway {
     }
 }
 
+/// What the activity log names as the cause of a close for too many control frames.
+const CONTROL_FLOOD_BOUND: &str = "bounds.max-control-frames";
+const CONTROL_FLOOD_REASON: &str = "too many control frames";
+
 /// Counts one data message against the message limits of its direction (spec decisions 6, 7).
 fn admit_message(
     counters: &mut Counters,
@@ -637,5 +699,62 @@ fn close_reason(code: u16) -> &'static str {
         1002 => "protocol error",
         1009 => "message too big",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backend frames (unmasked): `n` pings of one byte each, then `tail`.
+    fn pings(n: usize, tail: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..n).flat_map(|i| [0x89, 1, i as u8]).collect();
+        v.extend_from_slice(tail);
+        v
+    }
+
+    /// Decodes `bytes` as one read of a backend flow; returns what is forwarded and what was seen.
+    fn run(flow: &mut Flow, pool: &mut Pool, bytes: &[u8], now_secs: u64) -> (Vec<u8>, Seen) {
+        let id = flow.buffer(pool);
+        let start = flow.end as usize;
+        pool.get(id)[start..start + bytes.len()].copy_from_slice(bytes);
+        flow.end += bytes.len() as u32;
+        let mut seen = Seen::default();
+        let bound = ControlBound { now_secs, max: 3 };
+        decode(pool, flow, &mut seen, false, bound, &mut || Admit::Forward);
+        let out = pool.get(id)[flow.head as usize..flow.out as usize].to_vec();
+        flow.head = flow.out;
+        (out, seen)
+    }
+
+    #[test]
+    fn control_frames_over_the_bound_stop_decoding_in_front_of_the_one_too_many() {
+        let mut pool = Pool::new(4096, 1);
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let (out, seen) = run(&mut flow, &mut pool, &pings(5, &[]), 100);
+        assert!(seen.control_flood);
+        assert_eq!(out, pings(3, &[]), "exactly the bound's worth is forwarded");
+
+        // A new second on a fresh flow: the bound's worth passes, and a pong is counted too.
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let (out, seen) = run(&mut flow, &mut pool, &pings(3, &[]), 100);
+        assert!(!seen.control_flood);
+        assert_eq!(out.len(), 9);
+        let (_, seen) = run(&mut flow, &mut pool, &[0x8a, 0], 100);
+        assert!(seen.control_flood, "a pong over the bound");
+        let (out, seen) = run(&mut flow, &mut pool, &[0x8a, 0], 101);
+        assert!(!seen.control_flood, "the next second starts afresh");
+        assert_eq!(out, [0x8a, 0]);
+
+        // Data frames do not count; a close over the bound still passes.
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let text = [0x81, 2, b'h', b'i'];
+        let close = [0x88, 2, 0x03, 0xe8];
+        let mut bytes = pings(3, &text);
+        bytes.extend_from_slice(&text);
+        bytes.extend_from_slice(&close);
+        let (out, seen) = run(&mut flow, &mut pool, &bytes, 100);
+        assert!(!seen.control_flood && seen.close);
+        assert_eq!(out, bytes);
     }
 }

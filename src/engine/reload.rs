@@ -250,6 +250,11 @@ fn keep_bound(old: &Settings, new: &mut Settings) -> Vec<String> {
         changed.push("buffer-bound".to_string());
         new.bounds.buffer_bound = old.bounds.buffer_bound;
     }
+    // The key table is one allocation, sized at start.
+    if old.bounds.max_limit_keys != new.bounds.max_limit_keys {
+        changed.push("max-limit-keys".to_string());
+        new.bounds.max_limit_keys = old.bounds.max_limit_keys;
+    }
     // The activity log's output is opened at start (SIGUSR1 reopens the same file).
     if old.activity_log != new.activity_log {
         changed.push("activity-log".to_string());

@@ -151,6 +151,12 @@ pub struct Bounds {
     /// direction lets the kernel queue megabytes behind it.
     pub socket_buffer: usize,
     pub over_limit: OverLimitAction,
+    /// Entries of the table for limit keys known only at run time (keyless callers' addresses,
+    /// dynamic values); fixed at start.
+    pub max_limit_keys: usize,
+    /// Control frames (ping, pong, close) one side of a WebSocket may send per second; above
+    /// it that side is closed with 1008.
+    pub max_control_frames: u16,
 }
 
 impl Default for Bounds {
@@ -166,6 +172,8 @@ impl Default for Bounds {
             buffer_bound: 64 * 1024,
             socket_buffer: 256 * 1024,
             over_limit: OverLimitAction::Close,
+            max_limit_keys: 65_536,
+            max_control_frames: 50,
         }
     }
 }

@@ -348,10 +348,10 @@ pub fn apply(
         super::limits::Lookup::Unlimited => return Ok(()),
         super::limits::Lookup::Full => {
             log::warn!(
-                "limit {}: the table of run-time keys is full; refusing",
+                "limit {}: no room for its key in the table of run-time keys; refusing",
                 def.name
             );
-            return Err(refusal(def));
+            return Err(keys_full());
         }
         super::limits::Lookup::Counter(s) => s,
     };
@@ -392,6 +392,17 @@ pub fn apply(
         lim.held.push(slot, weight);
     }
     Ok(())
+}
+
+/// A limit whose key the gateway cannot count: the gateway is out of room, not the caller over
+/// its limit, so 503 whatever `is-client` says.
+pub fn keys_full() -> Raised {
+    Raised {
+        name: "AssemblyRateLimitError".into(),
+        status: 503,
+        reason: None,
+        message: "Assembly Rate Limit exceeded".into(),
+    }
 }
 
 fn refusal(def: &LimitDef) -> Raised {

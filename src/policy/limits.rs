@@ -219,6 +219,10 @@ struct Layout {
     /// Retired definitions only: connections that still use it. A retired limit without a
     /// current one of its identity drops its counters when this comes back to 0.
     users: u32,
+    /// Table entries this limit holds, and how many of them are kept for it whatever the other
+    /// limits hold (see `table`'s share rule).
+    keys: u32,
+    reserve: u32,
 }
 
 impl Layout {
@@ -227,6 +231,11 @@ impl Layout {
     }
     fn size(&self) -> u32 {
         self.rows.saturating_mul(self.cols)
+    }
+    /// Whether keys of this limit can go to the run-time table: dynamic values, a block too big
+    /// for the dense array, keyless callers of a limit outside plans.
+    fn uses_table(&self) -> bool {
+        self.counted && (self.dyn_sparse || !self.dense || (self.is_client && self.plan.is_none()))
     }
 }
 
@@ -382,6 +391,11 @@ pub struct Counters {
     entries: Vec<Entry>,
     /// What each table entry's key was, for `snapshot` and `reset`.
     descs: Vec<Desc>,
+    /// Table entries beyond the limits' reserves, taken first come, and how many are taken.
+    shared: u32,
+    shared_used: u32,
+    /// Where the next sweep for expired entries starts.
+    sweep_at: usize,
     hash1: RandomState,
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
@@ -395,6 +409,9 @@ pub struct Counters {
     earlier_rejections: Vec<(Box<str>, u64)>,
     /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
     last_rejected: Option<LimitIdx>,
+    /// Keys that found no room in the table (a request refused, or a message failing closed),
+    /// since start: reloads carry it over.
+    keys_full: u64,
 }
 
 impl std::fmt::Debug for Counters {
@@ -505,12 +522,15 @@ impl Counters {
                 store: i as LimitIdx,
                 ident: stable_hash(&ident),
                 users: 0,
+                keys: 0,
+                reserve: 0,
             });
             key_prefix.push(prefix);
             identities.push(ident.into_boxed_str());
             static_dv.push(dv);
         }
         let capacity = dynamic_slots.min(TABLE_MAX);
+        let shared = table::share_out(&mut layouts, capacity);
         let dense_len = used as u32;
         let mut cells = Vec::with_capacity(dense_len as usize + capacity);
         cells.resize(dense_len as usize + capacity, Cell::default());
@@ -531,6 +551,9 @@ impl Counters {
             dense_len,
             entries: vec![Entry::EMPTY; capacity],
             descs: vec![Desc::default(); capacity],
+            shared,
+            shared_used: 0,
+            sweep_at: 0,
             hash1,
             hash2,
             last_now: 0,
@@ -538,6 +561,7 @@ impl Counters {
             rejections: vec![0; model.limits.len()],
             earlier_rejections: Vec::new(),
             last_rejected: None,
+            keys_full: 0,
         }
     }
 
@@ -573,6 +597,12 @@ impl Counters {
         }
         match self.table_slot(store, who, now_secs) {
             Lookup::Counter(s) => Lookup::Counter(Slot { limit, ..s }),
+            Lookup::Full => {
+                // The caller refuses: a refusal of this limit, like one over its maximum.
+                self.keys_full += 1;
+                self.rejected(limit);
+                Lookup::Full
+            }
             other => other,
         }
     }
@@ -589,27 +619,41 @@ impl Counters {
         let v = match self.cell_for(slot, now_secs, true) {
             Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
             // The key's entry was evicted and the table is full of live keys: fail closed.
-            None => Verdict {
-                allowed: !hard,
-                exceeded: true,
-                first_in_window: false,
-                limit: max,
-                remaining: 0,
-                reset_in_secs: reset_in(now_secs, period),
-            },
+            None => {
+                if slot.cell >= self.dense_len {
+                    self.keys_full += 1;
+                }
+                Verdict {
+                    allowed: !hard,
+                    exceeded: true,
+                    first_in_window: false,
+                    limit: max,
+                    remaining: 0,
+                    reset_in_secs: reset_in(now_secs, period),
+                }
+            }
         };
         if !v.allowed {
-            let i = slot.limit as usize;
-            if i >= self.rejections.len() && i < self.layouts.len() {
-                // A definition retired by a reload: once per definition.
-                self.rejections.resize(self.layouts.len(), 0);
-            }
-            if let Some(r) = self.rejections.get_mut(i) {
-                *r += 1;
-            }
-            self.last_rejected = Some(slot.limit);
+            self.rejected(slot.limit);
         }
         v
+    }
+
+    fn rejected(&mut self, limit: LimitIdx) {
+        let i = limit as usize;
+        if i >= self.rejections.len() && i < self.layouts.len() {
+            // A definition retired by a reload: once per definition.
+            self.rejections.resize(self.layouts.len(), 0);
+        }
+        if let Some(r) = self.rejections.get_mut(i) {
+            *r += 1;
+        }
+        self.last_rejected = Some(limit);
+    }
+
+    /// How many keys found no room in the run-time table since start.
+    pub fn keys_full(&self) -> u64 {
+        self.keys_full
     }
 
     /// Rejections so far by limit name, in the order names first appear; counters replaced at
@@ -633,6 +677,7 @@ impl Counters {
 
     /// At a reload: keeps the rejection totals of the counters being replaced.
     pub(crate) fn carry_rejections(&mut self, old: &Counters) {
+        self.keys_full = old.keys_full;
         self.earlier_rejections = old
             .rejections_by_name()
             .into_iter()

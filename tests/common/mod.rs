@@ -10,6 +10,8 @@
 //! - `redirect`: a tungstenite backend that redirects, then upgrades (`WsRedirector`)
 //! - `admin`: the admin listener's `/limits`, `/stats` and test clock, and waiting on them
 //! - `limits`: seed files with edits, applications A and B, refused upgrades with headers
+//! - `keys`: a keyless API whose limits use the run-time key table, clients from any loopback address
+//! - `pinger`: a backend that floods pings and reports the close it got
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
 //! - `raw_http`: a raw HTTP backend that answers with fixed bytes (`RawHttpBackend`, `Reply`)
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
@@ -21,8 +23,10 @@ pub mod client;
 pub mod conf;
 pub mod gateway;
 pub mod hosts;
+pub mod keys;
 pub mod limits;
 pub mod load;
+pub mod pinger;
 pub mod proc;
 pub mod python;
 pub mod raw_http;

@@ -15,7 +15,8 @@ pub struct CounterView {
     pub kind: LimitKind,
     /// E.g. `plan:default-plan:websocket-connections:app=demo-app`: the level (`plan:<plan>`,
     /// `catalog`, `gateway`), the name, then `app=` or `ip=`, `api=` and `dv=` as the key has
-    /// them. A key that was re-created after an eviction shows as `key=#<hash>`.
+    /// them (`ip=` an IPv4 address, or an IPv6 /64 as `ip=2001:db8:1:2::/64`). A key that was
+    /// re-created after an eviction shows as `key=#<hash>`.
     pub key: String,
     /// Start of the current window in seconds since the epoch; `None` for counts.
     pub window_start: Option<u64>,
@@ -168,7 +169,9 @@ impl Counters {
                 }
             },
             Part::Ip(ip) => {
-                let _ = write!(s, ":ip={ip}");
+                // IPv6 callers are keyed by their /64.
+                let bits = if ip.is_ipv6() { "/64" } else { "" };
+                let _ = write!(s, ":ip={ip}{bits}");
             }
             Part::Hash(h) => {
                 // Only the hash of this key is known.

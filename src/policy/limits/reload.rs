@@ -185,6 +185,9 @@ impl Counters {
             store: store.unwrap_or(idx),
             ident,
             users: 0,
+            // What it keeps in the table comes from the shared part.
+            keys: 0,
+            reserve: 0,
             ..src.clone()
         });
         let i = i as usize;

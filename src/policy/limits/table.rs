@@ -1,5 +1,5 @@
-//! The bounded table for keys only known at run time: remote IPs of keyless calls, expanded
-//! `dynamic-value`s, and applications outside a plan limit's own plan.
+//! The bounded table for keys only known at run time: remote addresses of keyless calls,
+//! expanded `dynamic-value`s, and applications outside a plan limit's own plan.
 //!
 //! Open addressing over a fixed array. A key is (limit, h1, h2), two 64-bit SipHash values under
 //! two independent random keys, so a false match needs a 128-bit collision; the key text itself
@@ -10,14 +10,27 @@
 //! with a single window). An insert takes an empty entry or evicts one that holds no information
 //! any more: a rate window that ended, a value of 0. An entry that still counts something is
 //! never evicted: then the table reports full. Entries never move, so a slot stays valid.
+//!
+//! Share rule. The keys of one limit can come from anyone (a header in `dynamic-value`, a range
+//! of addresses), so no limit may take the whole table from the others: half of the table is
+//! reserved, split evenly among the limits whose keys can land here, and the other half is
+//! shared, first come. A limit that holds its reserve and finds the shared half taken is full,
+//! while every other limit still has its own reserve. Its expired entries elsewhere in the table
+//! are then swept back (a bounded scan per refused insert).
+//!
+//! Callers without a client id are keyed by address: an IPv4 address, or the /64 prefix of an
+//! IPv6 one (one subscriber line or host usually owns a whole /64, and keying by the whole
+//! address would let it take the table by changing the low bits).
 
 use super::{Cell, Consumer, Counters, Index, Layout, Lookup, Slot, window_of, window_tag};
 use crate::model::LimitIdx;
 use std::hash::{BuildHasher, Hasher};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Entries per probe window; a lookup scans two.
 const PROBE: usize = 64;
+/// Entries one sweep looks at, when a limit over its share wants its expired entries back.
+const SWEEP: usize = 1024;
 /// Bytes of a dynamic value kept for the admin listing.
 pub(super) const DYN_SHOWN: usize = 28;
 
@@ -167,8 +180,7 @@ impl Counters {
             } else if let Some(a) = who.app {
                 Who::App(a)
             } else {
-                // One client, one key, whether it came over IPv4 or IPv4-mapped IPv6.
-                Who::Ip(who.remote_ip.to_canonical())
+                Who::Ip(client_prefix(who.remote_ip))
             },
             api: if !l.use_api {
                 u32::MAX
@@ -210,9 +222,32 @@ impl Counters {
 
     /// Finds the key (limit, h1, h2) in its two probe windows; else, when `insert` carries its
     /// description, puts it in the window with more room: in its first empty entry, else in its
-    /// first evictable one.
+    /// first evictable one, as far as the limit's share allows.
     /// `h2 = None` (a slot being re-resolved) matches on (limit, h1) alone.
     pub(super) fn probe(
+        &mut self,
+        limit: LimitIdx,
+        h1: u64,
+        h2: Option<u64>,
+        now: u64,
+        insert: Option<Desc>,
+    ) -> Probe {
+        match self.probe_once(limit, h1, h2, now, insert) {
+            Probe::Full if !self.may_take(limit) => {
+                // Over its share: what expired of it (or of the shared half) elsewhere in the
+                // table comes back first.
+                self.sweep(now);
+                if self.may_take(limit) {
+                    self.probe_once(limit, h1, h2, now, insert)
+                } else {
+                    Probe::Full
+                }
+            }
+            p => p,
+        }
+    }
+
+    fn probe_once(
         &mut self,
         limit: LimitIdx,
         h1: u64,
@@ -233,6 +268,9 @@ impl Counters {
         let homes =
             [h1, h1.rotate_left(32)].map(|h| ((u128::from(h) * cap as u128) >> 64) as usize);
         let width = PROBE.min(cap);
+        // Over its share, a limit can only take an entry whose eviction gives a share back:
+        // one of its own, or one beyond another limit's reserve.
+        let over_share = insert.is_some() && !self.may_take(limit);
         let mut free = None;
         let mut most_room = 0;
         for home in homes {
@@ -269,9 +307,15 @@ impl Counters {
                     // Prefer an empty entry: a key resolved but not yet counted is evictable
                     // too, and taking it would only make its owner re-create it.
                     if entry.is_empty() {
-                        room += 1;
-                        empty.get_or_insert(e);
-                    } else if self.evictable(e, now) {
+                        if !over_share {
+                            room += 1;
+                            empty.get_or_insert(e);
+                        }
+                    } else if (!over_share
+                        || entry.limit == limit
+                        || self.beyond_reserve(entry.limit))
+                        && self.evictable(e, now)
+                    {
                         room += 1;
                         first.get_or_insert(e);
                     }
@@ -288,6 +332,9 @@ impl Counters {
         let Some(e) = free else {
             return Probe::Full;
         };
+        // An evicted entry gives its owner's share back before this key takes one.
+        self.table_free(e);
+        self.take_share(limit);
         self.entries[e] = Entry {
             h1,
             h2: h2.unwrap_or(0),
@@ -317,10 +364,66 @@ impl Counters {
         }
     }
 
-    /// Empties a table entry (admin reset).
+    /// Whether `limit` may hold one more entry: below its reserve, or room in the shared half.
+    fn may_take(&self, limit: LimitIdx) -> bool {
+        let below_reserve = self
+            .layouts
+            .get(limit as usize)
+            .is_some_and(|l| l.keys < l.reserve);
+        below_reserve || self.shared_used < self.shared
+    }
+
+    /// Whether freeing an entry of `limit` gives a shared entry back.
+    fn beyond_reserve(&self, limit: LimitIdx) -> bool {
+        self.layouts
+            .get(limit as usize)
+            .is_some_and(|l| l.keys > l.reserve)
+    }
+
+    fn take_share(&mut self, limit: LimitIdx) {
+        if let Some(l) = self.layouts.get_mut(limit as usize) {
+            if l.keys >= l.reserve {
+                self.shared_used += 1;
+            }
+            l.keys += 1;
+        } else {
+            self.shared_used += 1;
+        }
+    }
+
+    fn give_share(&mut self, limit: LimitIdx) {
+        let from_shared = match self.layouts.get_mut(limit as usize) {
+            Some(l) => {
+                l.keys = l.keys.saturating_sub(1);
+                l.keys >= l.reserve
+            }
+            None => true,
+        };
+        if from_shared {
+            self.shared_used = self.shared_used.saturating_sub(1);
+        }
+    }
+
+    /// Frees the expired and zero entries among the next [`SWEEP`] of the table.
+    fn sweep(&mut self, now: u64) {
+        let cap = self.entries.len();
+        for _ in 0..SWEEP.min(cap) {
+            let e = self.sweep_at;
+            self.sweep_at = if e + 1 >= cap { 0 } else { e + 1 };
+            if !self.entries[e].is_empty() && self.evictable(e, now) {
+                self.table_free(e);
+            }
+        }
+    }
+
+    /// Empties a table entry (eviction, sweep, admin reset).
     pub(super) fn table_free(&mut self, e: usize) {
         if let Some(entry) = self.entries.get_mut(e) {
+            let was = *entry;
             *entry = Entry::EMPTY;
+            if !was.is_empty() {
+                self.give_share(was.limit);
+            }
         }
         if let Some(d) = self.descs.get_mut(e) {
             *d = Desc::default();
@@ -328,6 +431,30 @@ impl Counters {
         if let Some(c) = self.cells.get_mut(self.dense_len as usize + e) {
             *c = Cell::default();
         }
+    }
+}
+
+/// Splits the table: every limit whose keys can land in it gets an even part of one half as its
+/// reserve; the rest is shared. Returns the shared size.
+pub(super) fn share_out(layouts: &mut [Layout], capacity: usize) -> u32 {
+    let cap = u32::try_from(capacity).unwrap_or(u32::MAX);
+    let users = layouts.iter().filter(|l| l.uses_table()).count() as u32;
+    if users == 0 {
+        return cap;
+    }
+    let reserve = cap / 2 / users;
+    for l in layouts.iter_mut().filter(|l| l.uses_table()) {
+        l.reserve = reserve;
+    }
+    cap - reserve * users
+}
+
+/// The part of a keyless caller's address that names it: an IPv4 address (also when it comes
+/// IPv4-mapped), or the /64 of an IPv6 address.
+pub(super) fn client_prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
     }
 }
 

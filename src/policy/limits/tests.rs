@@ -481,7 +481,8 @@ fn table_fills_three_quarters_with_live_keys_and_finds_them_again() {
     let cap = 2048;
     let n: u16 = 1536;
     let mut c = Counters::new(&simple(vec![count("conns", 1)]), cap);
-    let addr = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i));
+    // One /64 each: keyless IPv6 callers are keyed by their /64.
+    let addr = |i: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, i, 0, 0, 0, 1));
     let mut slots = Vec::new();
     for i in 0..n {
         let s = slot(&mut c, 0, &keyless(addr(i)), THU);
@@ -983,4 +984,139 @@ fn reload_to_an_uncounted_value_leaves_old_connections_their_own_counter() {
     assert!(c.consume(old[0], 1, THU).allowed);
     assert!(c.consume(old[0], 1, THU).allowed);
     assert!(!c.consume(old[0], 1, THU).allowed, "still 3 a minute");
+}
+
+// ---- the table's share rule and the keys of keyless callers --------------------------------
+
+/// A limit keyed by a dynamic value only (`is-client: false`), as a header would feed it.
+fn by_tenant(max: u64) -> LimitDef {
+    let mut l = rate("by-tenant", max, 60);
+    l.is_client = false;
+    l.dynamic_value = Some(Template {
+        parts: vec![Part::Var("request.headers.x-tenant".into())],
+    });
+    l
+}
+
+fn tenant(t: &str) -> Consumer<'_> {
+    Consumer {
+        dynamic: Some(t),
+        ..keyless(ip(1))
+    }
+}
+
+/// Live keys of limit 0 until the table refuses one; returns how many it took.
+fn fill_tenants(c: &mut Counters, now: u64, tag: &str) -> usize {
+    for i in 0.. {
+        let t = format!("{tag}{i}");
+        match c.slot(0, &tenant(&t), now) {
+            Lookup::Counter(s) => assert!(c.consume(s, 1, now).allowed),
+            Lookup::Full => return i,
+            Lookup::Unlimited => panic!("by-tenant is counted"),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn one_limit_cannot_take_the_whole_table_from_another() {
+    // 64 entries, two limits that use the table: 16 reserved for each, 32 shared.
+    let mut c = Counters::new(&simple(vec![by_tenant(100), rate("msgs", 3, 60)]), 64);
+    assert_eq!(
+        fill_tenants(&mut c, THU, "t"),
+        48,
+        "its reserve and the shared half"
+    );
+    // Keyless callers of the other limit are still counted, in its reserve ...
+    for i in 0..16 {
+        let s = slot(&mut c, 1, &keyless(ip(i)), THU);
+        for _ in 0..3 {
+            assert!(c.consume(s, 1, THU).allowed);
+        }
+        assert!(!c.consume(s, 1, THU).allowed, "caller {i} is counted");
+    }
+    // ... which ends too: then it is refused rather than let through uncounted.
+    assert_eq!(c.slot(1, &keyless(ip(16)), THU), Lookup::Full);
+    // Known keys still count whatever the table holds.
+    let t0 = slot(&mut c, 0, &tenant("t0"), THU);
+    assert_eq!(c.consume(t0, 1, THU).remaining, 98);
+}
+
+#[test]
+fn a_limit_freeing_shared_entries_lets_another_take_them() {
+    let mut c = Counters::new(&simple(vec![by_tenant(100), count("conns", 1)]), 64);
+    assert_eq!(fill_tenants(&mut c, THU, "t"), 48);
+    // The next minute every tenant key has expired: the count limit can take its reserve
+    // and all the shared half back.
+    let mut held = Vec::new();
+    for i in 0..48 {
+        let s = slot(&mut c, 1, &keyless(ip(i)), THU + 60);
+        assert!(c.inc(s, 1).allowed, "caller {i}");
+        held.push(s);
+    }
+    assert_eq!(
+        fill_tenants(&mut c, THU + 60, "u"),
+        16,
+        "only its reserve is left"
+    );
+    // Counts given back free their shared entries for the tenants again.
+    for s in &held[..10] {
+        c.dec(*s, 1);
+    }
+    assert_eq!(fill_tenants(&mut c, THU + 60, "v"), 10);
+}
+
+#[test]
+fn expired_keys_of_a_limit_at_its_share_are_swept_back() {
+    // Many limits: each one's reserve is a few entries scattered over the table, so a new key's
+    // two probe windows seldom hold one of its own expired entries; the sweep finds them.
+    let mut limits = vec![by_tenant(100), count("conns", 1)];
+    for i in 0..198 {
+        limits.push(rate(&format!("other{i}"), 1, 60));
+    }
+    let mut c = Counters::new(&simple(limits), 1024);
+    let mut now = THU;
+    // The count limit holds its reserve and the whole shared part, and never lets go.
+    let mut i = 0u32;
+    while let Lookup::Counter(s) = c.slot(1, &keyless(IpAddr::V4(Ipv4Addr::from(i))), now) {
+        assert!(c.inc(s, 1).allowed);
+        i += 1;
+    }
+    let reserve = fill_tenants(&mut c, now, "start");
+    assert_eq!(reserve, 2, "1024 / 2 / 200 limits");
+    for round in 0..8 {
+        now += 60;
+        assert_eq!(
+            fill_tenants(&mut c, now, &format!("r{round}-")),
+            reserve,
+            "round {round}: its expired entries came back"
+        );
+    }
+}
+
+#[test]
+fn keyless_ipv6_callers_are_keyed_by_their_64() {
+    let mut c = Counters::new(&simple(vec![rate("r", 2, 60)]), 64);
+    let v6 = |s: &str| keyless(s.parse::<IpAddr>().unwrap());
+    let a = slot(&mut c, 0, &v6("2001:db8:1:2::1"), THU);
+    // Another address of the same /64 is the same caller ...
+    let same = slot(&mut c, 0, &v6("2001:db8:1:2:ffff:ffff:ffff:fffe"), THU);
+    assert_eq!(a, same);
+    assert!(c.consume(a, 1, THU).allowed);
+    assert!(c.consume(same, 1, THU).allowed);
+    assert!(!c.consume(same, 1, THU).allowed);
+    // ... the next /64 is another.
+    let next = slot(&mut c, 0, &v6("2001:db8:1:3::1"), THU);
+    assert_ne!(a, next);
+    assert!(c.consume(next, 1, THU).allowed);
+    // IPv4 stays per address.
+    let v4 = slot(&mut c, 0, &keyless(ip(1)), THU);
+    assert_ne!(v4, slot(&mut c, 0, &keyless(ip(2)), THU));
+    let keys: Vec<String> = c.snapshot(THU).into_iter().map(|v| v.key).collect();
+    assert!(
+        keys.contains(&"gateway:r:ip=2001:db8:1:2::/64".to_string()),
+        "{keys:?}"
+    );
+    assert_eq!(c.reset("r", Some("gateway:r:ip=2001:db8:1:2::/64")), 1);
+    assert!(c.consume(a, 1, THU).allowed, "reset by its /64");
 }
