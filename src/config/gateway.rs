@@ -191,6 +191,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     n.known(
         &[
             "max-connections",
+            "max-pending-per-address",
             "max-message-size",
             "idle-timeout",
             "header-timeout",
@@ -238,6 +239,13 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
         match v.u64(d) {
             Some(0) => d.error(&v, "max-connections must be at least 1"),
             Some(x) => b.max_connections = usize::try_from(x).unwrap_or(usize::MAX),
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-pending-per-address") {
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-pending-per-address must be at least 1"),
+            Some(x) => b.max_pending_per_address = usize::try_from(x).unwrap_or(usize::MAX),
             None => {}
         }
     }

@@ -15,7 +15,11 @@ use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Reading the client's request head.
+    /// Reading the first request head of an API client, TLS handshake included. Only these
+    /// count among their network's pending connections (see [`super::pending`]).
+    FirstHead,
+    /// Reading a request head: the next one on a connection kept alive after a plain call, or
+    /// one on the admin and echo listeners.
     Head,
     /// Waiting for the backend's name to resolve.
     Resolving,

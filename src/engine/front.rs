@@ -30,6 +30,10 @@ impl Gateway {
                 match parse_request(buf) {
                     Ok(None) => {}
                     Ok(Some((head, used))) => {
+                        if c.phase == Phase::FirstHead {
+                            c.phase = Phase::Head;
+                            self.pending.release(c.peer.ip());
+                        }
                         c.up.head += used as u32;
                         c.up.out = c.up.head;
                         // A head read to its last byte leaves no reason to keep the buffer.
@@ -489,7 +493,7 @@ impl Gateway {
         c.up.out = 0;
         c.up.end = 0;
         // Answers come before an upgrade; past the head, they end a failed one.
-        if c.phase != Phase::Head {
+        if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
             self.stats.upgrades_failed += 1;
         }
         c.phase = Phase::Respond;

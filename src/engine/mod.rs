@@ -16,6 +16,7 @@ mod front;
 mod keepalive;
 mod listen;
 mod metrics;
+mod pending;
 pub mod pool;
 mod relay;
 mod reload;
@@ -65,6 +66,9 @@ pub struct Stats {
     pub upgrades_failed: u64,
     /// Plain calls (the invoke policy) answered by a backend.
     pub calls: u64,
+    /// Connections closed at accept because their network had `max-pending-per-address`
+    /// connections without a complete head already.
+    pub refused_pending: u64,
 }
 
 /// What the gateway is listening on, once bound.
@@ -80,6 +84,8 @@ pub struct Gateway {
     routes: Rc<RouteTable>,
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
+    /// Connections of each client network that have not finished their first head.
+    pending: pending::PendingByNetwork,
     pool: Pool,
     /// Backend connections kept open between plain calls.
     parked: keepalive::Pool,
@@ -155,6 +161,7 @@ impl Gateway {
             routes,
             listeners,
             conns: Slab::with_capacity(1024),
+            pending: pending::PendingByNetwork::new(),
             pool: Pool::new(buf_size, 256),
             parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
@@ -353,7 +360,7 @@ impl Gateway {
         };
         use conn::Phase::*;
         match c.phase {
-            Head => {
+            FirstHead | Head => {
                 self.read_head(key);
                 // The head and the client's goodbye can come in one event; edge-triggered
                 // readiness will not report the goodbye again.
