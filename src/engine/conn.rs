@@ -156,6 +156,8 @@ pub struct Handshake {
     pub attempt: u8,
     /// Body bytes of a refused upgrade still to relay.
     pub refused_left: u64,
+    /// How much of the backend's answer head, from its start, was looked at for its end.
+    pub answer_seen: u32,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
     pub reply_headers: Vec<(String, String)>,
 }

@@ -5,7 +5,7 @@ use super::Gateway;
 use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, StopOn, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
-use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request};
+use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
 use crate::http::response;
 use crate::http::url::TargetUrl;
 use crate::model::{Api, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
@@ -22,13 +22,14 @@ impl Gateway {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            // Bytes already buffered (a pipelined request after a call) come first.
+            // Bytes already buffered (a pipelined request after a call) come first. While the
+            // head is incomplete, `out` marks how much of it was looked at.
             if let Some(id) = c.up.buf
                 && c.up.head < c.up.end
             {
                 let buf = &self.pool.get(id)[c.up.head as usize..c.up.end as usize];
-                match parse_request(buf) {
-                    Ok(None) => {}
+                match parse_request_more(buf, (c.up.out - c.up.head) as usize) {
+                    Ok(None) => c.up.out = c.up.end,
                     Ok(Some((head, used))) => {
                         if c.phase == Phase::FirstHead {
                             c.phase = Phase::Head;
@@ -306,6 +307,7 @@ impl Gateway {
             redirects: 0,
             attempt: 0,
             refused_left: 0,
+            answer_seen: 0,
             reply_headers,
         });
         let port = self.listener_port(key);
