@@ -7,8 +7,11 @@ use crate::common::client::{http_request, upgrade_request};
 use crate::common::conf::SEED_BASE_PATH;
 use crate::common::limits::*;
 use crate::common::load::{self, start_seed};
+use crate::common::tls::{self, TestCa};
 use crate::common::*;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
+use std::time::Instant;
 use tungstenite::Message;
 
 const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -115,4 +118,107 @@ fn one_address_cannot_hold_every_slot_with_silent_sockets() {
     let _ = close_and_wait(&mut ws, 1000, "");
     expect_stat(&gw, "open", 0, "the end");
     expect_stat(&gw, "pending", 0, "the end");
+}
+
+/// The gateway stopped with SIGSTOP until this is dropped, so that what clients send meanwhile
+/// reaches it in one batch, in the order it was sent.
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(gw: &Gateway) -> Stopped {
+        let pid = gw.pid() as i32;
+        // SAFETY: a signal to our own child process, which the guard continues on drop.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+        let stopped = Stopped(pid);
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        };
+        let start = Instant::now();
+        while state().as_deref() != Some("T") {
+            assert!(start.elapsed() < DEADLINE, "the gateway did not stop");
+            std::thread::yield_now();
+        }
+        stopped
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// 200 TLS handshakes reach the gateway at once, ahead of a message on an established `wss`
+/// connection. The handshakes' crypto runs on the loop, but only so much of it per turn: the
+/// message is relayed and its echo comes back before every handshake has had its answer, and
+/// then every handshake gets its answer too.
+#[test]
+fn a_flood_of_tls_handshakes_does_not_hold_up_an_established_connection() {
+    const FLOOD: usize = 200;
+    const GW_NAME: &str = "gateway.test";
+    const BASE: &str = "/floods";
+    let conf = TempConf::new();
+    let ca = TestCa::new(&conf, "floods");
+    let leaf = ca.leaf(&conf, "gateway", &[GW_NAME]);
+    let backend = EchoBackend::start();
+    conf.write_open_api(BASE);
+    let yaml = GatewayYaml::open(&backend.target_url())
+        .tls_listener(&[leaf.conf()])
+        // All of them come from 127.0.0.1.
+        .bound("max-pending-per-address", "1000")
+        .bound("handshake-timeout", "120s");
+    let gw = Gateway::start(conf.write("gateway.yaml", &yaml.render()), &[]);
+    let addr = gw.addr("tls");
+    let (mut ws, _) =
+        tls::wss_connect(addr, GW_NAME, BASE, &[], &ca.roots()).expect("the established client");
+    roundtrip(&mut ws, Message::text("before the flood"));
+
+    let mut flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("client {i}: {e}")))
+        .collect();
+    expect_stat(&gw, "pending", FLOOD as u64, "the flood is accepted");
+    let hello = tls::client_hello(GW_NAME);
+    {
+        let _stopped = Stopped::new(&gw);
+        for s in &mut flood {
+            s.write_all(&hello).expect("send a ClientHello");
+        }
+        ws.send(Message::text("during the flood"))
+            .expect("send on the established connection");
+    }
+    let echo = recv_data(&mut ws).expect("the echo");
+    let answered = flood
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).expect("nonblocking");
+            let mut b = [0u8; 1];
+            matches!(s.peek(&mut b), Ok(1))
+        })
+        .count();
+    assert_eq!(echo, Message::text("during the flood"));
+    println!("when the echo came back, {answered} of {FLOOD} handshakes had their answer");
+    assert!(
+        answered < FLOOD,
+        "the echo waited for every handshake of the flood"
+    );
+
+    // Every handshake goes on: each client gets the server's first flight.
+    for (i, s) in flood.iter_mut().enumerate() {
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(DEADLINE)).expect("guard");
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b)
+            .unwrap_or_else(|e| panic!("handshake {i} got no answer: {e}"));
+        assert_eq!(b[0], 22, "handshake {i}: a TLS handshake record");
+    }
+    roundtrip(&mut ws, Message::text("after the flood"));
+    drop(flood);
+    let _ = close_and_wait(&mut ws, 1000, "");
+    expect_stat(&gw, "open", 0, "the end");
 }
