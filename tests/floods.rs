@@ -120,6 +120,59 @@ fn one_address_cannot_hold_every_slot_with_silent_sockets() {
     expect_stat(&gw, "pending", 0, "the end");
 }
 
+/// Pending connections that end otherwise than with a head give their place back too: those
+/// answered 400 for a malformed head while they still linger, and those answered 408 when the
+/// head timeout passes. Their address then has its whole allowance again.
+#[test]
+fn refused_and_timed_out_heads_give_their_place_back() {
+    const LIMIT: usize = 64;
+    let backend = EchoBackend::start();
+    let (_c, gw) = start_seed(
+        |y| y.bound("header-timeout", "1s").bound("close-grace", "60s"),
+        100,
+        &[],
+        &backend.target_url(),
+    );
+    let read_status = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(DEADLINE)).expect("guard");
+        let mut got = Vec::new();
+        let mut b = [0u8; 512];
+        while !got.windows(2).any(|w| w == b"\r\n") {
+            let n = s.read(&mut b).expect("an answer");
+            assert!(n > 0, "closed without an answer");
+            got.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    // Malformed heads: answered 400, and lingering (the clients keep their sockets open).
+    let mut bad = silent(FLOODER, &gw, LIMIT);
+    for s in &mut bad {
+        s.write_all(b"NOT HTTP\r\n\r\n").expect("send");
+        assert_eq!(read_status(s), "HTTP/1.1 400 Bad Request");
+    }
+    assert_eq!(stat(&gw, "open"), LIMIT as u64, "they linger");
+    assert_eq!(stat(&gw, "pending_networks"), 0, "and hold no place");
+    // Silent until the head timeout: answered 408.
+    let mut slow = silent(FLOODER, &gw, LIMIT);
+    for s in &mut slow {
+        assert_eq!(read_status(s), "HTTP/1.1 408 Request Timeout");
+    }
+    assert_eq!(stat(&gw, "pending_networks"), 0);
+    // The whole allowance again, and not one more.
+    let again = silent(FLOODER, &gw, LIMIT);
+    expect_stat(&gw, "pending", LIMIT as u64, "64 silent sockets again");
+    assert_eq!(stat(&gw, "refused_pending"), 0);
+    let extra = silent(FLOODER, &gw, 1);
+    expect_stat(&gw, "refused_pending", 1, "the 65th");
+    drop((bad, slow, again, extra));
+    expect_stat(&gw, "open", 0, "the end");
+    expect_stat(&gw, "pending_networks", 0, "the end");
+}
+
 /// The gateway stopped with SIGSTOP until this is dropped, so that what clients send meanwhile
 /// reaches it in one batch, in the order it was sent.
 struct Stopped(i32);

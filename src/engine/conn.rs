@@ -16,7 +16,8 @@ use std::rc::Rc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Reading the first request head of an API client, TLS handshake included. Only these
-    /// count among their network's pending connections (see [`super::pending`]).
+    /// count among their network's pending connections (see [`super::pending`]): leaving this
+    /// phase (a head, an error answer, the end) gives the place back.
     FirstHead,
     /// Reading a request head: the next one on a connection kept alive after a plain call, or
     /// one on the admin and echo listeners.

@@ -498,6 +498,11 @@ impl Gateway {
         if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
             self.stats.upgrades_failed += 1;
         }
+        // A first head refused (400, 431) or too late (408) is over too: the connection only
+        // lingers now, for `close-grace` at most.
+        if c.phase == Phase::FirstHead {
+            self.pending.release(c.peer.ip());
+        }
         c.phase = Phase::Respond;
         c.down.head = 0;
         c.down.out = 0;

@@ -126,7 +126,9 @@ impl Gateway {
                     Ok(s) => s,
                     Err(e) => {
                         log::warn!("cannot start TLS for {peer}: {e}");
-                        self.pending.release(peer.ip());
+                        if pending {
+                            self.pending.release(peer.ip());
+                        }
                         continue;
                     }
                 },
