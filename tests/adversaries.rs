@@ -42,7 +42,11 @@ fn slowloris(n: usize) {
     const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
     let backend = EchoBackend::start();
     let (_c, gw) = start_seed(
-        |y| y.bound("header-timeout", "3s"),
+        // Each of the 16 source addresses holds n/16 of them: every one must get in, to get its 408.
+        |y| {
+            y.bound("header-timeout", "3s")
+                .bound("max-pending-per-address", &n.to_string())
+        },
         100,
         &[],
         &backend.target_url(),

@@ -254,6 +254,17 @@ fn no_control_frames_at_all_is_not_a_bound() {
 }
 
 #[test]
+fn no_pending_connection_per_address_is_refused() {
+    only_error(
+        "zero-pending-per-address",
+        "gateway.yaml",
+        8,
+        "bounds.max-pending-per-address",
+        &["must be at least 1"],
+    );
+}
+
+#[test]
 fn bare_integer_in_a_rate() {
     only_error(
         "bare-rate",

@@ -97,6 +97,7 @@ fn settings() {
     assert_eq!(s.admin, None);
     let b = &s.bounds;
     assert_eq!(b.max_connections, 100);
+    assert_eq!(b.max_pending_per_address, 10);
     assert_eq!(b.max_message_size, 1 << 20);
     assert_eq!(b.idle_timeout, Duration::from_secs(300));
     assert_eq!(b.header_timeout, Duration::from_millis(500));

@@ -53,6 +53,7 @@ mod reload;
 mod adversaries;
 mod autobahn;
 mod faults;
+mod floods;
 mod fuzz_corpus;
 
 // The harness's own checks.

@@ -291,6 +291,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     n.known(
         &[
             "max-connections",
+            "max-pending-per-address",
             "max-message-size",
             "idle-timeout",
             "header-timeout",
@@ -393,6 +394,17 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
                     ),
                 ),
             },
+            None => {}
+        }
+    }
+    if let Some(v) = n.get("max-pending-per-address") {
+        match v.u64(d) {
+            Some(0) => d.error(&v, "max-pending-per-address must be at least 1"),
+            Some(x) if x > MAX_CONNECTIONS as u64 => d.error(
+                &v,
+                format!("max-pending-per-address {x} is too large: at most {MAX_CONNECTIONS}"),
+            ),
+            Some(x) => b.max_pending_per_address = x as usize,
             None => {}
         }
     }

@@ -291,10 +291,11 @@ pub fn summary(m: &Model) -> String {
     let b = &s.bounds;
     let _ = writeln!(
         out,
-        "bounds: max-connections {}, max-message-size {} bytes, buffer-bound {} bytes, \
+        "bounds: max-connections {}, max-pending-per-address {}, max-message-size {} bytes, buffer-bound {} bytes, \
          socket-buffer {}, idle-timeout {}, header-timeout {}, handshake-timeout {}, close-grace {}, \
          shutdown-grace {}, over-limit {}, max-limit-keys {}, max-control-frames {}/s",
         b.max_connections,
+        b.max_pending_per_address,
         b.max_message_size,
         b.buffer_bound,
         match b.socket_buffer {

@@ -357,7 +357,11 @@ impl Gateway {
         };
         let waiting = matches!(
             c.phase,
-            Phase::Head | Phase::Resolving | Phase::Connecting | Phase::BackendHead
+            Phase::FirstHead
+                | Phase::Head
+                | Phase::Resolving
+                | Phase::Connecting
+                | Phase::BackendHead
         );
         if c.has(flag::UPGRADE_ASKED) && waiting {
             c.clear(flag::UPGRADE_ASKED);

@@ -191,7 +191,8 @@ impl Gateway {
                 "{{\"accepted\":{},\"open\":{},\"upgraded\":{},\"upgrades_total\":{},",
                 "\"upgrades_failed\":{},\"calls\":{},\"buffers_in_use\":{},\"buffers_idle\":{},",
                 "\"buffer_size\":{},\"buffered_bytes\":{},\"max_buffered_per_connection\":{},",
-                "\"connection_state_bytes\":{}}}\n"
+                "\"connection_state_bytes\":{},\"pending\":{},\"pending_networks\":{},",
+                "\"refused_pending\":{}}}\n"
             ),
             s.accepted,
             open,
@@ -205,6 +206,12 @@ impl Gateway {
             buffered,
             max_conn,
             std::mem::size_of::<super::conn::Conn>(),
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
+                .count(),
+            self.pending.networks(),
+            s.refused_pending,
         )
     }
 }

@@ -12,7 +12,7 @@ use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
 use crate::http::answer::{self, ClientFraming, Pass};
 use crate::http::body::Body;
-use crate::http::head::{BodyFraming, ResponseHead, parse_response};
+use crate::http::head::{BodyFraming, ResponseHead, parse_response_more};
 use crate::http::response::{reason, write_header};
 use crate::policy::{assembly, preflow};
 use crate::ws::handshake::PlainRequest;
@@ -199,9 +199,17 @@ impl Gateway {
             // Bytes before `out` are heads already rewritten (an interim 100 Continue).
             let (start, end) = (c.down.out as usize, c.down.end as usize);
             let buf = self.pool.get(id);
-            let (resp, used) = match parse_response(&buf[start..end]) {
-                Ok(None) => break,
-                Ok(Some(x)) => x,
+            let (resp, used) = match parse_response_more(&buf[start..end], hs.answer_seen as usize)
+            {
+                Ok(None) => {
+                    hs.answer_seen = (end - start) as u32;
+                    break;
+                }
+                Ok(Some(x)) => {
+                    // The next head (after an interim answer) starts after this one.
+                    hs.answer_seen = 0;
+                    x
+                }
                 Err(e) => {
                     log::warn!("backend answered with a malformed head: {e}");
                     self.backend_failed(key, 502, "Invalid response from backend");

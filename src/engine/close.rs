@@ -15,6 +15,9 @@ impl Gateway {
         self.release_limits(key);
         self.connection_ended(key);
         let mut c = self.conns.remove(key);
+        if c.phase == Phase::FirstHead {
+            self.pending.release(c.peer.ip());
+        }
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut c.client);
         if let Some(mut b) = c.backend.take() {
@@ -55,14 +58,14 @@ impl Gateway {
         }
         let Some(c) = self.conns.get(key) else { return };
         match c.phase {
-            Phase::Head if c.client.handshaking() => {
+            Phase::FirstHead if c.client.handshaking() => {
                 log::debug!(
                     "client {} did not complete the TLS handshake in time",
                     c.peer
                 );
                 self.finish(key);
             }
-            Phase::Head => {
+            Phase::FirstHead | Phase::Head => {
                 log::debug!("client {} did not send its head in time", c.peer);
                 self.respond(key, 408, "Request timeout", &[]);
             }
@@ -136,7 +139,8 @@ impl Gateway {
             }
             Phase::Echo => self.echo_close(key, 1001, "gateway shutting down"),
             Phase::Respond | Phase::Linger => {}
-            Phase::Head
+            Phase::FirstHead
+            | Phase::Head
             | Phase::Resolving
             | Phase::Connecting
             | Phase::BackendHead

@@ -15,7 +15,12 @@ use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Reading the client's request head.
+    /// Reading the first request head of an API client, TLS handshake included. Only these
+    /// count among their network's pending connections (see [`super::pending`]): leaving this
+    /// phase (a head, an error answer, the end) gives the place back.
+    FirstHead,
+    /// Reading a request head: the next one on a connection kept alive after a plain call, or
+    /// one on the admin and echo listeners.
     Head,
     /// Waiting for the backend's name to resolve.
     Resolving,
@@ -189,6 +194,8 @@ pub struct Handshake {
     pub deadline: std::time::Instant,
     /// Body bytes of a refused upgrade still to relay.
     pub refused_left: u64,
+    /// How much of the backend's answer head, from its start, was looked at for its end.
+    pub answer_seen: u32,
     /// Headers for the client's 101: limit headers (spec §3.9) and CORS.
     pub reply_headers: Vec<(String, String)>,
     /// The peer is one of `trusted-proxies`: its `X-Forwarded-*` headers go to the backend.

@@ -5,7 +5,7 @@ use super::Gateway;
 use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, StopOn, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
-use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request};
+use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
 use crate::http::response;
 use crate::http::url::TargetUrl;
 use crate::model::{Api, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
@@ -22,14 +22,19 @@ impl Gateway {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            // Bytes already buffered (a pipelined request after a call) come first.
+            // Bytes already buffered (a pipelined request after a call) come first. While the
+            // head is incomplete, `out` marks how much of it was looked at.
             if let Some(id) = c.up.buf
                 && c.up.head < c.up.end
             {
                 let buf = &self.pool.get(id)[c.up.head as usize..c.up.end as usize];
-                match parse_request(buf) {
-                    Ok(None) => {}
+                match parse_request_more(buf, (c.up.out - c.up.head) as usize) {
+                    Ok(None) => c.up.out = c.up.end,
                     Ok(Some((head, used))) => {
+                        if c.phase == Phase::FirstHead {
+                            c.phase = Phase::Head;
+                            self.pending.release(c.peer.ip());
+                        }
                         c.up.head += used as u32;
                         c.up.out = c.up.head;
                         // A head read to its last byte leaves no reason to keep the buffer.
@@ -307,6 +312,7 @@ impl Gateway {
             addrs: Default::default(),
             deadline: self.now + call.timeout,
             refused_left: 0,
+            answer_seen: 0,
             reply_headers,
             peer_trusted: crate::http::forwarded::trusted(
                 &model.settings.trusted_proxies,
@@ -502,8 +508,13 @@ impl Gateway {
         c.up.out = 0;
         c.up.end = 0;
         // Answers come before an upgrade; past the head, they end a failed one.
-        if c.phase != Phase::Head {
+        if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
             self.stats.upgrades_failed += 1;
+        }
+        // A first head refused (400, 431) or too late (408) is over too: the connection only
+        // lingers now, for `close-grace` at most.
+        if c.phase == Phase::FirstHead {
+            self.pending.release(c.peer.ip());
         }
         c.phase = Phase::Respond;
         c.down.head = 0;

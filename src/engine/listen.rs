@@ -98,6 +98,17 @@ impl Gateway {
                     return;
                 }
             };
+            // Only API clients are counted: the admin listener is the operator's, and the echo
+            // backend's clients are the gateway's own backend connections.
+            let pending = matches!(l.kind, Kind::Proxy { .. });
+            let limit = self.model.settings.bounds.max_pending_per_address;
+            if pending && !self.pending.admit(peer.ip(), limit) {
+                self.stats.refused_pending += 1;
+                log::debug!(
+                    "refused {peer}: {limit} connections of its network have not sent a head yet"
+                );
+                continue;
+            }
             let mut flags = 0;
             match l.kind {
                 Kind::Proxy { secure: true } => flags |= flag::SECURE,
@@ -115,6 +126,9 @@ impl Gateway {
                     Ok(s) => s,
                     Err(e) => {
                         log::warn!("cannot start TLS for {peer}: {e}");
+                        if pending {
+                            self.pending.release(peer.ip());
+                        }
                         continue;
                     }
                 },
@@ -129,6 +143,9 @@ impl Gateway {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log::warn!("cannot register a connection from {peer}: {e}");
+                if pending {
+                    self.pending.release(peer.ip());
+                }
                 continue;
             }
             let epoch = self.next_epoch;
@@ -137,7 +154,11 @@ impl Gateway {
                 client: stream,
                 backend: None,
                 peer,
-                phase: Phase::Head,
+                phase: if pending {
+                    Phase::FirstHead
+                } else {
+                    Phase::Head
+                },
                 flags,
                 client_fail: 0,
                 api: 0,

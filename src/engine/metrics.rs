@@ -272,6 +272,30 @@ impl Gateway {
         );
         family(
             &mut out,
+            "wsgate_connections_pending",
+            "gauge",
+            "Client connections still in their TLS handshake or first request head.",
+        );
+        let pending = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
+            .count();
+        let _ = writeln!(out, "wsgate_connections_pending {pending}");
+        family(
+            &mut out,
+            "wsgate_connections_refused_total",
+            "counter",
+            "Client connections closed at accept, by reason (pending_per_address: their address \
+             had bounds.max-pending-per-address connections without a complete head).",
+        );
+        let _ = writeln!(
+            out,
+            "wsgate_connections_refused_total{{reason=\"pending_per_address\"}} {}",
+            self.stats.refused_pending
+        );
+        family(
+            &mut out,
             "wsgate_websocket_connections_open",
             "gauge",
             "WebSocket connections open now (upgraded on both sides), by API.",

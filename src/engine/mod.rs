@@ -16,6 +16,7 @@ mod front;
 mod keepalive;
 mod listen;
 mod metrics;
+mod pending;
 pub mod pool;
 mod relay;
 mod reload;
@@ -51,6 +52,11 @@ const SIGNAL: Token = Token(usize::MAX - 1);
 /// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
 /// room for our 101 in front of frames that arrive with the backend's.
 pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
+/// Time one loop turn may spend on steps of client TLS handshakes (their key exchange and
+/// signature are the loop's costliest work, and cost no authentication to ask for). Handshakes
+/// beyond it wait for the next turn, which comes at once, after that turn's relaying; at least
+/// one step runs per turn.
+const HANDSHAKE_WORK_PER_TURN: Duration = Duration::from_millis(1);
 
 /// Counters a test or an operator can read.
 #[derive(Debug, Default, Clone)]
@@ -64,6 +70,9 @@ pub struct Stats {
     pub upgrades_failed: u64,
     /// Plain calls (the invoke policy) answered by a backend.
     pub calls: u64,
+    /// Connections closed at accept because their network had `max-pending-per-address`
+    /// connections without a complete head already.
+    pub refused_pending: u64,
 }
 
 /// What the gateway is listening on, once bound.
@@ -79,6 +88,14 @@ pub struct Gateway {
     routes: Rc<RouteTable>,
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
+    /// Connections of each client network that have not finished their first head.
+    pending: pending::PendingByNetwork,
+    /// Client TLS handshakes with input to process that found this turn's handshake time used
+    /// up, first come first served: (key, epoch). A connection's events can put it here more
+    /// than once, a few times during its handshake at most; a stale entry is skipped.
+    handshakes_waiting: std::collections::VecDeque<(u32, u32)>,
+    /// Time spent on client TLS handshake steps in this turn.
+    handshake_work: Duration,
     pool: Pool,
     /// Backend connections kept open between plain calls.
     parked: keepalive::Pool,
@@ -156,6 +173,9 @@ impl Gateway {
             routes,
             listeners,
             conns: Slab::with_capacity(1024),
+            pending: pending::PendingByNetwork::new(),
+            handshakes_waiting: std::collections::VecDeque::new(),
+            handshake_work: Duration::ZERO,
             pool: Pool::new(buf_size, 256),
             parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
@@ -233,6 +253,9 @@ impl Gateway {
                 }
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+            if !self.handshakes_waiting.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
             if self.activity.pending() > 0 {
                 // The output was not ready: try again soon even if nothing else happens.
                 let retry = Duration::from_millis(50);
@@ -246,6 +269,7 @@ impl Gateway {
             }
             self.now = Instant::now();
             self.now_secs = unix_now() + self.clock_offset;
+            self.handshake_work = Duration::ZERO;
             // Accepting waits until the batch is done: a connection that ends in this batch
             // frees its slab key, and a connection accepted into that key at once would get
             // the events still queued in the batch for the old one's sockets (a hang-up, read
@@ -264,6 +288,7 @@ impl Gateway {
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
                 }
             }
+            self.resume_handshakes();
             for &i in &ready {
                 self.accept(i);
             }
@@ -358,18 +383,17 @@ impl Gateway {
         };
         use conn::Phase::*;
         match c.phase {
-            Head => {
-                self.read_head(key);
-                // The head and the client's goodbye can come in one event; edge-triggered
-                // readiness will not report the goodbye again.
-                let waiting = self
-                    .conns
-                    .get(key)
-                    .is_some_and(|c| matches!(c.phase, Resolving | Connecting | BackendHead));
-                if client_vanished && waiting {
-                    log::debug!("client left right after its request");
-                    self.finish(key);
+            FirstHead | Head => {
+                if !c.client.handshaking() {
+                    return self.head_step(key, client_vanished);
                 }
+                if !self.handshakes_waiting.is_empty()
+                    || self.handshake_work >= HANDSHAKE_WORK_PER_TURN
+                {
+                    self.handshakes_waiting.push_back((key as u32, c.epoch));
+                    return;
+                }
+                self.handshake_step(key, client_vanished);
             }
             Resolving | Connecting | BackendHead => {
                 if client_vanished {
@@ -385,6 +409,51 @@ impl Gateway {
             Open => self.drive_relay(key),
             Respond | Linger => self.drive_respond(key),
             Echo => self.drive_echo(key),
+        }
+    }
+
+    fn head_step(&mut self, key: usize, client_vanished: bool) {
+        self.read_head(key);
+        // The head and the client's goodbye can come in one event; edge-triggered readiness
+        // will not report the goodbye again.
+        let waiting = self.conns.get(key).is_some_and(|c| {
+            use conn::Phase::*;
+            matches!(c.phase, Resolving | Connecting | BackendHead)
+        });
+        if client_vanished && waiting {
+            log::debug!("client left right after its request");
+            self.finish(key);
+        }
+    }
+
+    /// Runs a client's TLS handshake as far as its input goes (and the head, if it came along),
+    /// on the turn's handshake time.
+    fn handshake_step(&mut self, key: usize, client_vanished: bool) {
+        let started = Instant::now();
+        self.head_step(key, client_vanished);
+        self.handshake_work += started.elapsed();
+    }
+
+    /// Handshakes that waited for a turn run first come first served, as long as the turn's
+    /// handshake time lasts; the rest wait for the next turn.
+    fn resume_handshakes(&mut self) {
+        while self.handshake_work < HANDSHAKE_WORK_PER_TURN
+            && let Some((key, epoch)) = self.handshakes_waiting.pop_front()
+        {
+            let key = key as usize;
+            let Some(c) = self.conns.get(key) else {
+                continue;
+            };
+            // Ended meanwhile, or an earlier entry of the same connection took it further.
+            if c.epoch != epoch || c.phase != conn::Phase::FirstHead {
+                continue;
+            }
+            // Only the client's socket is open while the handshake runs.
+            let vanished = c.has(conn::flag::HUP_SEEN);
+            self.handshake_step(key, vanished);
+        }
+        if self.handshakes_waiting.is_empty() && self.handshakes_waiting.capacity() > 1024 {
+            self.handshakes_waiting.shrink_to(1024);
         }
     }
 

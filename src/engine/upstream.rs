@@ -7,7 +7,7 @@ use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::resolve::Attempts;
 use super::stream::{Stream, TlsError};
-use crate::http::head::{HeadError, parse_response};
+use crate::http::head::{HeadError, parse_response_more};
 use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
@@ -287,9 +287,15 @@ impl Gateway {
             }
             let Some(id) = c.down.buf else { return };
             let (start, end) = (c.down.head as usize, c.down.end as usize);
-            let parsed = parse_response(&self.pool.get(id)[start..end]);
+            let seen = c.hs.as_ref().map_or(0, |h| h.answer_seen as usize);
+            let parsed = parse_response_more(&self.pool.get(id)[start..end], seen);
             let (resp, used) = match parsed {
-                Ok(None) => continue,
+                Ok(None) => {
+                    if let Some(hs) = c.hs.as_mut() {
+                        hs.answer_seen = (end - start) as u32;
+                    }
+                    continue;
+                }
                 Ok(Some(x)) => x,
                 Err(HeadError::TooLarge) | Err(HeadError::Malformed(_)) => {
                     log::warn!("backend answered the upgrade with a malformed head");
@@ -465,6 +471,9 @@ impl Gateway {
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
+        if let Some(hs) = c.hs.as_mut() {
+            hs.answer_seen = 0;
+        }
     }
 
     /// Relays a backend's non-101 answer (head and a bounded body) to the client, then closes.

@@ -5,7 +5,7 @@ use super::Reads;
 use crate::http::body::{Body, BodyError};
 use crate::http::head::{
     BodyFraming, HeadError, MAX_HEAD, MAX_HEADERS, RequestHead, ResponseHead, parse_request,
-    parse_response,
+    parse_request_more, parse_response, parse_response_more,
 };
 use crate::ws::handshake::{
     Negotiated, check_backend_response, client_101, redirect_location, validate_client,
@@ -25,11 +25,21 @@ pub fn head(data: &[u8]) {
         &incremental(reads.clone(), stream, parse_request),
         |h| h.raw(),
     );
+    assert_resumed(
+        &whole,
+        resumed(reads.clone(), stream, parse_request_more),
+        |h| h.raw(),
+    );
     if let Ok(Some((h, n))) = &whole {
         request_holds(h, *n, stream);
     }
     let whole = parse_response(stream);
-    assert_same(&whole, &incremental(reads, stream, parse_response), |h| {
+    assert_same(
+        &whole,
+        &incremental(reads.clone(), stream, parse_response),
+        |h| h.raw(),
+    );
+    assert_resumed(&whole, resumed(reads, stream, parse_response_more), |h| {
         h.raw()
     });
     if let Ok(Some((h, n))) = &whole {
@@ -50,6 +60,29 @@ fn incremental<H>(mut reads: Reads, stream: &[u8], parse: fn(&[u8]) -> Parsed<H>
             return answer;
         }
     }
+}
+
+/// As [`incremental`], with the parser that the engine uses on a head arriving in pieces, which
+/// parses only when the new bytes may have ended the head.
+fn resumed<H>(mut reads: Reads, stream: &[u8], more: fn(&[u8], usize) -> Parsed<H>) -> Parsed<H> {
+    let mut fed: usize = 0;
+    loop {
+        let seen = fed;
+        fed = fed.saturating_add(reads.next_len()).min(stream.len());
+        let answer = more(&stream[..fed], seen);
+        if fed == stream.len() || !matches!(answer, Ok(None)) {
+            return answer;
+        }
+    }
+}
+
+/// The resumed parser answers as the whole input does, except that a head refused before its
+/// end may still be waiting for more when the input runs out.
+fn assert_resumed<H>(whole: &Parsed<H>, resumed: Parsed<H>, raw: fn(&H) -> &str) {
+    if matches!((whole, &resumed), (Err(_), Ok(None))) {
+        return;
+    }
+    assert_same(whole, &resumed, raw);
 }
 
 fn assert_same<H>(whole: &Parsed<H>, split: &Parsed<H>, raw: fn(&H) -> &str) {

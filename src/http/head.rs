@@ -1,8 +1,10 @@
 //! Incremental parsing of HTTP/1.x request and response heads.
 //!
-//! The driver calls [`parse_request`] (or [`parse_response`]) with everything received so far;
-//! `Ok(None)` means "read more". A parsed head owns one copy of its raw bytes plus small ranges
-//! into it, so a head costs two allocations, made once per handshake.
+//! The driver calls [`parse_request_more`] (or [`parse_response_more`]) with everything received
+//! so far and how much of it the previous call had; `Ok(None)` means "read more". Those parse
+//! only when the new bytes may have ended the head, so a head that comes a byte at a time costs
+//! time in proportion to its length, not to its square. A parsed head owns one copy of its raw
+//! bytes plus small ranges into it, so a head costs two allocations, made once per handshake.
 
 use std::fmt;
 
@@ -10,6 +12,9 @@ use std::fmt;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header fields accepted in one head.
 pub const MAX_HEADERS: usize = 64;
+/// Line-end bytes accepted before the start line: one empty line (RFC 9112 §2.2 asks to ignore
+/// at least one). More would let a peer send blank lines that look like a head's end forever.
+const MAX_BLANK: usize = 2;
 
 /// Why a head cannot be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +383,77 @@ fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
     Ok(())
 }
 
+/// Refuses more than one empty line before the start line.
+fn check_blank_prefix(buf: &[u8]) -> Result<(), HeadError> {
+    let blank = buf
+        .iter()
+        .take(MAX_BLANK + 1)
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if blank > MAX_BLANK {
+        return Err(HeadError::Malformed("empty lines before the start line"));
+    }
+    Ok(())
+}
+
+/// Whether `buf` is worth parsing, given that it had `seen` bytes at the previous look, which
+/// got "read more". A head is complete only once the new bytes end it with an empty line
+/// (`LF LF` or `LF CR LF`, of which two bytes may be old) or it reaches [`MAX_HEAD`]: then it is
+/// parsed. A head that goes wrong before its end is also parsed each time its length passes a
+/// power of two, so nonsense is still refused early, while the parses of a trickled head look
+/// at twice its length at most, besides one look at each new byte.
+fn worth_parsing(buf: &[u8], seen: usize) -> bool {
+    let len = buf.len().min(MAX_HEAD);
+    let seen = seen.min(len);
+    if seen == 0 || buf.len() >= MAX_HEAD {
+        return true;
+    }
+    if len == seen {
+        return false;
+    }
+    if len.ilog2() > seen.ilog2() {
+        return true;
+    }
+    // The empty lines the parser skips before the start line are no head's end.
+    let blank = buf
+        .iter()
+        .take(MAX_BLANK + 1)
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if blank > MAX_BLANK {
+        return true; // refused
+    }
+    let new = &buf[seen.saturating_sub(2).max(blank)..len];
+    new.windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && new.get(i + 2) == Some(&b'\n')))
+}
+
+/// [`parse_request`] for a head that arrives in pieces: `seen` is the length `buf` had at the
+/// previous call for this head (0 for the first). Parses only when that can change the answer.
+pub fn parse_request_more(
+    buf: &[u8],
+    seen: usize,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    if worth_parsing(buf, seen) {
+        parse_request(buf)
+    } else {
+        Ok(None)
+    }
+}
+
+/// [`parse_response`] for a head that arrives in pieces, as [`parse_request_more`].
+pub fn parse_response_more(
+    buf: &[u8],
+    seen: usize,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    if worth_parsing(buf, seen) {
+        parse_response(buf)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The part of `buf` that may hold a head, and whether a still incomplete head is too large.
 fn window(buf: &[u8]) -> (&[u8], bool) {
     if buf.len() >= MAX_HEAD {
@@ -393,6 +469,7 @@ fn window(buf: &[u8]) -> (&[u8], bool) {
 /// end with CRLF and no header line may be folded, so that the head splits into the same lines
 /// for every server it is relayed to.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    check_blank_prefix(buf)?;
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -458,6 +535,7 @@ fn split_target(target: &str) -> (usize, usize, Option<(usize, usize)>) {
 /// [`parse_request`]: a response head may be relayed as received, so it must split into lines
 /// the same way for the client as for the gateway.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    check_blank_prefix(buf)?;
     let (buf, full) = window(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
@@ -546,6 +624,125 @@ mod tests {
             assert!(parse_response(&resp[..cut]).unwrap().is_none(), "cut {cut}");
         }
         assert!(parse_response(resp).unwrap().is_some());
+    }
+
+    type Parsed<H> = Result<Option<(H, usize)>, HeadError>;
+
+    /// What [`parse_request_more`] (or the response form) answers when `bytes` come in the
+    /// given pieces: the first answer other than "read more", how many pieces it took, and how
+    /// many of the calls parsed.
+    fn fed<H>(
+        bytes: &[u8],
+        cuts: &[usize],
+        more: fn(&[u8], usize) -> Parsed<H>,
+    ) -> (Parsed<H>, usize) {
+        let mut seen = 0;
+        let mut parses = 0;
+        for &end in cuts.iter().chain([bytes.len()].iter()) {
+            let end = end.min(bytes.len());
+            if worth_parsing(&bytes[..end], seen) {
+                parses += 1;
+            }
+            let answer = more(&bytes[..end], seen);
+            if !matches!(answer, Ok(None)) || end == bytes.len() {
+                return (answer, parses);
+            }
+            seen = end;
+        }
+        unreachable!()
+    }
+
+    fn same<H: std::fmt::Debug>(a: &Parsed<H>, b: &Parsed<H>, raw: fn(&H) -> &str) -> bool {
+        match (a, b) {
+            (Ok(Some((x, n))), Ok(Some((y, m)))) => n == m && raw(x) == raw(y),
+            (Ok(None), Ok(None)) => true,
+            (Err(x), Err(y)) => x == y,
+            _ => false,
+        }
+    }
+
+    /// Heads that end (accepted or refused), with bytes after them.
+    fn ended_heads() -> Vec<Vec<u8>> {
+        let mut long = b"GET /long HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..40 {
+            long.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(300)).as_bytes());
+        }
+        long.extend_from_slice(b"\r\n\x81\x00");
+        vec![
+            [REQ, b"\x81\x00rest"].concat(),
+            b"\r\nGET /after-an-empty-line HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n".to_vec(),
+            b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nBad Name: a\r\n\r\n".to_vec(),
+            b"\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi".to_vec(),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".to_vec(),
+            b"HTTP/1.1 044 Odd\r\n\r\n".to_vec(),
+            long,
+        ]
+    }
+
+    /// A head split at every position, and fed a byte at a time, gets exactly the answer of the
+    /// whole bytes, on the piece that completes it.
+    #[test]
+    fn a_head_split_anywhere_parses_as_whole() {
+        for bytes in ended_heads() {
+            let whole_req = parse_request(&bytes);
+            let whole_resp = parse_response(&bytes);
+            let show = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+            let every: Vec<usize> = (1..bytes.len()).collect();
+            let mut splits: Vec<Vec<usize>> = (0..=bytes.len()).map(|c| vec![c]).collect();
+            splits.push(every);
+            for cuts in &splits {
+                let (req, _) = fed(&bytes, cuts, parse_request_more);
+                assert!(
+                    same(&req, &whole_req, |h| h.raw()),
+                    "{show:?} cut at {:?}: {req:?} against {whole_req:?}",
+                    cuts.first()
+                );
+                let (resp, _) = fed(&bytes, cuts, parse_response_more);
+                assert!(
+                    same(&resp, &whole_resp, |h| h.raw()),
+                    "{show:?} cut at {:?}: {resp:?} against {whole_resp:?}",
+                    cuts.first()
+                );
+            }
+        }
+    }
+
+    /// A 16 KiB head fed a byte at a time is parsed a few times, not once per byte.
+    #[test]
+    fn a_trickled_head_is_parsed_a_logarithmic_number_of_times() {
+        let head = head_of_len(MAX_HEAD);
+        let every: Vec<usize> = (1..head.len()).collect();
+        let (answer, parses) = fed(&head, &every, parse_request_more);
+        assert_eq!(answer.unwrap().unwrap().1, MAX_HEAD);
+        assert!(parses <= 16, "{parses} parses for one head");
+        // Nonsense is still refused long before the head limit.
+        let mut bad = b"GET / HTTP/1.1\r\nX: a\r\nBad\x01Name: b".to_vec();
+        bad.resize(200, b'x');
+        let every: Vec<usize> = (1..bad.len()).collect();
+        let mut seen = 0;
+        let refused_at = every
+            .iter()
+            .find(|&&end| {
+                let r = parse_request_more(&bad[..end], seen);
+                seen = end;
+                r.is_err()
+            })
+            .copied();
+        // The bad byte is the 28th: refused when the head reaches 32 bytes, the next power of two.
+        assert_eq!(refused_at, Some(32));
+        // Blank lines before the start line are no head's end, and more than one is refused.
+        let blanks = b"\r\n\r\n\r\n".repeat(100);
+        let every: Vec<usize> = (1..blanks.len()).collect();
+        let (answer, parses) = fed(&blanks, &every, parse_request_more);
+        assert_eq!(
+            answer.unwrap_err(),
+            HeadError::Malformed("empty lines before the start line")
+        );
+        assert!(parses <= 3, "{parses} parses of blank lines");
     }
 
     #[test]

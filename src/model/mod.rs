@@ -133,6 +133,9 @@ pub enum OverLimitAction {
 #[derive(Debug, Clone)]
 pub struct Bounds {
     pub max_connections: usize,
+    /// Connections from one client network (an IPv4 address, an IPv6 /64) that may be open
+    /// before their first request head is complete; more are closed at once.
+    pub max_pending_per_address: usize,
     /// Largest WebSocket message (sum of its fragments' payloads), per direction; 1009 above.
     pub max_message_size: u64,
     pub idle_timeout: Duration,
@@ -163,6 +166,7 @@ impl Default for Bounds {
     fn default() -> Self {
         Bounds {
             max_connections: 9_000,
+            max_pending_per_address: 64,
             max_message_size: 16 * 1024 * 1024,
             idle_timeout: Duration::from_secs(3600),
             header_timeout: Duration::from_secs(10),
