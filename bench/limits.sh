@@ -115,6 +115,9 @@ catalog:
   properties:
     target-url: ws://$ECHO_ADDR/
 $2
+bounds:
+  # The load comes from one loopback address; what is measured is the limits' cost.
+  max-pending-per-address: 20000
 EOF
 }
 

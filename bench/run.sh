@@ -187,6 +187,8 @@ catalog:
 $2
 bounds:
   max-connections: 20000
+  # The load comes from a few loopback addresses, and the peers cap nothing per address.
+  max-pending-per-address: 20000
 EOF
 }
 APPS="applications:
