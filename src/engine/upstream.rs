@@ -349,7 +349,7 @@ impl Gateway {
                     let wsu = {
                         let api = &c.model.apis[c.api as usize];
                         super::front::nth_upgrade(&api.assembly.execute, c.wsu)
-                            .map(|w| w.follow_redirects)
+                            .map(|w| w.backend.follow_redirects)
                     };
                     if wsu == Some(true)
                         && hs.redirects < MAX_REDIRECTS
@@ -410,8 +410,7 @@ impl Gateway {
         let Some(hs) = self.conns[key].hs.as_mut() else {
             return;
         };
-        let call = super::front::BackendCall::of_upgrade(wsu);
-        super::front::build_backend_request(hs, api, &call, secure, peer, port, None);
+        super::front::build_backend_request(hs, api, &wsu.backend, secure, peer, port, None);
         self.start_connect(key);
     }
 
