@@ -379,7 +379,7 @@ fn policies() {
         panic!("invoke")
     };
     assert_eq!(inv.verb.as_deref(), Some("POST"));
-    assert_eq!(inv.stop_on_error, vec!["ConnectionError"]);
+    assert!(inv.stop_on.connection && !inv.stop_on.operation);
     assert!(!inv.persistent_connection);
     assert!(
         inv.backend.parameter_control.allow && inv.backend.parameter_control.patterns.is_empty()

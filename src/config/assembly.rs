@@ -7,7 +7,7 @@ use super::template::{self, Scope};
 use crate::model::{
     Assembly, BackendTarget, Catch, Control, Invoke, LimitIdx, LimitKind, LimitOp, LimitRef,
     LimitSource, Log, LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction,
-    SetOp, Switch, SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
+    SetOp, StopOn, Switch, SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
 };
 use crate::policy::condition::{Condition, expand_refs};
 use crate::policy::pattern::Pattern;
@@ -767,16 +767,38 @@ fn invoke(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Invoke> {
         d.warn(&w, "invoke's websocket-upgrade flag is deprecated and ignored: use the websocket-upgrade policy");
     }
     unsupported_flags(n, &["http2-required"], d);
-    let stop_on_error = n
+    let stop_on = n
         .get("stop-on-error")
-        .map(|s| s.items(d).iter().filter_map(|x| x.text(d)).collect())
+        .map(|s| stop_on(&s, d))
         .unwrap_or_default();
     Some(Invoke {
         backend: backend?,
         verb,
-        stop_on_error,
+        stop_on,
         persistent_connection: n.bool_at("persistent-connection", true, d),
     })
+}
+
+/// `stop-on-error` compiled to the errors an invoke raises. Names are matched exactly, as
+/// `catch` matches them; any other name could never be raised by the call, so it is a warning
+/// rather than a silent no-op.
+fn stop_on(n: &Node, d: &mut Diags) -> StopOn {
+    let mut out = StopOn::default();
+    for item in n.items(d) {
+        let Some(name) = item.text(d) else { continue };
+        match name.as_str() {
+            "ConnectionError" => out.connection = true,
+            "OperationError" => out.operation = true,
+            _ => d.warn(
+                &item,
+                format!(
+                    "'{name}' is not an error an invoke raises in wsgate, so listing it in \
+                     stop-on-error has no effect: expected ConnectionError or OperationError"
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// JSON string literal for a property value placed into a condition.

@@ -2,7 +2,7 @@
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
 use super::Gateway;
-use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, StopOn, flag};
+use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
@@ -281,10 +281,7 @@ impl Gateway {
                     keep_alive,
                     request_broken: false,
                     backend_eof: false,
-                    stop_on: StopOn {
-                        connection: invoke.stop_on_error.iter().any(|e| e == "ConnectionError"),
-                        operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
-                    },
+                    stop_on: invoke.stop_on,
                     timeout: invoke.backend.timeout,
                     persistent: invoke.persistent_connection,
                     backend_keep: false,

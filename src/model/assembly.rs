@@ -131,8 +131,19 @@ pub struct Invoke {
     pub backend: BackendTarget,
     /// `None` keeps the request's method.
     pub verb: Option<String>,
-    pub stop_on_error: Vec<String>,
+    /// `stop-on-error`: the errors of the call that go to the assembly's `catch`.
+    pub stop_on: StopOn,
     pub persistent_connection: bool,
+}
+
+/// The errors an invoke raises that its `stop-on-error` can list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopOn {
+    /// `ConnectionError`: the backend cannot be reached, times out, fails TLS, or closes before
+    /// answering.
+    pub connection: bool,
+    /// `OperationError`: the backend answers 4xx or 5xx.
+    pub operation: bool,
 }
 
 #[derive(Debug, Clone)]
