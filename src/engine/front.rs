@@ -5,6 +5,7 @@ use super::Gateway;
 use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
+use crate::http::forward::{self, Forward, PlainRequest};
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
 use crate::http::response;
 use crate::http::url::TargetUrl;
@@ -14,7 +15,7 @@ use crate::policy::context::Vars;
 use crate::policy::limits::{Consumer, Held, Lookup};
 use crate::policy::preflow;
 use crate::route::Route;
-use crate::ws::handshake::{self, PlainRequest, UpgradeError};
+use crate::ws::handshake::{self, UpgradeError};
 
 impl Gateway {
     pub(super) fn read_head(&mut self, key: usize) {
@@ -692,7 +693,7 @@ pub(super) fn build_backend_request(
         (Some(u), None) => Some((u, "")),
         _ => None,
     };
-    let req = handshake::BackendRequest {
+    let req = Forward {
         client: &hs.head,
         target: &hs.target,
         // A redirect's location is the whole URL to use: the client's query is in it already.
@@ -703,7 +704,6 @@ pub(super) fn build_backend_request(
         },
         header_control: &target.header_control,
         parameter_control: &target.parameter_control,
-        key: &hs.key,
         inject_proxy_headers: target.inject_proxy_headers,
         peer_trusted: hs.peer_trusted,
         client_ip: peer.ip(),
@@ -712,9 +712,11 @@ pub(super) fn build_backend_request(
         proto: if secure { "https" } else { "http" },
         credentials,
         strip: &strip,
-        plain,
     };
     hs.request.clear();
-    handshake::backend_request(&mut hs.request, &req);
+    match plain {
+        Some(plain) => forward::plain_request(&mut hs.request, &req, &plain),
+        None => handshake::upgrade_request(&mut hs.request, &req, &hs.key),
+    }
     hs.written = 0;
 }

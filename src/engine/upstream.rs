@@ -353,7 +353,7 @@ impl Gateway {
                     };
                     if wsu == Some(true)
                         && hs.redirects < MAX_REDIRECTS
-                        && let Some(loc) = handshake::redirect_location(&resp)
+                        && let Some(loc) = crate::http::forward::redirect_location(&resp)
                     {
                         let loc = loc.to_string();
                         return self.redirect(key, &loc);
