@@ -9,11 +9,11 @@ use super::conn::{Phase, flag};
 use super::front::build_backend_request;
 use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
-use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
+use super::upstream::MAX_REDIRECTS;
 use crate::http::answer::{self, ClientFraming, Pass};
 use crate::http::body::Body;
 use crate::http::forward::PlainRequest;
-use crate::http::head::{BodyFraming, ResponseHead, parse_response_more};
+use crate::http::head::{ANSWER_ROOM, BodyFraming, ResponseHead, parse_response_more};
 use crate::http::response::{reason, write_header};
 use crate::policy::{assembly, preflow};
 

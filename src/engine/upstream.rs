@@ -7,7 +7,7 @@ use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::resolve::Attempts;
 use super::stream::{Stream, TlsError};
-use crate::http::head::{HeadError, parse_response_more};
+use crate::http::head::{ANSWER_ROOM, HeadError, parse_response_more};
 use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
@@ -17,10 +17,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Room kept free while reading the backend's answer, for the client's 101 in front of any
-/// frames that came with it.
-pub(super) const ANSWER_ROOM: usize = 4096;
 
 /// Redirects followed at most during one handshake.
 pub(super) const MAX_REDIRECTS: u8 = 5;
