@@ -475,6 +475,6 @@ fn too_small_buffer_bound_is_raised_with_a_warning() {
     );
     assert_eq!(
         l.model.settings.bounds.buffer_bound,
-        wsgate::engine::MIN_BUFFER
+        wsgate::http::head::MIN_BUFFER
     );
 }

@@ -329,20 +329,20 @@ fn policies() {
         panic!("websocket-upgrade")
     };
     assert_eq!(
-        w.target_url.parts,
+        w.backend.target_url.parts,
         vec![
             Part::Literal("ws://127.0.0.1:18081/prod?t=".into()),
             Part::Var("tenant".into())
         ]
     );
-    assert_eq!(w.timeout, Duration::from_secs(5));
-    assert!(w.follow_redirects && !w.inject_proxy_headers);
-    assert_eq!(w.tls_profile, Some(0));
-    assert_eq!(w.username.as_deref(), Some("user"));
-    assert_eq!(w.password.as_deref(), Some("hello"));
-    assert!(w.header_control.allow);
-    assert_eq!(w.header_control.patterns.len(), 2);
-    assert!(!w.parameter_control.allow);
+    assert_eq!(w.backend.timeout, Duration::from_secs(5));
+    assert!(w.backend.follow_redirects && !w.backend.inject_proxy_headers);
+    assert_eq!(w.backend.tls_profile, Some(0));
+    assert_eq!(w.backend.username.as_deref(), Some("user"));
+    assert_eq!(w.backend.password.as_deref(), Some("hello"));
+    assert!(w.backend.header_control.allow);
+    assert_eq!(w.backend.header_control.patterns.len(), 2);
+    assert!(!w.backend.parameter_control.allow);
     let gw = ratelimit(&w.request_assembly[0]);
     assert_eq!(gw.source, LimitSource::GatewayNamed);
     assert_eq!(gw.entries[0].fixed, vec![limit(&m, "gw-msgs", None)]);
@@ -379,12 +379,14 @@ fn policies() {
         panic!("invoke")
     };
     assert_eq!(inv.verb.as_deref(), Some("POST"));
-    assert_eq!(inv.stop_on_error, vec!["ConnectionError"]);
+    assert!(inv.stop_on.connection && !inv.stop_on.operation);
     assert!(!inv.persistent_connection);
-    assert!(inv.parameter_control.allow && inv.parameter_control.patterns.is_empty());
-    assert!(!inv.header_control.allow);
+    assert!(
+        inv.backend.parameter_control.allow && inv.backend.parameter_control.patterns.is_empty()
+    );
+    assert!(!inv.backend.header_control.allow);
     assert_eq!(
-        inv.target_url.parts,
+        inv.backend.target_url.parts,
         vec![
             Part::Literal("http://127.0.0.1:18082".into()),
             Part::Var("request.path".into()),

@@ -214,11 +214,11 @@ fn the_https_api_assembly_is_the_seeds_second_recipe() {
         other => panic!("expected websocket-upgrade, got {other:?}"),
     };
     assert_eq!(case.execute[1].title, "websocket-upgrade");
-    assert_eq!(w.target_url.as_static(), Some(ECHO_URL));
-    assert_eq!(w.timeout, Duration::from_secs(60));
-    assert!(w.verb_keep && w.inject_proxy_headers && !w.follow_redirects);
-    assert!(w.parameter_control.allow && w.parameter_control.patterns.is_empty());
-    assert!(!w.header_control.allow && w.header_control.patterns.is_empty());
+    assert_eq!(w.backend.target_url.as_static(), Some(ECHO_URL));
+    assert_eq!(w.backend.timeout, Duration::from_secs(60));
+    assert!(w.verb_keep && w.backend.inject_proxy_headers && !w.backend.follow_redirects);
+    assert!(w.backend.parameter_control.allow && w.backend.parameter_control.patterns.is_empty());
+    assert!(!w.backend.header_control.allow && w.backend.header_control.patterns.is_empty());
     for (flow, title, name) in [
         (
             &w.request_assembly,
@@ -253,14 +253,21 @@ fn the_https_api_assembly_is_the_seeds_second_recipe() {
         PolicyKind::Invoke(i) => i,
         other => panic!("expected invoke, got {other:?}"),
     };
-    assert_eq!(i.target_url.as_static(), Some(ECHO_URL));
+    assert_eq!(i.backend.target_url.as_static(), Some(ECHO_URL));
     assert_eq!(i.verb, None, "verb keep");
-    assert_eq!(i.timeout, w.timeout);
-    assert_eq!(i.follow_redirects, w.follow_redirects);
-    assert_eq!(i.inject_proxy_headers, w.inject_proxy_headers);
-    assert!(i.parameter_control.allow && i.parameter_control.patterns.is_empty());
-    assert!(!i.header_control.allow && i.header_control.patterns.is_empty());
-    assert!(i.username.is_none() && i.password.is_none() && i.tls_profile.is_none());
+    assert_eq!(i.backend.timeout, w.backend.timeout);
+    assert_eq!(i.backend.follow_redirects, w.backend.follow_redirects);
+    assert_eq!(
+        i.backend.inject_proxy_headers,
+        w.backend.inject_proxy_headers
+    );
+    assert!(i.backend.parameter_control.allow && i.backend.parameter_control.patterns.is_empty());
+    assert!(!i.backend.header_control.allow && i.backend.header_control.patterns.is_empty());
+    assert!(
+        i.backend.username.is_none()
+            && i.backend.password.is_none()
+            && i.backend.tls_profile.is_none()
+    );
 }
 
 #[test]

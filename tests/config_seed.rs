@@ -203,14 +203,21 @@ fn api_and_assembly() {
     }
 
     let w = upgrade(api);
-    assert_eq!(w.target_url.as_static(), Some("http://127.0.0.1:8081/"));
-    assert_eq!(w.timeout, Duration::from_secs(60));
-    assert!(w.inject_proxy_headers && w.verb_keep && !w.follow_redirects);
-    assert!(w.parameter_control.allow && w.parameter_control.patterns.is_empty());
-    assert!(!w.header_control.allow && w.header_control.patterns.is_empty());
-    assert!(w.header_control.copies("x-anything", true));
-    assert!(!w.parameter_control.copies("q", false));
-    assert!(w.username.is_none() && w.password.is_none() && w.tls_profile.is_none());
+    assert_eq!(
+        w.backend.target_url.as_static(),
+        Some("http://127.0.0.1:8081/")
+    );
+    assert_eq!(w.backend.timeout, Duration::from_secs(60));
+    assert!(w.backend.inject_proxy_headers && w.verb_keep && !w.backend.follow_redirects);
+    assert!(w.backend.parameter_control.allow && w.backend.parameter_control.patterns.is_empty());
+    assert!(!w.backend.header_control.allow && w.backend.header_control.patterns.is_empty());
+    assert!(w.backend.header_control.copies("x-anything", true));
+    assert!(!w.backend.parameter_control.copies("q", false));
+    assert!(
+        w.backend.username.is_none()
+            && w.backend.password.is_none()
+            && w.backend.tls_profile.is_none()
+    );
 
     let rq = flow_entry(&w.request_assembly);
     assert_eq!(rq.name, "websocket-request-ratelimit");
@@ -251,7 +258,7 @@ fn command_line_property_wins() {
     let m = loaded(&o).model;
     let w = upgrade(&m.apis[0]);
     assert_eq!(
-        w.target_url.as_static(),
+        w.backend.target_url.as_static(),
         Some("wss://backend.example:9443/feed")
     );
 }

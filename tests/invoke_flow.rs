@@ -603,3 +603,44 @@ fn redirects_to_another_origin_carry_no_credentials() {
     assert_eq!(s.header("authorization"), None, "{s:?}");
     assert_eq!(s.header("cookie"), None, "{s:?}");
 }
+
+// ---- stop-on-error -------------------------------------------------------------------------
+
+#[test]
+fn stop_on_error_hands_only_the_listed_errors_to_the_assembly() {
+    let Some(backend) = PyHttpEcho::start_or_skip() else {
+        return;
+    };
+    // OperationError listed: a 418 stops the flow at the invoke. No catch entry names it, so
+    // the error itself is the answer, and the throw after the invoke never runs.
+    let (_conf, gw) = start(&backend, &[("stop-on-error", "[OperationError]")]);
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let r = get(&mut c, "/flow/status-418", "");
+    assert_eq!(r.status, 418, "{r:?}");
+    assert!(
+        r.body_text().contains("The backend reported an error"),
+        "{r:?}"
+    );
+    assert!(c.wait_closed(), "an error answer closes the connection");
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    assert_eq!(get(&mut c, "/flow/fine", "").status, 200);
+    drop(gw);
+
+    // Names that are not an invoke's errors, or not written exactly, stop nothing: the answer
+    // goes on through the flow, whose throw makes it 502.
+    let (_conf, gw) = start(
+        &backend,
+        &[(
+            "stop-on-error",
+            "[SOAPError, operationerror, ConnectionError]",
+        )],
+    );
+    let mut c = RawConn::connect(gw.addr("plain")).expect("connect");
+    let r = get(&mut c, "/flow/status-418", "");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(
+        r.body_text(),
+        error_body(502, "the backend is a teapot"),
+        "{r:?}"
+    );
+}

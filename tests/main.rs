@@ -5,6 +5,7 @@
 mod common;
 
 // Configuration: loading, errors with file:line, the shipped and seed files.
+mod config_backend;
 mod config_errors;
 mod config_full;
 mod config_https;

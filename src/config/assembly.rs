@@ -5,9 +5,9 @@ use super::limits::kind_name;
 use super::node::{Diags, Node};
 use super::template::{self, Scope};
 use crate::model::{
-    Assembly, Catch, Control, Invoke, LimitIdx, LimitKind, LimitOp, LimitRef, LimitSource, Log,
-    LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction, SetOp, Switch,
-    SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
+    Assembly, BackendTarget, Catch, Control, Invoke, LimitIdx, LimitKind, LimitOp, LimitRef,
+    LimitSource, Log, LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction,
+    SetOp, StopOn, Switch, SwitchCase, Template, Throw, ValueType, WebSocketUpgrade,
 };
 use crate::policy::condition::{Condition, expand_refs};
 use crate::policy::pattern::Pattern;
@@ -625,30 +625,65 @@ fn unsupported_flags(n: &Node, flags: &[&str], d: &mut Diags) {
     }
 }
 
-fn websocket_upgrade(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<WebSocketUpgrade> {
-    n.known(
-        &keys(&[
-            "target-url",
-            "target",
-            "tls-profile",
-            "timeout",
-            "follow-redirects",
-            "username",
-            "password",
-            "inject-proxy-headers",
-            "inject-user-agent",
-            "decode-request-params",
-            "encode-plus-char",
-            "header-control",
-            "parameter-control",
-            "request-assembly",
-            "response-assembly",
-            "verb",
-        ]),
-        false,
-        d,
-    );
+/// The keys of websocket-upgrade and invoke that describe the backend call.
+const BACKEND_KEYS: &[&str] = &[
+    "target-url",
+    "tls-profile",
+    "timeout",
+    "follow-redirects",
+    "username",
+    "password",
+    "inject-proxy-headers",
+    "decode-request-params",
+    "encode-plus-char",
+    "header-control",
+    "parameter-control",
+];
+
+/// The backend call of a websocket-upgrade or an invoke: one reading of the keys both share,
+/// so both policies default and report them alike.
+fn backend_target(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<BackendTarget> {
     let target_url = ctx.target_url(n, d);
+    unsupported_flags(n, &["decode-request-params", "encode-plus-char"], d);
+    let timeout = timeout(n, d);
+    let follow_redirects = n.bool_at("follow-redirects", false, d);
+    let header_control = n
+        .get("header-control")
+        .map_or_else(Control::copy_all, |c| control(&c, d));
+    let parameter_control = n
+        .get("parameter-control")
+        .map_or_else(Control::copy_none, |c| control(&c, d));
+    Some(BackendTarget {
+        target_url: target_url?,
+        timeout,
+        follow_redirects,
+        header_control,
+        parameter_control,
+        inject_proxy_headers: n.bool_at("inject-proxy-headers", false, d),
+        username: ctx.static_text(n, "username", d),
+        password: ctx.static_text(n, "password", d),
+        tls_profile: ctx.tls_profile(n, d),
+    })
+}
+
+fn websocket_upgrade(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<WebSocketUpgrade> {
+    let mut known = keys(BACKEND_KEYS);
+    known.extend([
+        "target",
+        "inject-user-agent",
+        "request-assembly",
+        "response-assembly",
+        "verb",
+    ]);
+    n.known(&known, false, d);
+    let backend = backend_target(ctx, n, d);
+    if !n.has("parameter-control") {
+        d.warn(
+            n,
+            "parameter-control is missing: no query parameters are copied to the backend \
+             (add parameter-control, or put $(request.search) in target-url)",
+        );
+    }
     let verb_keep = match n.get("verb") {
         None => true,
         Some(v) => match v.text(d).map(|s| s.to_ascii_lowercase()).as_deref() {
@@ -664,21 +699,6 @@ fn websocket_upgrade(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<WebSocketUpgr
             None => true,
         },
     };
-    unsupported_flags(n, &["decode-request-params", "encode-plus-char"], d);
-    let header_control = n
-        .get("header-control")
-        .map_or_else(Control::copy_all, |c| control(&c, d));
-    let parameter_control = match n.get("parameter-control") {
-        Some(c) => control(&c, d),
-        None => {
-            d.warn(
-                n,
-                "parameter-control is missing: no query parameters are copied to the backend \
-                 (add parameter-control, or put $(request.search) in target-url)",
-            );
-            Control::copy_none()
-        }
-    };
     let flow = |key: &str, d: &mut Diags| -> Vec<Policy> {
         let Some(f) = n.get(key) else {
             return Vec::new();
@@ -689,56 +709,35 @@ fn websocket_upgrade(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<WebSocketUpgr
     let request_assembly = flow("request-assembly", d);
     let response_assembly = flow("response-assembly", d);
     Some(WebSocketUpgrade {
-        target_url: target_url?,
+        backend: backend?,
         verb_keep,
-        timeout: timeout(n, d),
-        follow_redirects: n.bool_at("follow-redirects", false, d),
-        header_control,
-        parameter_control,
-        inject_proxy_headers: n.bool_at("inject-proxy-headers", false, d),
-        username: ctx.static_text(n, "username", d),
-        password: ctx.static_text(n, "password", d),
-        tls_profile: ctx.tls_profile(n, d),
         request_assembly,
         response_assembly,
     })
 }
 
 fn invoke(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Invoke> {
-    n.known(
-        &keys(&[
-            "target-url",
-            "tls-profile",
-            "verb",
-            "http-version",
-            "http2-required",
-            "timeout",
-            "compression",
-            "username",
-            "password",
-            "output",
-            "cache-response",
-            "cache-ttl",
-            "cache-key",
-            "cache-putpost-response",
-            "stop-on-error",
-            "backend-type",
-            "graphql-send-type",
-            "inject-proxy-headers",
-            "decode-request-params",
-            "encode-plus-char",
-            "keep-payload",
-            "chunked-uploads",
-            "header-control",
-            "parameter-control",
-            "follow-redirects",
-            "persistent-connection",
-            "websocket-upgrade",
-        ]),
-        false,
-        d,
-    );
-    let target_url = ctx.target_url(n, d);
+    let mut known = keys(BACKEND_KEYS);
+    known.extend([
+        "verb",
+        "http-version",
+        "http2-required",
+        "compression",
+        "output",
+        "cache-response",
+        "cache-ttl",
+        "cache-key",
+        "cache-putpost-response",
+        "stop-on-error",
+        "backend-type",
+        "graphql-send-type",
+        "keep-payload",
+        "chunked-uploads",
+        "persistent-connection",
+        "websocket-upgrade",
+    ]);
+    n.known(&known, false, d);
+    let backend = backend_target(ctx, n, d);
     let verb = match n.get("verb") {
         None => None,
         Some(v) => {
@@ -767,37 +766,39 @@ fn invoke(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Invoke> {
     {
         d.warn(&w, "invoke's websocket-upgrade flag is deprecated and ignored: use the websocket-upgrade policy");
     }
-    unsupported_flags(
-        n,
-        &[
-            "decode-request-params",
-            "encode-plus-char",
-            "http2-required",
-        ],
-        d,
-    );
-    let stop_on_error = n
+    unsupported_flags(n, &["http2-required"], d);
+    let stop_on = n
         .get("stop-on-error")
-        .map(|s| s.items(d).iter().filter_map(|x| x.text(d)).collect())
+        .map(|s| stop_on(&s, d))
         .unwrap_or_default();
     Some(Invoke {
-        target_url: target_url?,
+        backend: backend?,
         verb,
-        timeout: timeout(n, d),
-        follow_redirects: n.bool_at("follow-redirects", false, d),
-        header_control: n
-            .get("header-control")
-            .map_or_else(Control::copy_all, |c| control(&c, d)),
-        parameter_control: n
-            .get("parameter-control")
-            .map_or_else(Control::copy_none, |c| control(&c, d)),
-        inject_proxy_headers: n.bool_at("inject-proxy-headers", false, d),
-        username: ctx.static_text(n, "username", d),
-        password: ctx.static_text(n, "password", d),
-        tls_profile: ctx.tls_profile(n, d),
-        stop_on_error,
+        stop_on,
         persistent_connection: n.bool_at("persistent-connection", true, d),
     })
+}
+
+/// `stop-on-error` compiled to the errors an invoke raises. Names are matched exactly, as
+/// `catch` matches them; any other name could never be raised by the call, so it is a warning
+/// rather than a silent no-op.
+fn stop_on(n: &Node, d: &mut Diags) -> StopOn {
+    let mut out = StopOn::default();
+    for item in n.items(d) {
+        let Some(name) = item.text(d) else { continue };
+        match name.as_str() {
+            "ConnectionError" => out.connection = true,
+            "OperationError" => out.operation = true,
+            _ => d.warn(
+                &item,
+                format!(
+                    "'{name}' is not an error an invoke raises in wsgate, so listing it in \
+                     stop-on-error has no effect: expected ConnectionError or OperationError"
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// JSON string literal for a property value placed into a condition.

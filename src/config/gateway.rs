@@ -414,7 +414,7 @@ fn bounds(n: &Node, d: &mut Diags) -> Bounds {
     if let Some(s) = size("buffer-bound", 1, MAX_BUFFER_BOUND, d) {
         b.buffer_bound = usize::try_from(s).unwrap_or(usize::MAX);
         // The engine needs a whole request head plus its 101 in one buffer.
-        let min = crate::engine::MIN_BUFFER;
+        let min = crate::http::head::MIN_BUFFER;
         if b.buffer_bound < min
             && let Some(v) = n.get("buffer-bound")
         {

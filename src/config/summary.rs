@@ -117,26 +117,30 @@ fn policies(m: &Model, list: &[Policy], depth: usize, out: &mut String) {
                     out,
                     "websocket-upgrade \"{}\" -> {}",
                     p.title,
-                    show(&w.target_url)
+                    show(&w.backend.target_url)
                 );
                 let _ = writeln!(
                     out,
                     "{pad}    timeout {}, follow-redirects {}, inject-proxy-headers {}, verb {}",
-                    secs(w.timeout),
-                    w.follow_redirects,
-                    w.inject_proxy_headers,
+                    secs(w.backend.timeout),
+                    w.backend.follow_redirects,
+                    w.backend.inject_proxy_headers,
                     if w.verb_keep { "keep" } else { "GET" }
                 );
                 let _ = writeln!(
                     out,
                     "{pad}    headers {}, query parameters {}",
-                    control(&w.header_control),
-                    control(&w.parameter_control)
+                    control(&w.backend.header_control),
+                    control(&w.backend.parameter_control)
                 );
-                if let Some(t) = w.tls_profile.and_then(|i| m.tls_profiles.get(i as usize)) {
+                if let Some(t) = w
+                    .backend
+                    .tls_profile
+                    .and_then(|i| m.tls_profiles.get(i as usize))
+                {
                     let _ = writeln!(out, "{pad}    tls-profile {}", t.name);
                 }
-                if w.username.is_some() {
+                if w.backend.username.is_some() {
                     let _ = writeln!(out, "{pad}    basic credentials set");
                 }
                 let _ = writeln!(out, "{pad}    request-assembly (per client message):");
@@ -150,8 +154,8 @@ fn policies(m: &Model, list: &[Policy], depth: usize, out: &mut String) {
                     "invoke \"{}\" {} {} (timeout {})",
                     p.title,
                     i.verb.as_deref().unwrap_or("(keep verb)"),
-                    show(&i.target_url),
-                    secs(i.timeout)
+                    show(&i.backend.target_url),
+                    secs(i.backend.timeout)
                 );
             }
             PolicyKind::Switch(s) => {

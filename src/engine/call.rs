@@ -6,16 +6,16 @@
 
 use super::Gateway;
 use super::conn::{Phase, flag};
-use super::front::{BackendCall, build_backend_request};
+use super::front::build_backend_request;
 use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
-use super::upstream::{ANSWER_ROOM, MAX_REDIRECTS};
+use super::upstream::MAX_REDIRECTS;
 use crate::http::answer::{self, ClientFraming, Pass};
 use crate::http::body::Body;
-use crate::http::head::{BodyFraming, ResponseHead, parse_response_more};
+use crate::http::forward::PlainRequest;
+use crate::http::head::{ANSWER_ROOM, BodyFraming, ResponseHead, parse_response_more};
 use crate::http::response::{reason, write_header};
 use crate::policy::{assembly, preflow};
-use crate::ws::handshake::PlainRequest;
 
 /// What one round of a call found.
 enum Round {
@@ -507,7 +507,7 @@ impl Gateway {
             return None;
         }
         let invoke = assembly::invoke_at(&c.model.apis[c.api as usize].assembly, &call.at)?;
-        if !invoke.follow_redirects {
+        if !invoke.backend.follow_redirects {
             return None;
         }
         let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
@@ -551,8 +551,7 @@ impl Gateway {
             framing: BodyFraming::None,
             persistent: call.persistent,
         };
-        let request = BackendCall::of_invoke(invoke);
-        build_backend_request(hs, api, &request, secure, peer, port, Some(plain));
+        build_backend_request(hs, api, &invoke.backend, secure, peer, port, Some(plain));
         hs.deadline = self.now + timeout;
         c.phase = Phase::Resolving;
         self.set_timeout(key, timeout);

@@ -219,7 +219,7 @@ pub struct Call {
     /// The backend's side has ended.
     pub backend_eof: bool,
     /// Errors the invoke's `stop-on-error` lists, which go to the assembly's `catch`.
-    pub stop_on: StopOn,
+    pub stop_on: crate::model::StopOn,
     /// The invoke's `timeout`: for the answer to start, then for each pause while bodies flow.
     pub timeout: std::time::Duration,
     /// The invoke's `persistent-connection`: the backend connection may carry later calls.
@@ -236,15 +236,6 @@ pub struct Call {
     /// The variables the flow set before the call, kept when policies run after the invoke
     /// (see `policy::assembly::after_invoke`); `None` when the answer passes untouched.
     pub resume: Option<Vec<(String, String)>>,
-}
-
-/// The errors of `stop-on-error` that the gateway raises for a call.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StopOn {
-    /// The backend cannot be reached, times out, or fails TLS.
-    pub connection: bool,
-    /// The backend answers 4xx or 5xx.
-    pub operation: bool,
 }
 
 impl Call {

@@ -2,19 +2,20 @@
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
 use super::Gateway;
-use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, StopOn, flag};
+use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
+use crate::http::forward::{self, Forward, PlainRequest};
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
 use crate::http::response;
 use crate::http::url::TargetUrl;
-use crate::model::{Api, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
+use crate::model::{Api, BackendTarget, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
 use crate::policy::assembly::{self, LimitHeaders, Limiter, Step};
 use crate::policy::context::Vars;
 use crate::policy::limits::{Consumer, Held, Lookup};
 use crate::policy::preflow;
 use crate::route::Route;
-use crate::ws::handshake::{self, PlainRequest, UpgradeError};
+use crate::ws::handshake::{self, UpgradeError};
 
 impl Gateway {
     pub(super) fn read_head(&mut self, key: usize) {
@@ -238,8 +239,8 @@ impl Gateway {
                 return self.respond(key, status, &message, &extra);
             }
         };
-        let call = backend.call();
-        let url = vars.expand(call.target_url);
+        let call = backend.target();
+        let url = vars.expand(&call.target_url);
         let target = TargetUrl::parse(&url);
         // What the flow set so far, for the policies that run once the invoke has answered.
         let resume = match &backend {
@@ -281,11 +282,8 @@ impl Gateway {
                     keep_alive,
                     request_broken: false,
                     backend_eof: false,
-                    stop_on: StopOn {
-                        connection: invoke.stop_on_error.iter().any(|e| e == "ConnectionError"),
-                        operation: invoke.stop_on_error.iter().any(|e| e == "OperationError"),
-                    },
-                    timeout: invoke.timeout,
+                    stop_on: invoke.stop_on,
+                    timeout: invoke.backend.timeout,
                     persistent: invoke.persistent_connection,
                     backend_keep: false,
                     reused: false,
@@ -325,7 +323,7 @@ impl Gateway {
             framing,
             persistent: state.persistent,
         });
-        build_backend_request(&mut hs, api, &call, secure, peer, port, request);
+        build_backend_request(&mut hs, api, call, secure, peer, port, request);
         hs.call = plain.map(|(_, state)| state);
         let c = &mut self.conns[key];
         c.api = api_idx;
@@ -649,18 +647,6 @@ fn message_limits(
     Ok(())
 }
 
-/// What the request to the backend takes from the policy that makes it.
-pub(super) struct BackendCall<'m> {
-    pub target_url: &'m crate::model::Template,
-    pub timeout: std::time::Duration,
-    pub tls_profile: Option<u16>,
-    pub header_control: &'m crate::model::Control,
-    pub parameter_control: &'m crate::model::Control,
-    pub inject_proxy_headers: bool,
-    pub username: Option<&'m str>,
-    pub password: Option<&'m str>,
-}
-
 /// The policy that reaches the backend.
 enum Backend<'m> {
     /// websocket-upgrade, and its place in the assembly.
@@ -670,38 +656,10 @@ enum Backend<'m> {
 }
 
 impl<'m> Backend<'m> {
-    fn call(&self) -> BackendCall<'m> {
+    fn target(&self) -> &'m BackendTarget {
         match self {
-            Backend::Upgrade(w, _) => BackendCall::of_upgrade(w),
-            Backend::Invoke(i, _) => BackendCall::of_invoke(i),
-        }
-    }
-}
-
-impl<'m> BackendCall<'m> {
-    pub(super) fn of_invoke(i: &'m Invoke) -> BackendCall<'m> {
-        BackendCall {
-            target_url: &i.target_url,
-            timeout: i.timeout,
-            tls_profile: i.tls_profile,
-            header_control: &i.header_control,
-            parameter_control: &i.parameter_control,
-            inject_proxy_headers: i.inject_proxy_headers,
-            username: i.username.as_deref(),
-            password: i.password.as_deref(),
-        }
-    }
-
-    pub(super) fn of_upgrade(w: &'m WebSocketUpgrade) -> BackendCall<'m> {
-        BackendCall {
-            target_url: &w.target_url,
-            timeout: w.timeout,
-            tls_profile: w.tls_profile,
-            header_control: &w.header_control,
-            parameter_control: &w.parameter_control,
-            inject_proxy_headers: w.inject_proxy_headers,
-            username: w.username.as_deref(),
-            password: w.password.as_deref(),
+            Backend::Upgrade(w, _) => &w.backend,
+            Backend::Invoke(i, _) => &i.backend,
         }
     }
 }
@@ -711,7 +669,7 @@ impl<'m> BackendCall<'m> {
 pub(super) fn build_backend_request(
     hs: &mut Handshake,
     api: &Api,
-    call: &BackendCall,
+    target: &BackendTarget,
     secure: bool,
     peer: std::net::SocketAddr,
     port: u16,
@@ -726,7 +684,7 @@ pub(super) fn build_backend_request(
         .map(|k| k.name.as_str())
         .collect();
     // Credentials are for the origin the API names, not for whoever a redirect points at.
-    let credentials = match (call.username, call.password) {
+    let credentials = match (target.username.as_deref(), target.password.as_deref()) {
         _ if hs.other_origin => {
             strip.extend(["authorization", "cookie"]);
             None
@@ -735,7 +693,7 @@ pub(super) fn build_backend_request(
         (Some(u), None) => Some((u, "")),
         _ => None,
     };
-    let req = handshake::BackendRequest {
+    let req = Forward {
         client: &hs.head,
         target: &hs.target,
         // A redirect's location is the whole URL to use: the client's query is in it already.
@@ -744,10 +702,9 @@ pub(super) fn build_backend_request(
         } else {
             hs.head.query()
         },
-        header_control: call.header_control,
-        parameter_control: call.parameter_control,
-        key: &hs.key,
-        inject_proxy_headers: call.inject_proxy_headers,
+        header_control: &target.header_control,
+        parameter_control: &target.parameter_control,
+        inject_proxy_headers: target.inject_proxy_headers,
         peer_trusted: hs.peer_trusted,
         client_ip: peer.ip(),
         original_host: hs.head.header("host"),
@@ -755,9 +712,11 @@ pub(super) fn build_backend_request(
         proto: if secure { "https" } else { "http" },
         credentials,
         strip: &strip,
-        plain,
     };
     hs.request.clear();
-    handshake::backend_request(&mut hs.request, &req);
+    match plain {
+        Some(plain) => forward::plain_request(&mut hs.request, &req, &plain),
+        None => handshake::upgrade_request(&mut hs.request, &req, &hs.key),
+    }
     hs.written = 0;
 }

@@ -49,9 +49,6 @@ const PARKED_BASE: usize = usize::MAX / 4 * 2;
 const LISTENER_BASE: usize = usize::MAX / 4 * 3;
 const RESOLVER: Token = Token(usize::MAX - 2);
 const SIGNAL: Token = Token(usize::MAX - 1);
-/// The smallest buffer: a whole request head (16 KiB) plus one byte to tell it is too big, and
-/// room for our 101 in front of frames that arrive with the backend's.
-pub const MIN_BUFFER: usize = crate::http::head::MAX_HEAD + 1 + 4096;
 /// Time one loop turn may spend on steps of client TLS handshakes (their key exchange and
 /// signature are the loop's costliest work, and cost no authentication to ask for). Handshakes
 /// beyond it wait for the next turn, which comes at once, after that turn's relaying; at least
@@ -166,7 +163,7 @@ impl Gateway {
         let resolver = resolve::Resolver::new(poll.registry(), RESOLVER, &model)?;
         let bounds = &model.settings.bounds;
 
-        let buf_size = bounds.buffer_bound.max(MIN_BUFFER);
+        let buf_size = bounds.buffer_bound.max(crate::http::head::MIN_BUFFER);
         let now = Instant::now();
         Ok(Gateway {
             poll,

@@ -136,7 +136,7 @@ fn static_names(model: &Model) -> Vec<Name> {
             let PolicyKind::WebSocketUpgrade(w) = &p.kind else {
                 continue;
             };
-            let Some(Ok(t)) = w.target_url.as_static().map(TargetUrl::parse) else {
+            let Some(Ok(t)) = w.backend.target_url.as_static().map(TargetUrl::parse) else {
                 continue;
             };
             if t.host.parse::<IpAddr>().is_err() {

@@ -7,7 +7,7 @@ use super::metrics::{BackendError, Failure};
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::resolve::Attempts;
 use super::stream::{Stream, TlsError};
-use crate::http::head::{HeadError, parse_response_more};
+use crate::http::head::{ANSWER_ROOM, HeadError, parse_response_more};
 use crate::model::Model;
 use crate::ws::frame::{Decoder, Role};
 use crate::ws::handshake::{self, BackendAnswer};
@@ -17,10 +17,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Room kept free while reading the backend's answer, for the client's 101 in front of any
-/// frames that came with it.
-pub(super) const ANSWER_ROOM: usize = 4096;
 
 /// Redirects followed at most during one handshake.
 pub(super) const MAX_REDIRECTS: u8 = 5;
@@ -349,11 +345,11 @@ impl Gateway {
                     let wsu = {
                         let api = &c.model.apis[c.api as usize];
                         super::front::nth_upgrade(&api.assembly.execute, c.wsu)
-                            .map(|w| w.follow_redirects)
+                            .map(|w| w.backend.follow_redirects)
                     };
                     if wsu == Some(true)
                         && hs.redirects < MAX_REDIRECTS
-                        && let Some(loc) = handshake::redirect_location(&resp)
+                        && let Some(loc) = crate::http::forward::redirect_location(&resp)
                     {
                         let loc = loc.to_string();
                         return self.redirect(key, &loc);
@@ -410,8 +406,7 @@ impl Gateway {
         let Some(hs) = self.conns[key].hs.as_mut() else {
             return;
         };
-        let call = super::front::BackendCall::of_upgrade(wsu);
-        super::front::build_backend_request(hs, api, &call, secure, peer, port, None);
+        super::front::build_backend_request(hs, api, &wsu.backend, secure, peer, port, None);
         self.start_connect(key);
     }
 

@@ -3,13 +3,12 @@
 
 use super::Reads;
 use crate::http::body::{Body, BodyError};
+use crate::http::forward::redirect_location;
 use crate::http::head::{
     BodyFraming, HeadError, MAX_HEAD, MAX_HEADERS, RequestHead, ResponseHead, parse_request,
     parse_request_more, parse_response, parse_response_more,
 };
-use crate::ws::handshake::{
-    Negotiated, check_backend_response, client_101, redirect_location, validate_client,
-};
+use crate::ws::handshake::{Negotiated, check_backend_response, client_101, validate_client};
 
 /// The `http_head` target: the input, after its read sizes, parsed as a request head and as a
 /// response head, whole and read by read as the engine does (the whole buffer so far, after

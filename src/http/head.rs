@@ -12,6 +12,13 @@ use std::fmt;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most header fields accepted in one head.
 pub const MAX_HEADERS: usize = 64;
+/// Room kept free in a buffer while a backend's answer head is read into it, for the head the
+/// gateway writes in its place in front of the bytes that came with it: the client's 101 in
+/// front of frames, a plain call's rewritten answer head in front of body bytes.
+pub const ANSWER_ROOM: usize = 4096;
+/// The smallest buffer: a whole request head plus one byte to tell it is too big, and
+/// [`ANSWER_ROOM`]. `bounds.buffer-bound` is raised to it at load.
+pub const MIN_BUFFER: usize = MAX_HEAD + 1 + ANSWER_ROOM;
 /// Line-end bytes accepted before the start line: one empty line (RFC 9112 §2.2 asks to ignore
 /// at least one). More would let a peer send blank lines that look like a head's end forever.
 const MAX_BLANK: usize = 2;

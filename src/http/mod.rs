@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod auth;
 pub mod body;
+pub mod forward;
 pub mod forwarded;
 pub mod head;
 pub mod response;

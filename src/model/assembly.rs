@@ -102,10 +102,11 @@ impl Control {
     }
 }
 
+/// The backend call that websocket-upgrade and invoke describe alike: where it goes and what
+/// of the client's request it carries.
 #[derive(Debug, Clone)]
-pub struct WebSocketUpgrade {
+pub struct BackendTarget {
     pub target_url: Template,
-    pub verb_keep: bool,
     pub timeout: Duration,
     pub follow_redirects: bool,
     pub header_control: Control,
@@ -114,25 +115,35 @@ pub struct WebSocketUpgrade {
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls_profile: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebSocketUpgrade {
+    pub backend: BackendTarget,
+    /// `verb: keep` (the default); `GET` is the only other verb an upgrade can use.
+    pub verb_keep: bool,
     pub request_assembly: Vec<Policy>,
     pub response_assembly: Vec<Policy>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Invoke {
-    pub target_url: Template,
+    pub backend: BackendTarget,
     /// `None` keeps the request's method.
     pub verb: Option<String>,
-    pub timeout: Duration,
-    pub follow_redirects: bool,
-    pub header_control: Control,
-    pub parameter_control: Control,
-    pub inject_proxy_headers: bool,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub tls_profile: Option<u16>,
-    pub stop_on_error: Vec<String>,
+    /// `stop-on-error`: the errors of the call that go to the assembly's `catch`.
+    pub stop_on: StopOn,
     pub persistent_connection: bool,
+}
+
+/// The errors an invoke raises that its `stop-on-error` can list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopOn {
+    /// `ConnectionError`: the backend cannot be reached, times out, fails TLS, or closes before
+    /// answering.
+    pub connection: bool,
+    /// `OperationError`: the backend answers 4xx or 5xx.
+    pub operation: bool,
 }
 
 #[derive(Debug, Clone)]
