@@ -498,7 +498,8 @@ impl Gateway {
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
         release_if_empty(&mut self.pool, flow);
-        self.metrics.relayed(&c.model, c.api, up, messages, relayed);
+        self.metrics
+            .relayed(c.metrics_row, &c.model, c.api, up, messages, relayed);
         if let Some(r) = c.activity.as_deref_mut() {
             if up {
                 r.messages_in += messages;

@@ -335,6 +335,7 @@ impl Gateway {
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
                     self.metrics.upgraded(&c.model, c.api, took);
+                    c.metrics_row = self.metrics.row_for(&c.model, c.api);
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;
