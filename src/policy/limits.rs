@@ -146,6 +146,17 @@ impl Cell {
     }
 }
 
+/// What one consume checks a cell against: the limit's maximum and hardness, and for windowed
+/// limits the current window's tag and the seconds left in it (0 for counts, which have none).
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    max: u64,
+    hard: bool,
+    windowed: bool,
+    window: u32,
+    reset_in_secs: u64,
+}
+
 /// What makes a limit of one config the same limit in the next: its key prefix (level, plan,
 /// name), kind and window, and what its keys are made of. Its maximum and hardness may change:
 /// the counters carry over and each connection checks the maximum of the config it started on.
@@ -173,17 +184,6 @@ fn window_of(now: u64, period: u64) -> u64 {
     now / period.max(1)
 }
 
-/// Seconds from `now` to the end of its window; 0 without a window (`period` 0).
-fn reset_in(now: u64, period: u64) -> u64 {
-    if period == 0 {
-        return 0;
-    }
-    window_of(now, period)
-        .saturating_add(1)
-        .saturating_mul(period)
-        .saturating_sub(now)
-}
-
 /// The 31 bits of a window number kept in a cell.
 fn window_tag(window: u64) -> u32 {
     (window as u32) & WINDOW_MASK
@@ -209,6 +209,13 @@ struct Layout {
     base: u32,
     rows: u32,
     cols: u32,
+    /// The dense cells this limit's slots may name: its store's block, `start..end` (empty when
+    /// the store has none). A dense slot outside it is stale and fails closed.
+    cells_start: u32,
+    cells_end: u32,
+    /// The window of the last time seen, `start..end` in seconds, and its number as kept in
+    /// cells: the message path compares against it and divides only when a boundary is crossed.
+    window: Window,
     /// The limit whose cells hold this one's counters: itself, except for a definition kept
     /// for connections opened before a reload, which counts in the cells of the current limit
     /// of the same identity with its own maximum.
@@ -225,9 +232,35 @@ struct Layout {
     reserve: u32,
 }
 
+/// A window cached by a layout (see [`Layout::window`]); empty until a time is first seen.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    start: u64,
+    end: u64,
+    tag: u32,
+}
+
 impl Layout {
     fn windowed(&self) -> bool {
         self.period != 0
+    }
+
+    /// The tag of the window of `now` and the seconds to its end; (0, 0) without a window.
+    fn window_at(&mut self, now: u64) -> (u32, u64) {
+        if self.period == 0 {
+            return (0, 0);
+        }
+        let w = &mut self.window;
+        if now < w.start || now >= w.end {
+            // A boundary was crossed (or the clock went back): the only division.
+            let n = window_of(now, self.period);
+            *w = Window {
+                start: n.saturating_mul(self.period),
+                end: n.saturating_add(1).saturating_mul(self.period),
+                tag: window_tag(n),
+            };
+        }
+        (w.tag, w.end.saturating_sub(now))
     }
     fn size(&self) -> u32 {
         self.rows.saturating_mul(self.cols)
@@ -506,6 +539,7 @@ impl Counters {
                 LimitLevel::GatewayNamed => format!("gateway:{}", def.name).into(),
             };
             let ident = identity(&prefix, def, period);
+            let cells_end = if dense { base + size as u32 } else { base };
             layouts.push(Layout {
                 counted,
                 period,
@@ -519,6 +553,9 @@ impl Counters {
                 base,
                 rows,
                 cols,
+                cells_start: base,
+                cells_end,
+                window: Window::default(),
                 store: i as LimitIdx,
                 ident: stable_hash(&ident),
                 users: 0,
@@ -612,12 +649,30 @@ impl Counters {
     /// added, allowed, and reported exceeded. On a count slot this is `inc`.
     pub fn consume(&mut self, slot: Slot, weight: u64, now_secs: u64) -> Verdict {
         self.last_now = now_secs;
-        let Some(l) = self.layouts.get(slot.limit as usize) else {
+        let dense = slot.cell < self.dense_len;
+        let Some(l) = self.layouts.get_mut(slot.limit as usize) else {
             return Verdict::default();
         };
-        let (max, hard, period) = (l.max, l.hard, l.period);
-        let v = match self.cell_for(slot, now_secs, true) {
-            Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
+        let (max, hard, windowed) = (l.max, l.hard, l.windowed());
+        let (window, reset_in_secs) = l.window_at(now_secs);
+        // A dense slot is a cell of its limit's block, checked against the block's bounds: the
+        // message path of most limits. Table slots check that their entry still holds the key.
+        let cell = if dense {
+            (slot.cell >= l.cells_start && slot.cell < l.cells_end).then_some(slot.cell as usize)
+        } else {
+            self.cell_for(slot, now_secs, true)
+        };
+        let v = match cell {
+            Some(i) => {
+                let rule = Rule {
+                    max,
+                    hard,
+                    windowed,
+                    window,
+                    reset_in_secs,
+                };
+                self.add(i, rule, weight.max(1))
+            }
             // The key's entry was evicted and the table is full of live keys: fail closed.
             None => {
                 if slot.cell >= self.dense_len {
@@ -629,7 +684,7 @@ impl Counters {
                     first_in_window: false,
                     limit: max,
                     remaining: 0,
-                    reset_in_secs: reset_in(now_secs, period),
+                    reset_in_secs,
                 }
             }
         };
@@ -743,24 +798,23 @@ impl Counters {
         }
     }
 
-    fn add(&mut self, i: usize, limit: LimitIdx, weight: u64, now: u64) -> Verdict {
-        let Some(l) = self.layouts.get(limit as usize) else {
-            return Verdict::default();
-        };
-        let (max, hard, period) = (l.max, l.hard, l.period);
+    fn add(&mut self, i: usize, rule: Rule, weight: u64) -> Verdict {
+        let Rule {
+            max,
+            hard,
+            windowed,
+            window,
+            reset_in_secs,
+        } = rule;
         let Some(c) = self.cells.get_mut(i) else {
             return Verdict::default();
         };
-        let reset_in_secs = reset_in(now, period);
-        if period != 0 {
-            let w = window_of(now, period);
-            if c.window() != window_tag(w) {
-                *c = Cell {
-                    tag: window_tag(w),
-                    lo: 0,
-                    hi: 0,
-                };
-            }
+        if windowed && c.window() != window {
+            *c = Cell {
+                tag: window,
+                lo: 0,
+                hi: 0,
+            };
         }
         let new = c.value().saturating_add(weight);
         let exceeded = new > max;

@@ -178,10 +178,17 @@ impl Counters {
             Some(s) => self.layouts[s as usize].ident,
             None => src.ident,
         };
+        // Its slots name cells of the store's dense block, if the store has one.
+        let (cells_start, cells_end) = match store.map(|s| &self.layouts[s as usize]) {
+            Some(s) => (s.cells_start, s.cells_end),
+            None => (0, 0),
+        };
         self.layouts.push(Layout {
             plan: None::<PlanIdx>,
             dense: false,
             base: 0,
+            cells_start,
+            cells_end,
             store: store.unwrap_or(idx),
             ident,
             users: 0,

@@ -1120,3 +1120,35 @@ fn keyless_ipv6_callers_are_keyed_by_their_64() {
     assert_eq!(c.reset("r", Some("gateway:r:ip=2001:db8:1:2::/64")), 1);
     assert!(c.consume(a, 1, THU).allowed, "reset by its /64");
 }
+
+/// The window each limit caches follows the time across boundaries, also when the clock goes
+/// back, and two limits with different periods keep their own.
+#[test]
+fn cached_windows_follow_the_clock_both_ways_and_per_limit() {
+    let mut c = Counters::new(
+        &simple(vec![rate("minute", 2, 60), rate("hour", 3, 3_600)]),
+        0,
+    );
+    let m = slot(&mut c, 0, &app(0), THU);
+    let h = slot(&mut c, 1, &app(0), THU);
+    let seen = |v: Verdict| (v.allowed, v.remaining, v.reset_in_secs);
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 1, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 59)), (true, 2, 3_541));
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 0, 1));
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (false, 0, 1));
+    // The next minute, same hour.
+    assert_eq!(seen(c.consume(m, 1, THU + 60)), (true, 1, 60));
+    assert_eq!(seen(c.consume(h, 1, THU + 60)), (true, 1, 3_540));
+    // The clock steps back a second: that minute's counter was replaced by the next one's.
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 1, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 59)), (true, 0, 3_541));
+    assert_eq!(seen(c.consume(m, 1, THU + 60)), (true, 1, 60));
+    // Far ahead, and the last second of a window.
+    assert_eq!(seen(c.consume(m, 2, THU + 3_599)), (true, 0, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 3_599)), (false, 0, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 3_600)), (true, 2, 3_600));
+    // The counters were untouched by the cache: replenish (which computes the window itself)
+    // gives back in the same window.
+    c.replenish(h, 1, THU + 3_601);
+    assert_eq!(seen(c.consume(h, 3, THU + 3_601)), (true, 0, 3_599));
+}
