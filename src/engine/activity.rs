@@ -258,6 +258,20 @@ pub(super) fn head_out(record: &mut Option<Box<Record>>, head: &[u8], now: Insta
     }
 }
 
+/// The head of an answer the gateway built, with the status and transaction id it wrote.
+pub(super) fn own_head_out(
+    record: &mut Option<Box<Record>>,
+    status: u16,
+    txn: &str,
+    head: &[u8],
+    now: Instant,
+) {
+    if let Some(r) = record.as_deref_mut() {
+        r.bytes_out += head.len() as u64;
+        r.own_head(status, txn, head, now);
+    }
+}
+
 /// Notes who ends a WebSocket connection first.
 pub(super) fn closing(
     record: &mut Option<Box<Record>>,

@@ -331,7 +331,8 @@ impl Gateway {
                         self.metrics.backend_error(BackendError::InvalidResponse);
                         return self.respond(key, 502, "Invalid response from backend", &[]);
                     }
-                    super::activity::head_out(&mut c.activity, &reply, self.now);
+                    let now = self.now;
+                    super::activity::own_head_out(&mut c.activity, 101, &hs.txn, &reply, now);
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
                     self.metrics.upgraded(&c.model, c.api, took);
