@@ -1,7 +1,7 @@
 //! The limit state of the whole gateway: every rate, burst and count counter (spec §2.1, §3.6–§3.8,
 //! §5; decisions 4, 5, 7 and 8).
 //!
-//! Layout. Each counter is a 12-byte [`Cell`]. Every counter whose key can be computed from load
+//! Layout. Each counter is an 8-byte [`Cell`]. Every counter whose key can be computed from load
 //! time integers (application, API) lives in one dense array: each limit owns a block at `base`
 //! with `rows × cols` cells, `index = base + row * cols + col`, where `row` is the application
 //! (its rank among the applications of the limit's plan for plan limits; a single row when
@@ -35,7 +35,7 @@ pub use reload::Reload;
 
 use table::{Desc, Entry};
 
-/// At most this many dense cells (12 bytes each, so 192 MiB); a limit whose block would not fit
+/// At most this many dense cells (8 bytes each, so 128 MiB); a limit whose block would not fit
 /// keeps all its keys in the bounded table instead, which fails closed when full.
 const DENSE_MAX_CELLS: u64 = 1 << 24;
 /// Upper bound on the table capacity, whatever the caller asks for.
@@ -116,33 +116,48 @@ pub struct Verdict {
     pub reset_in_secs: u64,
 }
 
-/// One counter: for rate and burst limits `tag` is the window number (31 bits, compared for
-/// equality only, so wrapping is harmless) and for counts 0; bit 31 of `tag` records that an
-/// exceeded call was already reported. The value is a full u64 split into two u32 halves to keep
-/// the cell at 12 bytes with 4-byte alignment.
+/// One counter in one `u64`, so that it can become an atomic: bit 63 records that an exceeded
+/// call was already reported, bits 40..63 hold the low 23 bits of the window number (rate and
+/// burst limits; 0 for counts), bits 0..40 the count. Window tags are compared for equality
+/// only: a cell left untouched for exactly 2^23 windows and used again reads as current with
+/// its old count, which can only refuse more, never less. Counts saturate at [`COUNT_FULL`],
+/// which is above every maximum the config accepts ([`crate::model::LIMIT_MAX`]), so a
+/// saturated count is still over its maximum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cell {
-    tag: u32,
-    lo: u32,
-    hi: u32,
-}
+struct Cell(u64);
 
-const WARNED: u32 = 1 << 31;
-const WINDOW_MASK: u32 = !WARNED;
+const COUNT_BITS: u32 = 40;
+const COUNT_FULL: u64 = (1 << COUNT_BITS) - 1;
+const TAG_BITS: u32 = 23;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const WARNED: u64 = 1 << 63;
+const _: () = assert!(COUNT_BITS + TAG_BITS + 1 == 64);
+const _: () = assert!(crate::model::LIMIT_MAX < COUNT_FULL);
 
 impl Cell {
-    fn value(&self) -> u64 {
-        (u64::from(self.hi) << 32) | u64::from(self.lo)
+    /// An empty counter of window `tag`.
+    fn fresh(tag: u32) -> Cell {
+        Cell((u64::from(tag) & TAG_MASK) << COUNT_BITS)
     }
+    fn value(&self) -> u64 {
+        self.0 & COUNT_FULL
+    }
+    /// Sets the count, saturating at [`COUNT_FULL`].
     fn set_value(&mut self, v: u64) {
-        self.lo = v as u32;
-        self.hi = (v >> 32) as u32;
+        self.0 = (self.0 & !COUNT_FULL) | v.min(COUNT_FULL);
     }
     fn window(&self) -> u32 {
-        self.tag & WINDOW_MASK
+        ((self.0 >> COUNT_BITS) & TAG_MASK) as u32
     }
     fn warned(&self) -> bool {
-        self.tag & WARNED != 0
+        self.0 & WARNED != 0
+    }
+    fn set_warned(&mut self, on: bool) {
+        if on {
+            self.0 |= WARNED;
+        } else {
+            self.0 &= !WARNED;
+        }
     }
 }
 
@@ -184,9 +199,9 @@ fn window_of(now: u64, period: u64) -> u64 {
     now / period.max(1)
 }
 
-/// The 31 bits of a window number kept in a cell.
+/// The bits of a window number kept in a cell.
 fn window_tag(window: u64) -> u32 {
-    (window as u32) & WINDOW_MASK
+    (window & TAG_MASK) as u32
 }
 
 /// What the counters need of one limit definition, fixed at load.
@@ -810,17 +825,13 @@ impl Counters {
             return Verdict::default();
         };
         if windowed && c.window() != window {
-            *c = Cell {
-                tag: window,
-                lo: 0,
-                hi: 0,
-            };
+            *c = Cell::fresh(window);
         }
         let new = c.value().saturating_add(weight);
         let exceeded = new > max;
         let first_in_window = exceeded && !c.warned();
         if exceeded {
-            c.tag |= WARNED;
+            c.set_warned(true);
         }
         let allowed = !exceeded || !hard;
         if allowed {
@@ -854,7 +865,7 @@ impl Counters {
             c.set_value(v);
             if v <= max {
                 // Back under the maximum: the next exceeded inc is reported again.
-                c.tag &= !WARNED;
+                c.set_warned(false);
             }
         }
     }
