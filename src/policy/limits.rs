@@ -448,9 +448,6 @@ pub struct Counters {
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
     last_now: u64,
-    /// While set, [`Counters::slot`] takes the limit indices of an earlier config (one a call
-    /// in flight began on) and maps them to their retired definitions.
-    view: Option<Vec<LimitIdx>>,
     /// How many times each limit said no (a call refused or a message dropped or closing), by
     /// layout, and the totals by name of the counters this one replaced at a reload.
     rejections: Vec<u64>,
@@ -609,7 +606,6 @@ impl Counters {
             hash1,
             hash2,
             last_now: 0,
-            view: None,
             rejections: vec![0; model.limits.len()],
             earlier_rejections: Vec::new(),
             last_rejected: None,
@@ -617,11 +613,24 @@ impl Counters {
         }
     }
 
-    /// Resolves the counter of `limit` for `who`; call once per (limit, consumer), e.g. at the
-    /// handshake, and keep the slot for the connection's life.
+    /// Resolves the counter of `limit` of the current config for `who`; call once per (limit,
+    /// consumer), e.g. at the handshake, and keep the slot for the connection's life.
     pub fn slot(&mut self, limit: LimitIdx, who: &Consumer, now_secs: u64) -> Lookup {
+        self.slot_in(None, limit, who, now_secs)
+    }
+
+    /// [`Counters::slot`] for a limit index of the config `view` names: `None` is the current
+    /// config; `Some(map)` an earlier one that a call in flight began on, whose limit `i` is the
+    /// retired definition `map[i]` (see [`Reload::limit`]).
+    pub fn slot_in(
+        &mut self,
+        view: Option<&[LimitIdx]>,
+        limit: LimitIdx,
+        who: &Consumer,
+        now_secs: u64,
+    ) -> Lookup {
         self.last_now = now_secs;
-        let limit = match &self.view {
+        let limit = match view {
             None => limit,
             Some(v) => match v.get(limit as usize) {
                 Some(&l) => l,

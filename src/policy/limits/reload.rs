@@ -125,12 +125,6 @@ impl Counters {
         self.add_users(limit, -1);
     }
 
-    /// Makes [`Counters::slot`] take the limit indices of an earlier config: `map[i]` is the
-    /// layout of its limit `i` (see [`Reload::limit`]). `None` goes back to the current config.
-    pub fn view(&mut self, map: Option<Vec<LimitIdx>>) {
-        self.view = map;
-    }
-
     /// Whether a slot's limit is a retired definition (kept for connections older than the
     /// config).
     pub fn is_retired(&self, limit: LimitIdx) -> bool {
