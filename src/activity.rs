@@ -200,6 +200,22 @@ impl Record {
         }
     }
 
+    /// The head of an answer the gateway built itself, with the status and transaction id it
+    /// wrote into it: the same as [`Record::response_head`], but the head is only parsed when
+    /// this record keeps its headers.
+    pub fn own_head(&mut self, status: u16, txn: &str, head: &[u8], now: Instant) {
+        let keeps = self.headers.is_some() && self.headers_on[usize::from(status >= 400)];
+        if keeps || (status < 200 && status != 101) {
+            return self.response_head(head, now);
+        }
+        self.status = status;
+        self.websocket = status == 101;
+        let us = now.saturating_duration_since(self.started).as_micros();
+        self.latency_us = us.min(u128::from(NO_LATENCY - 1)) as u32;
+        self.set_txn(txn);
+        self.headers = None;
+    }
+
     /// Notes how the connection ends; only the first close counts.
     pub fn closing(&mut self, by: Closer, code: u16, limit: Option<&str>) {
         if self.close.is_none() {
@@ -411,6 +427,64 @@ mod tests {
             text(at(1_795_737_600 + 3_723, 42)),
             "2026-11-27T01:02:03.042Z"
         );
+    }
+
+    fn record(headers: bool, now: Instant) -> Record {
+        Record {
+            api: 0,
+            app: None,
+            plan: None,
+            txn: [0; 24],
+            txn_len: 0,
+            status: 0,
+            wall_ms: 0,
+            started: now,
+            latency_us: NO_LATENCY,
+            request: "GET /chat".into(),
+            forwarded_for: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            messages_in: 0,
+            messages_out: 0,
+            websocket: false,
+            close: None,
+            headers: headers.then(Box::default),
+            headers_on: [headers, headers],
+        }
+    }
+
+    /// A head the gateway built gives the record the same fields whether it is parsed or its
+    /// status and transaction id are taken as given.
+    #[test]
+    fn own_heads_are_recorded_like_parsed_ones() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_millis(3);
+        let heads: [(u16, &[u8]); 2] = [
+            (
+                101,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Global-Transaction-ID: t-42\r\n\r\n",
+            ),
+            (
+                429,
+                b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nSet-Cookie: a=b\r\n\
+                  X-Global-Transaction-ID: t-42\r\n\r\n",
+            ),
+        ];
+        for headers in [false, true] {
+            for (status, head) in heads {
+                let (mut given, mut parsed) = (record(headers, t0), record(headers, t0));
+                given.own_head(status, "t-42", head, now);
+                parsed.response_head(head, now);
+                assert_eq!(given.status, status);
+                assert_eq!(&given.txn[..usize::from(given.txn_len)], b"t-42");
+                assert_eq!(
+                    format!("{given:?}"),
+                    format!("{parsed:?}"),
+                    "status {status}, headers kept: {headers}"
+                );
+            }
+        }
     }
 
     #[test]

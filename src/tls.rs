@@ -50,7 +50,8 @@ pub fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
 /// One certificate of a TLS listener and the names it answers for.
 #[derive(Debug)]
 struct Named {
-    /// From the config's `server-names`; empty: the certificate's own names decide.
+    /// From the config's `server-names`, or else the DNS names of the certificate's subject
+    /// alternative names, read once at load so that a handshake only compares strings.
     names: Vec<String>,
     key: Arc<CertifiedKey>,
 }
@@ -66,14 +67,22 @@ struct BySni {
 
 impl Named {
     fn covers(&self, sni: &str) -> bool {
-        if !self.names.is_empty() {
-            return self.names.iter().any(|n| name_matches(n, sni));
-        }
-        let (Some(der), Ok(name)) = (self.key.cert.first(), ServerName::try_from(sni)) else {
-            return false;
-        };
-        webpki::EndEntityCert::try_from(der)
-            .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
+        self.names.iter().any(|n| name_matches(n, sni))
+    }
+}
+
+/// The DNS names (wildcards included) a leaf certificate is issued for; none when it cannot be
+/// parsed, as rustls would then fail its handshakes anyway.
+fn certificate_names(key: &CertifiedKey) -> Vec<String> {
+    let Some(der) = key.cert.first() else {
+        return Vec::new();
+    };
+    match webpki::EndEntityCert::try_from(der) {
+        Ok(cert) => cert
+            .valid_dns_names()
+            .map(|n| n.trim_end_matches('.').to_string())
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -111,8 +120,13 @@ pub fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, (usize, Str
     let mut named = Vec::with_capacity(certs.len());
     for (i, c) in certs.iter().enumerate() {
         let key = certified_key(&c.cert_chain, &c.private_key).map_err(|e| (i, e))?;
+        let names = if c.server_names.is_empty() {
+            certificate_names(&key)
+        } else {
+            c.server_names.clone()
+        };
         named.push(Named {
-            names: c.server_names.clone(),
+            names,
             key: Arc::new(key),
         });
     }
@@ -266,5 +280,40 @@ mod tests {
         assert!(!name_matches("*.example.com", "a.b.example.com"));
         assert!(!name_matches("*.example.com", ".example.com"));
         assert!(!name_matches("a.example.com", "b.example.com"));
+    }
+
+    /// The names read from a certificate at load choose it for exactly the SNI names that
+    /// webpki's own check of the certificate accepts.
+    #[test]
+    fn certificate_names_read_at_load_cover_what_the_certificate_covers() {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "api.example.com".to_string(),
+            "*.apps.example.com".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .expect("a test certificate");
+        let der = made.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let key = CertifiedKey::from_der(vec![der.clone()], key, &provider()).expect("key");
+        let named = Named {
+            names: certificate_names(&key),
+            key: Arc::new(key),
+        };
+        assert_eq!(named.names, ["api.example.com", "*.apps.example.com"]);
+        let cert = webpki::EndEntityCert::try_from(&der).expect("parse");
+        for sni in [
+            "api.example.com",
+            "API.Example.com",
+            "x.apps.example.com",
+            "apps.example.com",
+            "a.b.apps.example.com",
+            "example.com",
+            "other.example.com",
+            "api.example.org",
+        ] {
+            let name = ServerName::try_from(sni).expect("a DNS name");
+            let webpki_says = cert.verify_is_valid_for_subject_name(&name).is_ok();
+            assert_eq!(named.covers(sni), webpki_says, "SNI {sni}");
+        }
     }
 }

@@ -83,7 +83,14 @@ pub fn parse(text: &str, kind: LimitKind) -> Result<LimitValue, String> {
     }
     let count: u64 = count_text
         .parse()
-        .map_err(|_| format!("the count in '{text}' is too large"))?;
+        .ok()
+        .filter(|&n| n <= crate::model::LIMIT_MAX)
+        .ok_or_else(|| {
+            format!(
+                "the count in '{text}' is too large: at most {} is supported",
+                crate::model::LIMIT_MAX
+            )
+        })?;
     spaces(&mut i);
     if i == b.len() {
         return match kind {
@@ -277,6 +284,18 @@ mod tests {
         err("/hour", Rate, "is not a limit value");
         err("-1", Count, "is not a limit value");
         err("1.5/hour", Rate, "unexpected '.5/hour'");
+        // A counter holds 40 bits: 2^40 - 2 is the largest maximum.
+        assert_eq!(
+            parse("1099511627774/1hour", Rate),
+            rate(1_099_511_627_774, 3_600)
+        );
+        err(
+            "1099511627775/1hour",
+            Rate,
+            "too large: at most 1099511627774 is supported",
+        );
+        err("1099511627775", Count, "too large");
+        err("99999999999999999999", Count, "too large");
         err("10/1 hour extra", Rate, "unexpected 'extra'");
         err("10/h our", Rate, "unexpected 'our'");
         err("99999999999999999999999/hour", Rate, "too large");

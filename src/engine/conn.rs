@@ -280,6 +280,8 @@ pub struct Conn {
     /// answered our close (0: none).
     pub client_fail: u16,
     pub api: ApiIdx,
+    /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::row_for`).
+    pub metrics_row: u16,
     /// The n-th websocket-upgrade of the API's assembly (depth-first), once chosen.
     pub wsu: u16,
     /// Distinguishes this connection from earlier ones that had the same slab key.

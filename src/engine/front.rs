@@ -189,6 +189,7 @@ impl Gateway {
         );
         let mut lim = Limiter {
             counters: &mut self.counters,
+            view: None,
             consumer: Consumer {
                 app: caller.app,
                 remote_ip: peer.ip(),
@@ -432,7 +433,6 @@ impl Gateway {
             _ => None,
         };
         let caller = preflow::identify(&model, clients, api_idx, head).ok()?;
-        self.counters.view(past.map(|p| p.limits.clone()));
         let mut vars = Vars::new(head, &model, api, operation, &caller, false, secure);
         if let Some(set) = hs.call.as_ref().and_then(|call| call.resume.as_ref()) {
             vars.set = set.clone();
@@ -441,6 +441,7 @@ impl Gateway {
         let mut checked: LimitHeaders = Vec::new();
         let mut lim = Limiter {
             counters: &mut self.counters,
+            view: past.map(|p| &p.limits[..]),
             consumer: Consumer {
                 app: caller.app,
                 remote_ip: peer.ip(),
@@ -452,7 +453,6 @@ impl Gateway {
             headers: &mut checked,
         };
         let out = f(&api.assembly, &mut vars, &mut lim);
-        self.counters.view(None);
         Some((out, held, checked))
     }
 
@@ -624,7 +624,7 @@ fn message_limits(
                         dynamic: dynamic.as_deref(),
                         ..lim.consumer
                     };
-                    match lim.counters.slot(idx, &who, lim.now) {
+                    match lim.counters.slot_in(lim.view, idx, &who, lim.now) {
                         Lookup::Counter(slot) => out.push(MessageLimit {
                             slot,
                             weight: assembly::weight(def).min(u32::MAX as u64) as u32,

@@ -162,6 +162,7 @@ impl Gateway {
                 flags,
                 client_fail: 0,
                 api: 0,
+                metrics_row: super::metrics::NO_ROW,
                 wsu: 0,
                 epoch,
                 deadline: 0,

@@ -53,6 +53,9 @@ const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A row that [`Metrics::row_for`] could not give in 16 bits.
+pub const NO_ROW: u16 = u16::MAX;
+
 /// How one config's API indices map to rows.
 #[derive(Debug)]
 struct Rows {
@@ -126,6 +129,13 @@ impl Metrics {
         &self.rows[i]
     }
 
+    /// The row of `api` of `model`, to keep with a connection for [`Metrics::relayed`], which
+    /// then needs no lookup per read; [`NO_ROW`] when it does not fit 16 bits (only after
+    /// more than 65534 distinct APIs were seen), and the lookup is made per read instead.
+    pub fn row_for(&mut self, model: &Rc<Model>, api: ApiIdx) -> u16 {
+        u16::try_from(self.api_row(model, api)).unwrap_or(NO_ROW)
+    }
+
     fn api_row(&mut self, model: &Rc<Model>, api: ApiIdx) -> usize {
         self.rows_of(model)
             .apis
@@ -171,10 +181,23 @@ impl Metrics {
         }
     }
 
-    /// `messages` data messages in `bytes` bytes relayed; `up`: client to backend.
-    pub fn relayed(&mut self, model: &Rc<Model>, api: ApiIdx, up: bool, messages: u64, bytes: u64) {
+    /// `messages` data messages in `bytes` bytes relayed on `row` (from [`Metrics::row_for`]);
+    /// `up`: client to backend. `model` and `api` are only looked at when `row` is [`NO_ROW`].
+    pub fn relayed(
+        &mut self,
+        row: u16,
+        model: &Rc<Model>,
+        api: ApiIdx,
+        up: bool,
+        messages: u64,
+        bytes: u64,
+    ) {
         let d = usize::from(!up);
-        let r = self.api_row(model, api);
+        let r = if row == NO_ROW {
+            self.api_row(model, api)
+        } else {
+            usize::from(row)
+        };
         if let Some(m) = self.messages.get_mut(r) {
             m[d] += messages;
         }
@@ -609,7 +632,8 @@ mod tests {
         let new = model(&["news", "chat"]);
         m.upgraded(&new, 0, Duration::from_millis(2));
         m.upgraded(&new, 1, Duration::from_millis(2));
-        m.relayed(&old, 0, true, 3, 30);
+        let chat = m.row_for(&old, 0);
+        m.relayed(chat, &old, 0, true, 3, 30);
         assert_eq!(m.api_names, ["chat:1.0.0", "news:1.0.0"]);
         assert_eq!(m.open, [2, 1]);
         assert_eq!(m.messages, [[3, 0], [0, 0]]);
@@ -622,5 +646,22 @@ mod tests {
         assert_eq!(m.rows.len(), 2);
         assert_eq!(m.calls, [1, 0]);
         assert_eq!(m.handshake.iter().sum::<u64>(), 3);
+    }
+
+    /// A row resolved at the upgrade keeps counting on its API after a reload shifted the
+    /// indices, and a connection without a row in 16 bits counts on the same row by lookup.
+    #[test]
+    fn a_row_kept_with_the_connection_counts_like_a_lookup() {
+        let old = model(&["chat", "news"]);
+        let mut m = Metrics::new(&old);
+        let news = m.row_for(&old, 1);
+        let new = model(&["sport", "news"]);
+        let sport = m.row_for(&new, 0);
+        m.relayed(news, &old, 1, true, 2, 20);
+        m.relayed(NO_ROW, &new, 1, false, 1, 10);
+        m.relayed(sport, &new, 0, true, 5, 50);
+        assert_eq!(m.api_names, ["chat:1.0.0", "news:1.0.0", "sport:1.0.0"]);
+        assert_eq!(m.messages, [[0, 0], [2, 1], [5, 0]]);
+        assert_eq!(m.bytes, [[0, 0], [20, 10], [50, 0]]);
     }
 }

@@ -240,7 +240,10 @@ pub(super) fn decode(
             }
         };
         if keep {
-            buf.copy_within(r..r + n, w);
+            // Bytes move only once something before them was dropped.
+            if w != r {
+                buf.copy_within(r..r + n, w);
+            }
             w += n;
         }
         r += n;
@@ -251,7 +254,9 @@ pub(super) fn decode(
             seen.close = true;
         }
     }
-    buf.copy_within(r..end, w);
+    if w != r {
+        buf.copy_within(r..end, w);
+    }
     flow.out = w as u32;
     flow.end = (w + end - r) as u32;
 }
@@ -498,7 +503,8 @@ impl Gateway {
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
         release_if_empty(&mut self.pool, flow);
-        self.metrics.relayed(&c.model, c.api, up, messages, relayed);
+        self.metrics
+            .relayed(c.metrics_row, &c.model, c.api, up, messages, relayed);
         if let Some(r) = c.activity.as_deref_mut() {
             if up {
                 r.messages_in += messages;
@@ -756,5 +762,45 @@ mod tests {
         let (out, seen) = run(&mut flow, &mut pool, &bytes, 100);
         assert!(!seen.control_flood && seen.close);
         assert_eq!(out, bytes);
+    }
+
+    /// Messages forwarded before a dropped one stay in place, the ones after it move up to
+    /// close the gap, and the start of a frame not complete yet moves with them.
+    #[test]
+    fn a_dropped_message_is_cut_out_and_what_follows_moves_up() {
+        let mut pool = Pool::new(4096, 1);
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let id = flow.buffer(&mut pool);
+        let (a, b, c) = ([0x81, 1, b'a'], [0x81, 2, b'b', b'b'], [0x82, 1, b'c']);
+        // A fragmented message (text, then a ping inside it, then its continuation) is dropped
+        // whole except for the ping.
+        let frag = [0x01, 1, b'x', 0x89, 0, 0x80, 1, b'y'];
+        let mut bytes = [&a[..], &b, &frag, &c, &[0x81]].concat();
+        let len = bytes.len();
+        pool.get(id)[..len].copy_from_slice(&bytes);
+        flow.end = len as u32;
+        let mut verdicts = [Admit::Forward, Admit::Drop, Admit::Drop, Admit::Forward].into_iter();
+        let mut seen = Seen::default();
+        let bound = ControlBound {
+            now_secs: 100,
+            max: 10,
+        };
+        let mut admit = || verdicts.next().expect("one verdict per message");
+        decode(&mut pool, &mut flow, &mut seen, false, bound, &mut admit);
+        let buf = pool.get(id);
+        let want = [&a[..], &[0x89, 0], &c].concat();
+        assert_eq!(&buf[..flow.out as usize], &want[..]);
+        assert_eq!(&buf[flow.out as usize..flow.end as usize], &[0x81]);
+        // The rest of the last frame completes it where it now starts.
+        bytes.clear();
+        bytes.extend_from_slice(&[1, b'd']);
+        let end = flow.end as usize;
+        buf[end..end + 2].copy_from_slice(&bytes);
+        flow.end += 2;
+        let mut more = || Admit::Forward;
+        decode(&mut pool, &mut flow, &mut seen, false, bound, &mut more);
+        let tail = &pool.get(id)[want.len()..flow.out as usize];
+        assert_eq!(tail, [0x81, 1, b'd']);
+        assert_eq!(flow.out, flow.end);
     }
 }

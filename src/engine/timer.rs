@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 /// Milliseconds per tick.
 const TICK_MS: u64 = 100;
+/// Whole ticks per second: a tick divides a second exactly, so that a duration's ticks come
+/// from its seconds and sub-second part with 32-bit arithmetic only.
+const TICKS_PER_SEC: u64 = 1000 / TICK_MS;
+const _: () = assert!(1000 % TICK_MS == 0);
+const TICK_MICROS: u32 = TICK_MS as u32 * 1000;
 const SLOTS: usize = 1024;
 
 /// A point in time in ticks since the wheel started. 0 means "no deadline".
@@ -39,7 +44,9 @@ impl Wheel {
     }
 
     pub fn now_tick(&self, now: Instant) -> Tick {
-        (now.saturating_duration_since(self.start).as_millis() as u64 / TICK_MS) as Tick
+        let d = now.saturating_duration_since(self.start);
+        let ticks = d.as_secs() * TICKS_PER_SEC + u64::from(d.subsec_micros() / TICK_MICROS);
+        ticks.min(Tick::MAX as u64) as Tick
     }
 
     /// The tick at or after which `after` has elapsed from `now` (never 0). Rounded up from
@@ -47,8 +54,13 @@ impl Wheel {
     /// of that tick would fire up to a whole tick early.
     pub fn deadline(&self, now: Instant, after: Duration) -> Tick {
         let due = now.saturating_duration_since(self.start) + after;
-        let t = (due.as_micros().div_ceil(TICK_MS as u128 * 1000) as u64)
-            .max(self.now_tick(now) as u64 + 1);
+        // Ticks up to the microsecond, rounded up, without a 128-bit division: this runs on
+        // every timer update.
+        let ticks = due
+            .as_secs()
+            .saturating_mul(TICKS_PER_SEC)
+            .saturating_add(u64::from(due.subsec_micros().div_ceil(TICK_MICROS)));
+        let t = ticks.max(self.now_tick(now) as u64 + 1);
         t.min(Tick::MAX as u64) as Tick
     }
 
@@ -205,6 +217,41 @@ mod tests {
         let mut keys: Vec<u32> = due.iter().map(|e| e.key).collect();
         keys.sort();
         assert_eq!(keys, vec![0, 2, 4, 6, 8]);
+    }
+
+    /// The tick arithmetic gives what exact division of the microseconds gives, on and around
+    /// tick and second boundaries.
+    #[test]
+    fn ticks_match_exact_division_around_boundaries() {
+        let t0 = Instant::now();
+        let w = Wheel::new(t0);
+        let tick = TICK_MS as u128 * 1000;
+        for secs in [0u64, 1, 59, 3_600, 86_400 * 400] {
+            for micros in [
+                0u32, 1, 99_999, 100_000, 100_001, 450_000, 899_999, 900_000, 999_999,
+            ] {
+                let at = Duration::new(secs, micros * 1000);
+                let now = t0 + at;
+                assert_eq!(
+                    u128::from(w.now_tick(now)),
+                    at.as_micros() / tick,
+                    "now_tick at {at:?}"
+                );
+                for after in [
+                    Duration::ZERO,
+                    Duration::from_micros(1),
+                    Duration::from_millis(100),
+                ] {
+                    let due = (at + after).as_micros().div_ceil(tick);
+                    let want = due.max(at.as_micros() / tick + 1);
+                    assert_eq!(
+                        u128::from(w.deadline(now, after)),
+                        want,
+                        "deadline at {at:?} after {after:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -327,10 +327,12 @@ impl Gateway {
                         self.metrics.backend_error(BackendError::InvalidResponse);
                         return self.respond(key, 502, "Invalid response from backend", &[]);
                     }
-                    super::activity::head_out(&mut c.activity, &reply, self.now);
+                    let now = self.now;
+                    super::activity::own_head_out(&mut c.activity, 101, &hs.txn, &reply, now);
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
                     self.metrics.upgraded(&c.model, c.api, took);
+                    c.metrics_row = self.metrics.row_for(&c.model, c.api);
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;

@@ -4,6 +4,10 @@
 /// Index of a limit in [`crate::model::Model::limits`].
 pub type LimitIdx = u32;
 
+/// The largest maximum a rate, burst or count limit may have (2^40 - 2): a counter keeps its
+/// count in 40 bits of one `u64` (see `policy::limits`). A larger value is a load error.
+pub const LIMIT_MAX: u64 = (1 << 40) - 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
     Rate,

@@ -56,6 +56,9 @@ pub type LimitHeaders = Vec<(&'static str, String, u64, u64)>;
 /// Everything a transaction's limits need.
 pub struct Limiter<'c> {
     pub counters: &'c mut Counters,
+    /// The limit indices of the earlier config a call in flight began on, mapped to their
+    /// retired definitions (see `Counters::slot_in`); `None` for the current config.
+    pub view: Option<&'c [crate::model::LimitIdx]>,
     pub consumer: Consumer<'c>,
     pub now: u64,
     /// Count-limit increments to give back when the transaction ends.
@@ -344,7 +347,7 @@ pub fn apply(
         dynamic: dynamic.as_deref(),
         ..lim.consumer
     };
-    let slot = match lim.counters.slot(idx, &who, lim.now) {
+    let slot = match lim.counters.slot_in(lim.view, idx, &who, lim.now) {
         super::limits::Lookup::Unlimited => return Ok(()),
         super::limits::Lookup::Full => {
             log::warn!(

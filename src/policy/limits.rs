@@ -1,7 +1,7 @@
 //! The limit state of the whole gateway: every rate, burst and count counter (spec §2.1, §3.6–§3.8,
 //! §5; decisions 4, 5, 7 and 8).
 //!
-//! Layout. Each counter is a 12-byte [`Cell`]. Every counter whose key can be computed from load
+//! Layout. Each counter is an 8-byte [`Cell`]. Every counter whose key can be computed from load
 //! time integers (application, API) lives in one dense array: each limit owns a block at `base`
 //! with `rows × cols` cells, `index = base + row * cols + col`, where `row` is the application
 //! (its rank among the applications of the limit's plan for plan limits; a single row when
@@ -35,7 +35,7 @@ pub use reload::Reload;
 
 use table::{Desc, Entry};
 
-/// At most this many dense cells (12 bytes each, so 192 MiB); a limit whose block would not fit
+/// At most this many dense cells (8 bytes each, so 128 MiB); a limit whose block would not fit
 /// keeps all its keys in the bounded table instead, which fails closed when full.
 const DENSE_MAX_CELLS: u64 = 1 << 24;
 /// Upper bound on the table capacity, whatever the caller asks for.
@@ -116,34 +116,60 @@ pub struct Verdict {
     pub reset_in_secs: u64,
 }
 
-/// One counter: for rate and burst limits `tag` is the window number (31 bits, compared for
-/// equality only, so wrapping is harmless) and for counts 0; bit 31 of `tag` records that an
-/// exceeded call was already reported. The value is a full u64 split into two u32 halves to keep
-/// the cell at 12 bytes with 4-byte alignment.
+/// One counter in one `u64`, so that it can become an atomic: bit 63 records that an exceeded
+/// call was already reported, bits 40..63 hold the low 23 bits of the window number (rate and
+/// burst limits; 0 for counts), bits 0..40 the count. Window tags are compared for equality
+/// only: a cell left untouched for exactly 2^23 windows and used again reads as current with
+/// its old count, which can only refuse more, never less. Counts saturate at [`COUNT_FULL`],
+/// which is above every maximum the config accepts ([`crate::model::LIMIT_MAX`]), so a
+/// saturated count is still over its maximum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cell {
-    tag: u32,
-    lo: u32,
-    hi: u32,
-}
+struct Cell(u64);
 
-const WARNED: u32 = 1 << 31;
-const WINDOW_MASK: u32 = !WARNED;
+const COUNT_BITS: u32 = 40;
+const COUNT_FULL: u64 = (1 << COUNT_BITS) - 1;
+const TAG_BITS: u32 = 23;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const WARNED: u64 = 1 << 63;
+const _: () = assert!(COUNT_BITS + TAG_BITS + 1 == 64);
+const _: () = assert!(crate::model::LIMIT_MAX < COUNT_FULL);
 
 impl Cell {
-    fn value(&self) -> u64 {
-        (u64::from(self.hi) << 32) | u64::from(self.lo)
+    /// An empty counter of window `tag`.
+    fn fresh(tag: u32) -> Cell {
+        Cell((u64::from(tag) & TAG_MASK) << COUNT_BITS)
     }
+    fn value(&self) -> u64 {
+        self.0 & COUNT_FULL
+    }
+    /// Sets the count, saturating at [`COUNT_FULL`].
     fn set_value(&mut self, v: u64) {
-        self.lo = v as u32;
-        self.hi = (v >> 32) as u32;
+        self.0 = (self.0 & !COUNT_FULL) | v.min(COUNT_FULL);
     }
     fn window(&self) -> u32 {
-        self.tag & WINDOW_MASK
+        ((self.0 >> COUNT_BITS) & TAG_MASK) as u32
     }
     fn warned(&self) -> bool {
-        self.tag & WARNED != 0
+        self.0 & WARNED != 0
     }
+    fn set_warned(&mut self, on: bool) {
+        if on {
+            self.0 |= WARNED;
+        } else {
+            self.0 &= !WARNED;
+        }
+    }
+}
+
+/// What one consume checks a cell against: the limit's maximum and hardness, and for windowed
+/// limits the current window's tag and the seconds left in it (0 for counts, which have none).
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    max: u64,
+    hard: bool,
+    windowed: bool,
+    window: u32,
+    reset_in_secs: u64,
 }
 
 /// What makes a limit of one config the same limit in the next: its key prefix (level, plan,
@@ -173,20 +199,9 @@ fn window_of(now: u64, period: u64) -> u64 {
     now / period.max(1)
 }
 
-/// Seconds from `now` to the end of its window; 0 without a window (`period` 0).
-fn reset_in(now: u64, period: u64) -> u64 {
-    if period == 0 {
-        return 0;
-    }
-    window_of(now, period)
-        .saturating_add(1)
-        .saturating_mul(period)
-        .saturating_sub(now)
-}
-
-/// The 31 bits of a window number kept in a cell.
+/// The bits of a window number kept in a cell.
 fn window_tag(window: u64) -> u32 {
-    (window as u32) & WINDOW_MASK
+    (window & TAG_MASK) as u32
 }
 
 /// What the counters need of one limit definition, fixed at load.
@@ -209,6 +224,13 @@ struct Layout {
     base: u32,
     rows: u32,
     cols: u32,
+    /// The dense cells this limit's slots may name: its store's block, `start..end` (empty when
+    /// the store has none). A dense slot outside it is stale and fails closed.
+    cells_start: u32,
+    cells_end: u32,
+    /// The window of the last time seen, `start..end` in seconds, and its number as kept in
+    /// cells: the message path compares against it and divides only when a boundary is crossed.
+    window: Window,
     /// The limit whose cells hold this one's counters: itself, except for a definition kept
     /// for connections opened before a reload, which counts in the cells of the current limit
     /// of the same identity with its own maximum.
@@ -225,9 +247,35 @@ struct Layout {
     reserve: u32,
 }
 
+/// A window cached by a layout (see [`Layout::window`]); empty until a time is first seen.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    start: u64,
+    end: u64,
+    tag: u32,
+}
+
 impl Layout {
     fn windowed(&self) -> bool {
         self.period != 0
+    }
+
+    /// The tag of the window of `now` and the seconds to its end; (0, 0) without a window.
+    fn window_at(&mut self, now: u64) -> (u32, u64) {
+        if self.period == 0 {
+            return (0, 0);
+        }
+        let w = &mut self.window;
+        if now < w.start || now >= w.end {
+            // A boundary was crossed (or the clock went back): the only division.
+            let n = window_of(now, self.period);
+            *w = Window {
+                start: n.saturating_mul(self.period),
+                end: n.saturating_add(1).saturating_mul(self.period),
+                tag: window_tag(n),
+            };
+        }
+        (w.tag, w.end.saturating_sub(now))
     }
     fn size(&self) -> u32 {
         self.rows.saturating_mul(self.cols)
@@ -400,9 +448,6 @@ pub struct Counters {
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
     last_now: u64,
-    /// While set, [`Counters::slot`] takes the limit indices of an earlier config (one a call
-    /// in flight began on) and maps them to their retired definitions.
-    view: Option<Vec<LimitIdx>>,
     /// How many times each limit said no (a call refused or a message dropped or closing), by
     /// layout, and the totals by name of the counters this one replaced at a reload.
     rejections: Vec<u64>,
@@ -506,6 +551,7 @@ impl Counters {
                 LimitLevel::GatewayNamed => format!("gateway:{}", def.name).into(),
             };
             let ident = identity(&prefix, def, period);
+            let cells_end = if dense { base + size as u32 } else { base };
             layouts.push(Layout {
                 counted,
                 period,
@@ -519,6 +565,9 @@ impl Counters {
                 base,
                 rows,
                 cols,
+                cells_start: base,
+                cells_end,
+                window: Window::default(),
                 store: i as LimitIdx,
                 ident: stable_hash(&ident),
                 users: 0,
@@ -557,7 +606,6 @@ impl Counters {
             hash1,
             hash2,
             last_now: 0,
-            view: None,
             rejections: vec![0; model.limits.len()],
             earlier_rejections: Vec::new(),
             last_rejected: None,
@@ -565,11 +613,24 @@ impl Counters {
         }
     }
 
-    /// Resolves the counter of `limit` for `who`; call once per (limit, consumer), e.g. at the
-    /// handshake, and keep the slot for the connection's life.
+    /// Resolves the counter of `limit` of the current config for `who`; call once per (limit,
+    /// consumer), e.g. at the handshake, and keep the slot for the connection's life.
     pub fn slot(&mut self, limit: LimitIdx, who: &Consumer, now_secs: u64) -> Lookup {
+        self.slot_in(None, limit, who, now_secs)
+    }
+
+    /// [`Counters::slot`] for a limit index of the config `view` names: `None` is the current
+    /// config; `Some(map)` an earlier one that a call in flight began on, whose limit `i` is the
+    /// retired definition `map[i]` (see [`Reload::limit`]).
+    pub fn slot_in(
+        &mut self,
+        view: Option<&[LimitIdx]>,
+        limit: LimitIdx,
+        who: &Consumer,
+        now_secs: u64,
+    ) -> Lookup {
         self.last_now = now_secs;
-        let limit = match &self.view {
+        let limit = match view {
             None => limit,
             Some(v) => match v.get(limit as usize) {
                 Some(&l) => l,
@@ -612,12 +673,30 @@ impl Counters {
     /// added, allowed, and reported exceeded. On a count slot this is `inc`.
     pub fn consume(&mut self, slot: Slot, weight: u64, now_secs: u64) -> Verdict {
         self.last_now = now_secs;
-        let Some(l) = self.layouts.get(slot.limit as usize) else {
+        let dense = slot.cell < self.dense_len;
+        let Some(l) = self.layouts.get_mut(slot.limit as usize) else {
             return Verdict::default();
         };
-        let (max, hard, period) = (l.max, l.hard, l.period);
-        let v = match self.cell_for(slot, now_secs, true) {
-            Some(i) => self.add(i, slot.limit, weight.max(1), now_secs),
+        let (max, hard, windowed) = (l.max, l.hard, l.windowed());
+        let (window, reset_in_secs) = l.window_at(now_secs);
+        // A dense slot is a cell of its limit's block, checked against the block's bounds: the
+        // message path of most limits. Table slots check that their entry still holds the key.
+        let cell = if dense {
+            (slot.cell >= l.cells_start && slot.cell < l.cells_end).then_some(slot.cell as usize)
+        } else {
+            self.cell_for(slot, now_secs, true)
+        };
+        let v = match cell {
+            Some(i) => {
+                let rule = Rule {
+                    max,
+                    hard,
+                    windowed,
+                    window,
+                    reset_in_secs,
+                };
+                self.add(i, rule, weight.max(1))
+            }
             // The key's entry was evicted and the table is full of live keys: fail closed.
             None => {
                 if slot.cell >= self.dense_len {
@@ -629,7 +708,7 @@ impl Counters {
                     first_in_window: false,
                     limit: max,
                     remaining: 0,
-                    reset_in_secs: reset_in(now_secs, period),
+                    reset_in_secs,
                 }
             }
         };
@@ -743,30 +822,25 @@ impl Counters {
         }
     }
 
-    fn add(&mut self, i: usize, limit: LimitIdx, weight: u64, now: u64) -> Verdict {
-        let Some(l) = self.layouts.get(limit as usize) else {
-            return Verdict::default();
-        };
-        let (max, hard, period) = (l.max, l.hard, l.period);
+    fn add(&mut self, i: usize, rule: Rule, weight: u64) -> Verdict {
+        let Rule {
+            max,
+            hard,
+            windowed,
+            window,
+            reset_in_secs,
+        } = rule;
         let Some(c) = self.cells.get_mut(i) else {
             return Verdict::default();
         };
-        let reset_in_secs = reset_in(now, period);
-        if period != 0 {
-            let w = window_of(now, period);
-            if c.window() != window_tag(w) {
-                *c = Cell {
-                    tag: window_tag(w),
-                    lo: 0,
-                    hi: 0,
-                };
-            }
+        if windowed && c.window() != window {
+            *c = Cell::fresh(window);
         }
         let new = c.value().saturating_add(weight);
         let exceeded = new > max;
         let first_in_window = exceeded && !c.warned();
         if exceeded {
-            c.tag |= WARNED;
+            c.set_warned(true);
         }
         let allowed = !exceeded || !hard;
         if allowed {
@@ -800,7 +874,7 @@ impl Counters {
             c.set_value(v);
             if v <= max {
                 // Back under the maximum: the next exceeded inc is reported again.
-                c.tag &= !WARNED;
+                c.set_warned(false);
             }
         }
     }

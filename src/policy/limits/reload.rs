@@ -125,12 +125,6 @@ impl Counters {
         self.add_users(limit, -1);
     }
 
-    /// Makes [`Counters::slot`] take the limit indices of an earlier config: `map[i]` is the
-    /// layout of its limit `i` (see [`Reload::limit`]). `None` goes back to the current config.
-    pub fn view(&mut self, map: Option<Vec<LimitIdx>>) {
-        self.view = map;
-    }
-
     /// Whether a slot's limit is a retired definition (kept for connections older than the
     /// config).
     pub fn is_retired(&self, limit: LimitIdx) -> bool {
@@ -178,10 +172,17 @@ impl Counters {
             Some(s) => self.layouts[s as usize].ident,
             None => src.ident,
         };
+        // Its slots name cells of the store's dense block, if the store has one.
+        let (cells_start, cells_end) = match store.map(|s| &self.layouts[s as usize]) {
+            Some(s) => (s.cells_start, s.cells_end),
+            None => (0, 0),
+        };
         self.layouts.push(Layout {
             plan: None::<PlanIdx>,
             dense: false,
             base: 0,
+            cells_start,
+            cells_end,
             store: store.unwrap_or(idx),
             ident,
             users: 0,

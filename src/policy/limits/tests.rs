@@ -656,7 +656,7 @@ fn weights_count_and_zero_weighs_one() {
 }
 
 #[test]
-fn large_values_keep_all_64_bits() {
+fn large_values_keep_all_their_bits() {
     let max = 10_000_000_000;
     let mut c = Counters::new(&simple(vec![rate("bytes", max, 86_400)]), 0);
     let s = slot(&mut c, 0, &app(0), THU);
@@ -818,7 +818,7 @@ fn reset_one_key_or_every_key_of_a_limit() {
 
 #[test]
 fn memory_figures() {
-    assert_eq!(std::mem::size_of::<Cell>(), 12);
+    assert_eq!(std::mem::size_of::<Cell>(), 8);
     assert_eq!(std::mem::size_of::<Entry>(), 24);
     assert_eq!(std::mem::size_of::<Desc>(), 56);
     // A gateway limit per application and API name: 2 × 2 cells; a plan limit per application:
@@ -1119,4 +1119,93 @@ fn keyless_ipv6_callers_are_keyed_by_their_64() {
     );
     assert_eq!(c.reset("r", Some("gateway:r:ip=2001:db8:1:2::/64")), 1);
     assert!(c.consume(a, 1, THU).allowed, "reset by its /64");
+}
+
+/// The window each limit caches follows the time across boundaries, also when the clock goes
+/// back, and two limits with different periods keep their own.
+#[test]
+fn cached_windows_follow_the_clock_both_ways_and_per_limit() {
+    let mut c = Counters::new(
+        &simple(vec![rate("minute", 2, 60), rate("hour", 3, 3_600)]),
+        0,
+    );
+    let m = slot(&mut c, 0, &app(0), THU);
+    let h = slot(&mut c, 1, &app(0), THU);
+    let seen = |v: Verdict| (v.allowed, v.remaining, v.reset_in_secs);
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 1, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 59)), (true, 2, 3_541));
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 0, 1));
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (false, 0, 1));
+    // The next minute, same hour.
+    assert_eq!(seen(c.consume(m, 1, THU + 60)), (true, 1, 60));
+    assert_eq!(seen(c.consume(h, 1, THU + 60)), (true, 1, 3_540));
+    // The clock steps back a second: that minute's counter was replaced by the next one's.
+    assert_eq!(seen(c.consume(m, 1, THU + 59)), (true, 1, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 59)), (true, 0, 3_541));
+    assert_eq!(seen(c.consume(m, 1, THU + 60)), (true, 1, 60));
+    // Far ahead, and the last second of a window.
+    assert_eq!(seen(c.consume(m, 2, THU + 3_599)), (true, 0, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 3_599)), (false, 0, 1));
+    assert_eq!(seen(c.consume(h, 1, THU + 3_600)), (true, 2, 3_600));
+    // The counters were untouched by the cache: replenish (which computes the window itself)
+    // gives back in the same window.
+    c.replenish(h, 1, THU + 3_601);
+    assert_eq!(seen(c.consume(h, 3, THU + 3_601)), (true, 0, 3_599));
+}
+
+/// A cell is one u64: the count saturates in its 40 bits without touching the window tag or
+/// the warned bit, so the largest maximum the config accepts still refuses and still resets
+/// with its window.
+#[test]
+fn one_word_cells_at_their_limits() {
+    assert_eq!(COUNT_FULL, LIMIT_MAX + 1);
+    let mut soft = rate("soft", LIMIT_MAX, 60);
+    soft.hard = false;
+    let mut c = Counters::new(
+        &simple(vec![
+            rate("hard", LIMIT_MAX, 60),
+            soft,
+            count("conns", LIMIT_MAX),
+        ]),
+        0,
+    );
+    let (h, s, n) = (
+        slot(&mut c, 0, &app(0), THU),
+        slot(&mut c, 1, &app(0), THU),
+        slot(&mut c, 2, &app(0), THU),
+    );
+    // The hard maximum is reached exactly and then refuses.
+    assert_eq!(c.consume(h, LIMIT_MAX - 1, THU).remaining, 1);
+    assert_eq!(c.consume(h, 1, THU).remaining, 0);
+    let v = c.consume(h, 1, THU);
+    assert!(!v.allowed && v.exceeded && v.first_in_window);
+    assert!(!c.consume(h, u64::MAX, THU).allowed);
+    // A soft limit takes any weight: the count saturates above the maximum and stays there.
+    let v = c.consume(s, u64::MAX, THU);
+    assert!(v.allowed && v.exceeded && v.first_in_window);
+    let v = c.consume(s, u64::MAX, THU + 1);
+    assert!(
+        v.allowed && v.exceeded && !v.first_in_window,
+        "saturated, not wrapped"
+    );
+    assert_eq!(c.cells[s.cell as usize].value(), COUNT_FULL);
+    assert_eq!(
+        c.cells[s.cell as usize].window(),
+        window_tag(window_of(THU, 60))
+    );
+    // Both start afresh in the next window, warned bit included.
+    let v = c.consume(h, LIMIT_MAX, THU + 60);
+    assert!(v.allowed && v.remaining == 0);
+    let v = c.consume(s, 1, THU + 60);
+    assert!(v.allowed && !v.exceeded && v.remaining == LIMIT_MAX - 1);
+    // Window numbers wider than the tag: only their low bits are kept, and the count is intact.
+    let far = (1u64 << 40) * 60;
+    assert_eq!(c.consume(s, 5, far).remaining, LIMIT_MAX - 5);
+    assert_eq!(c.consume(s, 5, far).remaining, LIMIT_MAX - 10);
+    // A count at the largest maximum, given back to 0 and no further.
+    assert_eq!(c.inc(n, LIMIT_MAX).remaining, 0);
+    assert!(!c.inc(n, 1).allowed);
+    c.dec(n, LIMIT_MAX);
+    c.dec(n, 1);
+    assert_eq!(c.inc(n, 1).remaining, LIMIT_MAX - 1);
 }
