@@ -484,7 +484,7 @@ impl Gateway {
             // exactly between frames; the decoder starts afresh so the close can be queued there.
             // Nothing more is decoded on this flow.
             let role = if up { Role::Client } else { Role::Server };
-            flow.dec = frame::Decoder::new(role, 0, 0);
+            flow.dec = frame::Decoder::new(role, false, 0);
             log::info!(
                 "{} message over a hard limit from {}: closing with {code}",
                 if up { "client" } else { "backend" },
