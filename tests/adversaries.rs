@@ -7,8 +7,6 @@
 //! The big variants are `#[ignore]`d: `cargo test --release --test integration adversaries:: -- --ignored
 //! --nocapture`.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::client::upgrade_request;
 use crate::common::conf::SEED_BASE_PATH;

@@ -6,8 +6,6 @@
 //! case takes a count limit and then upgrades (with a message rate limit in each direction),
 //! and whose `otherwise` takes a regular rate limit and then invokes the same target.
 
-use crate::common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
 //! Backpressure, many connections, a backend that dies, and shutdown: what the loop does when
 //! the peers are not polite.
 
-use crate::common;
-
 use crate::common::*;
 use std::time::Duration;
 use tungstenite::Message;

@@ -1,8 +1,6 @@
 //! Every answer the gateway gives before and during the upgrade, over raw sockets so that each
 //! byte on the wire is under the test's control.
 
-use crate::common;
-
 use crate::common::*;
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,6 @@
 //! The relay against an independent peer: tungstenite as client and as backend, through the
 //! real gateway binary over loopback sockets.
 
-use crate::common;
-
 use crate::common::*;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Frame;

@@ -6,8 +6,6 @@
 //! -- --ignored --nocapture`. `WSGATE_LOAD_LOG=debug` makes the gateway log every connection
 //! (hundreds of MB for the long churn) for a failure that needs it.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::client::{encode_frame, upgrade_request};
 use crate::common::conf::SEED_BASE_PATH;

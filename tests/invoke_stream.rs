@@ -2,8 +2,6 @@
 //! chunked upload pass while the gateway's memory stays within its buffer bound, measured by
 //! its peak resident size against its size before the transfer.
 
-use crate::common;
-
 use crate::common::{DEADLINE, Gateway, TempConf};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,8 +3,6 @@
 //! 429 before the backend is contacted, each application has its own count, a closed connection
 //! gives its slot back, and the `is-client: false` form is one shared count answered with 503.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::limits::*;
 use crate::common::*;

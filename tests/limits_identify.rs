@@ -3,8 +3,6 @@
 //! all refused with 401 and the API Connect JSON body, before any limit counts and before the
 //! backend is contacted.
 
-use crate::common;
-
 use crate::common::admin::{counts, limits};
 use crate::common::conf::{OPEN_PRODUCT, OPEN_PRODUCT_NAME};
 use crate::common::limits::*;

@@ -7,8 +7,6 @@
 //! Every gateway here runs with the test clock, aligned to the start of an hour, so a minute
 //! window cannot roll over in the middle of a test, and `POST /clock/advance` opens the next one.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::limits::*;
 use crate::common::*;

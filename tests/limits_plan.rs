@@ -7,8 +7,6 @@
 //! gateways run with the test clock aligned to the start of an hour: the hour window cannot roll
 //! over during a test, and `POST /clock/advance` opens the next one.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::limits::*;
 use crate::common::*;

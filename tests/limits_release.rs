@@ -6,8 +6,6 @@
 //! meanwhile, so that a count given back twice would show: the count must come down to exactly 1
 //! and the client must get exactly one more connection.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::backend::REJECT_BODY;
 use crate::common::client::{UPGRADE_ACCEPT, encode_frame, upgrade_request};

@@ -3,8 +3,6 @@
 //! `otherwise` branch. The count limit in front of the switch is given back when the throw's
 //! answer is sent.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::limits::*;
 use crate::common::*;

@@ -4,8 +4,6 @@
 //! no duplicate series, counters named `_total`, histogram buckets ascending and cumulative
 //! with `+Inf` equal to `_count`).
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::client::http_request;
 use crate::common::limits::*;

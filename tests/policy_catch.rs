@@ -2,8 +2,6 @@
 //! catches the rest, and an assembly limit's refusal (AssemblyRateLimitError) can be caught,
 //! unlike the plan's own limits.
 
-use crate::common;
-
 use crate::common::admin::*;
 use crate::common::*;
 use tungstenite::Message;

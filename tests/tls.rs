@@ -8,8 +8,6 @@
 //!   `insecure-skip-verify`, and the 502 of a certificate that does not verify.
 //! - Handshake bounds: garbage and stalled handshakes are closed, and do not slow other clients.
 
-use crate::common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
