@@ -17,6 +17,7 @@ mod engine_flow;
 mod engine_handshake;
 mod engine_relay;
 mod frame_tungstenite;
+mod relay_end;
 
 // Limits: count, message and plan limits, identification, release on every path.
 mod limits_count;

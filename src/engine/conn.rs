@@ -236,9 +236,6 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub phase: Phase,
     pub flags: u16,
-    /// The close code owed to a client that broke the protocol, sent once the backend has
-    /// answered our close (0: none).
-    pub client_fail: u16,
     /// Index of the listener that accepted the connection.
     pub listener: u8,
     pub api: ApiIdx,

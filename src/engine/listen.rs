@@ -139,7 +139,6 @@ impl Gateway {
                 peer,
                 phase: Phase::Head,
                 flags,
-                client_fail: 0,
                 listener: index as u8,
                 api: 0,
                 wsu: 0,

@@ -11,7 +11,7 @@ use super::stream::Stream;
 use crate::activity::Closer;
 use crate::model::{LimitIdx, OverLimitAction};
 use crate::policy::limits::Counters;
-use crate::ws::frame::{self, Next, Role, opcode};
+use crate::ws::frame::{self, Next, Role};
 use std::io::{self, Read, Write};
 
 pub(super) enum Io {
@@ -152,8 +152,6 @@ pub(super) struct Seen {
     /// A message over a hard limit, in `close` mode: the close code for the client and the
     /// limit.
     pub over_limit: Option<(u16, LimitIdx)>,
-    /// Decoding stopped in front of a close frame that was asked to be held back.
-    pub held_close: bool,
 }
 
 /// What happens to a data message, decided at its first frame.
@@ -167,13 +165,11 @@ pub(super) enum Admit {
 
 /// Decodes `flow.out..flow.end`, keeping the bytes to forward and dropping the rest in place.
 /// `admit` is asked once per data message, at its first frame, before any of it is forwarded.
-/// With `hold_close`, decoding stops in front of a close frame and leaves it undecoded.
 /// A partial frame header stays after `flow.out` until more bytes arrive.
 pub(super) fn decode(
     pool: &mut Pool,
     flow: &mut Flow,
     seen: &mut Seen,
-    hold_close: bool,
     admit: &mut dyn FnMut() -> Admit,
 ) {
     let Some(id) = flow.buf else { return };
@@ -184,10 +180,6 @@ pub(super) fn decode(
         if flow.dec.closed() {
             // Nothing may follow a close frame: whatever does is dropped.
             r = end;
-            break;
-        }
-        if hold_close && flow.dec.remaining() == 0 && buf[r] & 0x0f == opcode::CLOSE {
-            seen.held_close = true;
             break;
         }
         let control_payload = flow.dec.in_control();
@@ -287,11 +279,6 @@ impl Gateway {
             return;
         }
         if c.has(flag::BACKEND_EOF) {
-            if c.client_fail != 0 {
-                // The backend ended after our close: now the client learns why.
-                let code = c.client_fail;
-                return self.fail(key, Some((code, close_reason(code))), None);
-            }
             if c.has(flag::BACKEND_CLOSED) || c.has(flag::CLIENT_CLOSED) {
                 // The backend closed properly, or answered the client's close by closing the
                 // connection: once what it sent reached the client we are done.
@@ -300,9 +287,12 @@ impl Gateway {
                 }
                 return;
             }
+            // Gone without a close frame (FIN or reset, perhaps inside a frame): the client
+            // sees the same, once what was relayed has reached it. A close frame of ours would
+            // tell it of a clean close that never happened.
             log::debug!("backend of {} went away without a close frame", c.peer);
             self.note_close(key, Closer::Backend, 1006);
-            return self.fail(key, Some((1001, "backend went away")), None);
+            return self.fail(key, None, None);
         }
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
@@ -311,8 +301,9 @@ impl Gateway {
                 }
                 return;
             }
+            log::debug!("client {} went away without a close frame", c.peer);
             self.note_close(key, Closer::Client, 1006);
-            return self.fail(key, None, Some((1001, "client went away")));
+            return self.fail(key, None, None);
         }
         if moved {
             let c = &self.conns[key];
@@ -415,9 +406,8 @@ impl Gateway {
                 }
             }
         }
-        // Closing, or the client broke the protocol: what the source still sends is not forwarded.
-        let failing = c.flags & flag::FAILING != 0 || (up && c.client_fail != 0);
-        if failing {
+        // Closing: what the source still sends is not forwarded.
+        if c.flags & flag::FAILING != 0 {
             if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
                 discard(src, &mut c.flags, src_readable, src_eof);
             }
@@ -460,8 +450,7 @@ impl Gateway {
             messages += u64::from(matches!(a, Admit::Forward));
             a
         };
-        let hold_close = !up && c.client_fail != 0;
-        decode(&mut self.pool, flow, &mut seen, hold_close, &mut admit);
+        decode(&mut self.pool, flow, &mut seen, &mut admit);
         let relayed = u64::from(flow.out - before);
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
@@ -509,43 +498,16 @@ impl Gateway {
                 "protocol error from {}: {reason}",
                 if up { "client" } else { "backend" }
             );
+            // The connection fails at once (RFC 6455 §7.1.7): what the other side sends from
+            // now on is not relayed, not even answers to messages before the fault.
             if up {
-                self.client_failed(key, code);
+                self.fail(key, Some((code, close_reason(code))), Some((1001, "")));
             } else {
                 self.fail(key, Some((1001, "")), Some((code, reason)));
             }
             return false;
         }
-        if seen.held_close {
-            // The backend's answer to our close, after a client protocol error: the client gets
-            // the gateway's own close instead.
-            let code = c.client_fail;
-            self.fail(key, Some((code, close_reason(code))), None);
-            return false;
-        }
         moved
-    }
-
-    /// The client broke the protocol. Its input stops here and the backend gets close 1001 at
-    /// once, but what the backend already sent (echoes of earlier messages) still reaches the
-    /// client; the client's close (`code`) replaces the backend's close frame, so the client
-    /// sees the same as it would from the backend alone.
-    fn client_failed(&mut self, key: usize, code: u16) {
-        let mask = self.random().to_le_bytes();
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        c.client_fail = code;
-        c.set(flag::CLIENT_CLOSED);
-        let mut frame = [0u8; 131];
-        let m = [mask[0], mask[1], mask[2], mask[3]];
-        let n = frame::write_close(&mut frame, 1001, "", Some(m));
-        if c.has(flag::BACKEND_CLOSED) || !inject(&mut self.pool, &mut c.up, &frame[..n]) {
-            return self.fail(key, Some((code, close_reason(code))), None);
-        }
-        let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
-        self.drive_relay(key);
     }
 
     /// Ends a relay from the gateway's side: sends each side the given close frame (or nothing),
