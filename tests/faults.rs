@@ -322,9 +322,8 @@ impl Streaming {
         }
     }
 
-    /// Reads echoes until the connection ends: with a close frame, or, when the backend went
-    /// away in the middle of a frame, with the TCP close right after the partial frame (a close
-    /// frame cannot be put inside a frame).
+    /// Reads echoes until the connection ends: with a close frame, or with the end of the TCP
+    /// stream, between frames or right after a partial one.
     fn wait_end(&mut self) -> (End, u64) {
         let mut echoes = 0;
         let end = loop {
@@ -338,11 +337,7 @@ impl Streaming {
                 }
                 Ok(f) => panic!("unexpected frame {f:?}"),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    assert!(
-                        !self.raw.buffered().is_empty(),
-                        "the connection ended between frames without a close frame: {e}"
-                    );
-                    break End::CutMidFrame(self.raw.buffered().len());
+                    break End::Cut(self.raw.buffered().len());
                 }
                 Err(e) => panic!("reading to the end: {e}"),
             }
@@ -355,20 +350,14 @@ impl Streaming {
 #[derive(Debug, PartialEq)]
 enum End {
     Close(Option<u16>, String),
-    /// The TCP connection closed after this many bytes of a frame.
-    CutMidFrame(usize),
+    /// The TCP stream ended (FIN) after this many bytes of a frame (0: between frames).
+    Cut(usize),
 }
 
-/// A backend gone without a close frame: the client gets 1001 "backend went away", or, when
-/// it went in the middle of a frame, the TCP close right there.
+/// A backend gone without a close frame: the client's stream ends too, where the backend's
+/// did, without a close frame the backend never sent.
 fn assert_backend_gone(end: &End) {
-    match end {
-        End::Close(code, reason) => {
-            assert_eq!(*code, Some(1001), "reason {reason:?}");
-            assert_eq!(reason, "backend went away");
-        }
-        End::CutMidFrame(_) => {}
-    }
+    assert!(matches!(end, End::Cut(_)), "{end:?}");
 }
 
 impl Drop for Streaming {
@@ -382,7 +371,7 @@ impl Drop for Streaming {
 }
 
 #[test]
-fn backend_killed_mid_stream_closes_the_client_with_1001_and_releases_the_count() {
+fn backend_killed_mid_stream_ends_the_client_without_a_close_frame_and_releases_the_count() {
     let Some(py) = python() else {
         skip_note("Python websockets could not be installed");
         return;
@@ -404,7 +393,7 @@ fn backend_killed_mid_stream_closes_the_client_with_1001_and_releases_the_count(
 }
 
 #[test]
-fn backend_cutting_tcp_mid_stream_closes_the_client_with_1001_and_releases_the_count() {
+fn backend_cutting_tcp_mid_stream_ends_the_client_without_a_close_frame_and_releases_the_count() {
     let backend = EchoBackend::start();
     let (_c, gw) = start_seed(|y| y, 2, &[], &backend.target_url());
     let mut s = Streaming::start(&gw);

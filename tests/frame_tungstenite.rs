@@ -152,7 +152,7 @@ fn frames_encoded_by_tungstenite_decode_exactly() {
             f.format(&mut stream).expect("tungstenite format");
         }
         for read in [usize::MAX, 1, 13, 4096] {
-            let mut dec = Decoder::new(role, 0b100, u64::MAX);
+            let mut dec = Decoder::new(role, true, u64::MAX);
             let got = decode(&mut dec, &stream, read);
             assert_eq!(got.len(), frames.len());
             for (g, f) in got.iter().zip(&frames) {
@@ -209,7 +209,7 @@ fn messages_sent_by_tungstenite_websocket_decode() {
         .expect("send");
         let stream = std::mem::take(&mut ws.get_mut().output);
 
-        let mut dec = Decoder::new(role, 0, 1 << 20);
+        let mut dec = Decoder::new(role, false, 1 << 20);
         let got = decode(&mut dec, &stream, 977);
         let ops: Vec<u8> = got.iter().map(|g| g.head.opcode).collect();
         assert_eq!(ops, [1, 2, 9, 1, 0, 8]);
@@ -318,7 +318,7 @@ fn close_code_ours_and_theirs_agree() {
         f.header_mut().mask = Some(KEYS[1]);
         f.format(&mut theirs).expect("format");
         assert_eq!(&ours[..n], &theirs[..]);
-        let mut dec = Decoder::new(Role::Client, 0, 0);
+        let mut dec = Decoder::new(Role::Client, false, 0);
         decode(&mut dec, &theirs, 3);
         assert_eq!(dec.close_code(), Some(code));
         assert_eq!(u8::from(OpCode::Control(Control::Close)), opcode::CLOSE);

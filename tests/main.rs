@@ -21,6 +21,7 @@ mod engine_handshake;
 mod engine_relay;
 mod frame_tungstenite;
 mod redirects;
+mod relay_end;
 
 // Limits: count, message and plan limits, identification, release on every path, the table
 // of run-time keys, control frames.

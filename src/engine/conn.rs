@@ -276,9 +276,6 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub phase: Phase,
     pub flags: u16,
-    /// The close code owed to a client that broke the protocol, sent once the backend has
-    /// answered our close (0: none).
-    pub client_fail: u16,
     pub api: ApiIdx,
     /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::row_for`).
     pub metrics_row: u16,

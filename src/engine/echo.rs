@@ -165,7 +165,7 @@ impl Gateway {
         };
         let mut frame_bytes = [0u8; 131];
         let n = frame::write_close(&mut frame_bytes, code, reason, None);
-        c.up.dec = frame::Decoder::new(frame::Role::Client, 0, 0);
+        c.up.dec = frame::Decoder::new(frame::Role::Client, false, 0);
         inject(&mut self.pool, &mut c.up, &frame_bytes[..n]);
         c.set(flag::FAILING);
         let grace = self.model.settings.bounds.close_grace;

@@ -160,7 +160,6 @@ impl Gateway {
                     Phase::Head
                 },
                 flags,
-                client_fail: 0,
                 api: 0,
                 metrics_row: super::metrics::NO_ROW,
                 wsu: 0,
@@ -168,8 +167,8 @@ impl Gateway {
                 deadline: 0,
                 armed: 0,
                 model: self.model.clone(),
-                up: Flow::new(Decoder::new(Role::Client, 0, max_msg)),
-                down: Flow::new(Decoder::new(Role::Server, 0, max_msg)),
+                up: Flow::new(Decoder::new(Role::Client, false, max_msg)),
+                down: Flow::new(Decoder::new(Role::Server, false, max_msg)),
                 hs: None,
                 limits: None,
                 activity: None,

@@ -11,7 +11,7 @@ use super::stream::Stream;
 use crate::activity::Closer;
 use crate::model::{LimitIdx, OverLimitAction};
 use crate::policy::limits::Counters;
-use crate::ws::frame::{self, Next, Role, opcode};
+use crate::ws::frame::{self, Next, Role};
 use std::io::{self, Read, Write};
 
 pub(super) enum Io {
@@ -152,8 +152,6 @@ pub(super) struct Seen {
     /// A message over a hard limit, in `close` mode: the close code for the client and the
     /// limit.
     pub over_limit: Option<(u16, LimitIdx)>,
-    /// Decoding stopped in front of a close frame that was asked to be held back.
-    pub held_close: bool,
     /// The source sent more control frames in a second than `bounds.max-control-frames`;
     /// decoding stopped in front of the one too many.
     pub control_flood: bool,
@@ -179,13 +177,11 @@ pub(super) enum Admit {
 /// `admit` is asked once per data message, at its first frame, before any of it is forwarded.
 /// Every control frame counts against `control`; a ping or pong over it stops decoding in front
 /// of itself, while a close frame always passes (it is its side's last frame, and its code is
-/// the peer's to give). With `hold_close`, decoding stops in front of a close frame and leaves
-/// it undecoded. A partial frame header stays after `flow.out` until more bytes arrive.
+/// the peer's to give). A partial frame header stays after `flow.out` until more bytes arrive.
 pub(super) fn decode(
     pool: &mut Pool,
     flow: &mut Flow,
     seen: &mut Seen,
-    hold_close: bool,
     control: ControlBound,
     admit: &mut dyn FnMut() -> Admit,
 ) {
@@ -197,10 +193,6 @@ pub(super) fn decode(
         if flow.dec.closed() {
             // Nothing may follow a close frame: whatever does is dropped.
             r = end;
-            break;
-        }
-        if hold_close && flow.dec.remaining() == 0 && buf[r] & 0x0f == opcode::CLOSE {
-            seen.held_close = true;
             break;
         }
         let control_payload = flow.dec.in_control();
@@ -313,11 +305,6 @@ impl Gateway {
             return;
         }
         if c.has(flag::BACKEND_EOF) {
-            if c.client_fail != 0 {
-                // The backend ended after our close: now the client learns why.
-                let code = c.client_fail;
-                return self.fail(key, Some((code, close_reason(code))), None);
-            }
             if c.has(flag::BACKEND_CLOSED) || c.has(flag::CLIENT_CLOSED) {
                 // The backend closed properly, or answered the client's close by closing the
                 // connection: once what it sent reached the client we are done.
@@ -326,9 +313,12 @@ impl Gateway {
                 }
                 return;
             }
+            // Gone without a close frame (FIN or reset, perhaps inside a frame): the client
+            // sees the same, once what was relayed has reached it. A close frame of ours would
+            // tell it of a clean close that never happened.
             log::debug!("backend of {} went away without a close frame", c.peer);
             self.note_close(key, Closer::Backend, 1006);
-            return self.fail(key, Some((1001, "backend went away")), None);
+            return self.fail(key, None, None);
         }
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
@@ -337,8 +327,9 @@ impl Gateway {
                 }
                 return;
             }
+            log::debug!("client {} went away without a close frame", c.peer);
             self.note_close(key, Closer::Client, 1006);
-            return self.fail(key, None, Some((1001, "client went away")));
+            return self.fail(key, None, None);
         }
         if moved {
             let c = &self.conns[key];
@@ -441,9 +432,8 @@ impl Gateway {
                 }
             }
         }
-        // Closing, or the client broke the protocol: what the source still sends is not forwarded.
-        let failing = c.flags & flag::FAILING != 0 || (up && c.client_fail != 0);
-        if failing {
+        // Closing: what the source still sends is not forwarded.
+        if c.flags & flag::FAILING != 0 {
             if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
                 discard(src, &mut c.flags, src_readable, src_eof);
             }
@@ -486,19 +476,11 @@ impl Gateway {
             messages += u64::from(matches!(a, Admit::Forward));
             a
         };
-        let hold_close = !up && c.client_fail != 0;
         let control = ControlBound {
             now_secs: now,
             max: self.model.settings.bounds.max_control_frames,
         };
-        decode(
-            &mut self.pool,
-            flow,
-            &mut seen,
-            hold_close,
-            control,
-            &mut admit,
-        );
+        decode(&mut self.pool, flow, &mut seen, control, &mut admit);
         let relayed = u64::from(flow.out - before);
         moved |= relayed != 0;
         let close_code = flow.dec.close_code();
@@ -522,7 +504,7 @@ impl Gateway {
             // exactly between frames; the decoder starts afresh so the close can be queued there.
             // Nothing more is decoded on this flow.
             let role = if up { Role::Client } else { Role::Server };
-            flow.dec = frame::Decoder::new(role, 0, 0);
+            flow.dec = frame::Decoder::new(role, false, 0);
             log::info!(
                 "{} message over a hard limit from {}: closing with {code}",
                 if up { "client" } else { "backend" },
@@ -573,43 +555,16 @@ impl Gateway {
                 "protocol error from {}: {reason}",
                 if up { "client" } else { "backend" }
             );
+            // The connection fails at once (RFC 6455 §7.1.7): what the other side sends from
+            // now on is not relayed, not even answers to messages before the fault.
             if up {
-                self.client_failed(key, code);
+                self.fail(key, Some((code, close_reason(code))), Some((1001, "")));
             } else {
                 self.fail(key, Some((1001, "")), Some((code, reason)));
             }
             return false;
         }
-        if seen.held_close {
-            // The backend's answer to our close, after a client protocol error: the client gets
-            // the gateway's own close instead.
-            let code = c.client_fail;
-            self.fail(key, Some((code, close_reason(code))), None);
-            return false;
-        }
         moved
-    }
-
-    /// The client broke the protocol. Its input stops here and the backend gets close 1001 at
-    /// once, but what the backend already sent (echoes of earlier messages) still reaches the
-    /// client; the client's close (`code`) replaces the backend's close frame, so the client
-    /// sees the same as it would from the backend alone.
-    fn client_failed(&mut self, key: usize, code: u16) {
-        let mask = self.random().to_le_bytes();
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        c.client_fail = code;
-        c.set(flag::CLIENT_CLOSED);
-        let mut frame = [0u8; 131];
-        let m = [mask[0], mask[1], mask[2], mask[3]];
-        let n = frame::write_close(&mut frame, 1001, "", Some(m));
-        if c.has(flag::BACKEND_CLOSED) || !inject(&mut self.pool, &mut c.up, &frame[..n]) {
-            return self.fail(key, Some((code, close_reason(code))), None);
-        }
-        let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
-        self.drive_relay(key);
     }
 
     /// Ends a relay from the gateway's side: sends each side the given close frame (or nothing),

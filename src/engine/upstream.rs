@@ -318,10 +318,9 @@ impl Gateway {
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
                     handshake::client_101(&mut reply, &upgrade.key, &neg, &hs.txn, &extra);
-                    let allow_rsv = if neg.extensions.is_some() { 0b111 } else { 0 };
                     let max = self.model.settings.bounds.max_message_size;
-                    c.up.dec = Decoder::new(Role::Client, allow_rsv, max);
-                    c.down.dec = Decoder::new(Role::Server, allow_rsv, max);
+                    c.up.dec = Decoder::new(Role::Client, neg.deflate(), max);
+                    c.down.dec = Decoder::new(Role::Server, neg.deflate(), max);
                     // The backend's bytes after its head are frames: they follow our 101.
                     if !splice_head(&mut self.pool, &mut c.down, start, used, &reply) {
                         self.metrics.backend_error(BackendError::InvalidResponse);

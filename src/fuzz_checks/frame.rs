@@ -11,8 +11,8 @@ use crate::ws::frame::{
 const LIMITS: [u64; 6] = [u64::MAX, 0, 1, 125, 1000, 65536];
 
 /// The `ws_frame` target. After the read sizes, one byte picks the role (client frames masked
-/// or server frames unmasked), the RSV bits extensions allow and the message limit; the rest
-/// is the stream. Decoded whole and read by read, the events must be the same; the payload
+/// or server frames unmasked), whether permessage-deflate was negotiated and the message
+/// limit; the rest is the stream. Decoded whole and read by read, the events must be the same; the payload
 /// unmasked piece by piece must match a byte-by-byte unmasking; re-encoding the decoded
 /// frames with [`write_header`] must decode to the same frames; and a close frame written with
 /// [`write_close`] from the input's bytes must decode to its code and reason.
@@ -26,9 +26,9 @@ pub fn frames(data: &[u8]) {
     } else {
         Role::Server
     };
-    let allow_rsv = (pick >> 1) & 0b111;
+    let deflate = pick & 0b10 != 0;
     let limit = LIMITS[usize::from(pick >> 4) % LIMITS.len()];
-    let decoder = Decoder::new(role, allow_rsv, limit);
+    let decoder = Decoder::new(role, deflate, limit);
 
     let whole = decode(decoder.clone(), stream, &mut Reads::split(&[]).0);
     let split = decode(decoder.clone(), stream, &mut reads.clone());
@@ -222,7 +222,7 @@ fn close_round_trip(role: Role, stream: &[u8]) {
     let mut out = [0u8; MAX_CLOSE_FRAME];
     let n = write_close(&mut out, code, &reason, mask);
     let t = decode(
-        Decoder::new(role, 0, 0),
+        Decoder::new(role, false, 0),
         &out[..n],
         &mut Reads::split(&[]).0,
     );

@@ -89,6 +89,7 @@ enum Fault {
     Masked,
     Rsv,
     RsvControl,
+    RsvContinuation,
     Opcode,
     ControlLong,
     ControlFragmented,
@@ -99,11 +100,12 @@ enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 11] = [
+    const ALL: [Fault; 12] = [
         Fault::Unmasked,
         Fault::Masked,
         Fault::Rsv,
         Fault::RsvControl,
+        Fault::RsvContinuation,
         Fault::Opcode,
         Fault::ControlLong,
         Fault::ControlFragmented,
@@ -128,6 +130,7 @@ impl Fault {
             Fault::Masked => (CLOSE_PROTOCOL_ERROR, "server frame masked"),
             Fault::Rsv => (CLOSE_PROTOCOL_ERROR, "reserved bits set"),
             Fault::RsvControl => (CLOSE_PROTOCOL_ERROR, "reserved bits on control frame"),
+            Fault::RsvContinuation => (CLOSE_PROTOCOL_ERROR, "RSV1 on a continuation frame"),
             Fault::Opcode => (CLOSE_PROTOCOL_ERROR, "reserved opcode"),
             Fault::ControlLong => (CLOSE_PROTOCOL_ERROR, "control frame too long"),
             Fault::ControlFragmented => (CLOSE_PROTOCOL_ERROR, "fragmented control frame"),
@@ -140,17 +143,19 @@ impl Fault {
     }
 }
 
-// Bits of `Decoder::flags`. Bits 4..=6 hold the allowed RSV bits in their header-byte position.
+// Bits of `Decoder::flags`.
 const CLIENT: u8 = 0x01;
 const IN_MESSAGE: u8 = 0x02;
 const CLOSED: u8 = 0x04;
 const HAS_CODE: u8 = 0x08;
-const ALLOW_RSV: u8 = 0x70;
+/// permessage-deflate was negotiated: RSV1 may mark a message's first frame.
+const DEFLATE: u8 = 0x10;
 const DEAD: u8 = 0x80;
 
 // Fields of the first header byte.
 const FIN: u8 = 0x80;
 const RSV: u8 = 0x70;
+const RSV1: u8 = 0x40;
 const OPCODE: u8 = 0x0F;
 
 /// Incremental frame decoder for one direction of a connection. 40 bytes on 64-bit targets.
@@ -180,12 +185,17 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// `allow_rsv`: RSV bits the negotiated extensions may set (`0b100` = RSV1 for
-    /// permessage-deflate). `max_message`: limit on the sum of a data message's frame lengths.
-    pub fn new(role: Role, allow_rsv: u8, max_message: u64) -> Decoder {
-        let mut flags = (allow_rsv << 4) & ALLOW_RSV;
+    /// `deflate`: permessage-deflate was negotiated (RFC 7692), so RSV1 may mark the first
+    /// frame of a compressed message; no other RSV use is allowed. `max_message`: limit on the
+    /// sum of a data message's frame lengths (compressed lengths when compressed: the gateway
+    /// never inflates).
+    pub fn new(role: Role, deflate: bool, max_message: u64) -> Decoder {
+        let mut flags = 0;
         if role == Role::Client {
             flags |= CLIENT;
+        }
+        if deflate {
+            flags |= DEFLATE;
         }
         Decoder {
             max_message,
@@ -293,8 +303,11 @@ impl Decoder {
             if usize::from(len7) > MAX_CONTROL_PAYLOAD {
                 return self.fail(Fault::ControlLong);
             }
-        } else if rsv & !(self.flags & ALLOW_RSV) != 0 {
+        } else if rsv & !RSV1 != 0 || (rsv != 0 && self.flags & DEFLATE == 0) {
             return self.fail(Fault::Rsv);
+        } else if rsv != 0 && op == opcode::CONTINUATION {
+            // RFC 7692 §6.1: the "compressed" bit belongs to a message's first frame only.
+            return self.fail(Fault::RsvContinuation);
         }
         match (client, b1 & 0x80 != 0) {
             (true, false) => return self.fail(Fault::Unmasked),
@@ -666,7 +679,7 @@ mod tests {
     }
 
     fn dec(role: Role) -> Decoder {
-        Decoder::new(role, 0, u64::MAX)
+        Decoder::new(role, false, u64::MAX)
     }
 
     fn header_len_for(role: Role, len: u64) -> usize {
@@ -878,7 +891,7 @@ mod tests {
                 let i = rng.below(stream.len() as u64) as usize;
                 stream[i] = rng.next() as u8;
             }
-            let d = Decoder::new(role, (round % 8) as u8, 1 + rng.below(400));
+            let d = Decoder::new(role, round % 2 == 1, 1 + rng.below(400));
             let reference = whole(d.clone(), &stream);
             let t = run(d, &stream, &mut || 1 + rng.below(9) as usize);
             assert_eq!(t, reference, "round {round}");
@@ -944,8 +957,8 @@ mod tests {
         assert!(t.frames[2].after_close && t.frames[2].msg_end);
     }
 
-    fn violation(role: Role, allow_rsv: u8, stream: &[u8]) -> Option<(u16, &'static str)> {
-        whole(Decoder::new(role, allow_rsv, 1000), stream).violation
+    fn violation(role: Role, deflate: bool, stream: &[u8]) -> Option<(u16, &'static str)> {
+        whole(Decoder::new(role, deflate, 1000), stream).violation
     }
 
     #[test]
@@ -954,79 +967,131 @@ mod tests {
         let k = Some(KEYS[0]);
         let e = |b0| encode(b0, k, Form::Min, b"");
         let pe = (1002, "");
-        let cases: Vec<(Role, u8, Vec<u8>, &str)> = vec![
-            (C, 0, vec![0x81, 0x00], "client frame not masked"),
-            (C, 0, vec![0x89, 0x00], "client frame not masked"),
-            (S, 0, e(0x81), "server frame masked"),
-            (S, 0, vec![0xC1, 0x00], "reserved bits set"),
-            (S, 0b100, vec![0xA1, 0x00], "reserved bits set"),
-            (S, 0b011, vec![0xC1, 0x00], "reserved bits set"),
-            (S, 0b111, vec![0xC9, 0x00], "reserved bits on control frame"),
-            (S, 0b111, vec![0x98, 0x00], "reserved bits on control frame"),
+        let cases: Vec<(Role, bool, Vec<u8>, &str)> = vec![
+            (C, false, vec![0x81, 0x00], "client frame not masked"),
+            (C, false, vec![0x89, 0x00], "client frame not masked"),
+            (S, false, e(0x81), "server frame masked"),
             (
                 C,
-                0,
+                false,
                 e(0x01).into_iter().chain(e(0xC0)).collect(),
                 "reserved bits set",
             ),
-            (S, 0, vec![0x89, 126, 0, 126], "control frame too long"),
+            (S, false, vec![0x89, 126, 0, 126], "control frame too long"),
             (
                 S,
-                0,
+                false,
                 vec![0x88, 127, 0, 0, 0, 0, 0, 0, 0, 126],
                 "control frame too long",
             ),
-            (S, 0, vec![0x09, 0x00], "fragmented control frame"),
-            (C, 0, e(0x80), "continuation without message"),
-            (S, 0, vec![0x00, 0x00], "continuation without message"),
+            (S, false, vec![0x09, 0x00], "fragmented control frame"),
+            (C, false, e(0x80), "continuation without message"),
+            (S, false, vec![0x00, 0x00], "continuation without message"),
             (
                 S,
-                0,
+                false,
                 vec![0x01, 0x00, 0x81, 0x00],
                 "new message inside message",
             ),
             (
                 S,
-                0,
+                false,
                 vec![0x02, 0x00, 0x89, 0x00, 0x02, 0x00],
                 "new message inside message",
             ),
             (
                 S,
-                0,
+                false,
                 vec![0x81, 0x00, 0x80, 0x00],
                 "continuation without message",
             ),
             (
                 S,
-                0,
+                false,
                 vec![0x82, 127, 0xFF, 0, 0, 0, 0, 0, 0, 0],
                 "length high bit set",
             ),
         ];
         let mut cases = cases;
         for op in (3..=7).chain(11..=15) {
-            cases.push((S, 0b111, vec![0x80 | op, 0x00], "reserved opcode"));
-            cases.push((C, 0, e(0x80 | op), "reserved opcode"));
+            cases.push((S, true, vec![0x80 | op, 0x00], "reserved opcode"));
+            cases.push((C, false, e(0x80 | op), "reserved opcode"));
         }
-        for (role, allow, stream, reason) in cases {
+        for (role, deflate, stream, reason) in cases.into_iter().chain(rsv_violations()) {
             assert_eq!(
-                violation(role, allow, &stream),
+                violation(role, deflate, &stream),
                 Some((pe.0, reason)),
                 "{stream:02x?}"
             );
             // Decided from the first two bytes of the offending header when possible.
             if reason != "length high bit set" && reason != "control frame too long" {
                 let start = stream.len() - if role == C && stream.len() >= 6 { 6 } else { 2 };
-                let t = whole(Decoder::new(role, allow, 1000), &stream[..start + 2]);
+                let t = whole(Decoder::new(role, deflate, 1000), &stream[..start + 2]);
                 assert_eq!(t.violation, Some((1002, reason)), "early, {stream:02x?}");
             }
         }
-        // Allowed RSV bits pass, on first frames and on continuations.
-        assert_eq!(violation(S, 0b100, &[0xC1, 0x00]), None);
-        assert_eq!(violation(S, 0b111, &[0x71, 0x00, 0xF0, 0x00]), None);
-        let t = whole(Decoder::new(S, 0b100, 10), &[0xC1, 0x01, b'x']);
-        assert_eq!(t.frames[0].head.rsv, 0b100);
+    }
+
+    /// Every misuse of the RSV bits, with and without permessage-deflate, in both roles.
+    fn rsv_violations() -> Vec<(Role, bool, Vec<u8>, &'static str)> {
+        let mut out = Vec::new();
+        for role in [Role::Client, Role::Server] {
+            let mask = (role == Role::Client).then_some(KEYS[1]);
+            let f = |b0| encode(b0, mask, Form::Min, b"");
+            let then = |a: u8, b: u8| f(a).into_iter().chain(f(b)).collect::<Vec<u8>>();
+            for deflate in [false, true] {
+                // RSV2 and RSV3 have no meaning with any extension wsgate relays.
+                for rsv in [0x20, 0x10, 0x30, 0x60, 0x70] {
+                    for op in [0x81, 0x82] {
+                        out.push((role, deflate, f(op | rsv), "reserved bits set"));
+                    }
+                    out.push((role, deflate, then(0x01, rsv), "reserved bits set"));
+                }
+                // No RSV bit on a control frame, whatever was negotiated.
+                for op in [0x88, 0x89, 0x8A] {
+                    for rsv in [0x40, 0x20, 0x10] {
+                        let reason = "reserved bits on control frame";
+                        out.push((role, deflate, f(op | rsv), reason));
+                    }
+                }
+            }
+            // RSV1 without permessage-deflate.
+            out.push((role, false, f(0xC1), "reserved bits set"));
+            out.push((role, false, f(0x42), "reserved bits set"));
+            out.push((role, false, then(0x01, 0xC0), "reserved bits set"));
+            // With it, RSV1 marks a message's first frame and never a continuation.
+            let reason = "RSV1 on a continuation frame";
+            out.push((role, true, then(0x01, 0xC0), reason));
+            out.push((role, true, then(0x41, 0xC0), reason));
+            out.push((role, true, then(0x42, 0x40), reason));
+        }
+        out
+    }
+
+    #[test]
+    fn rsv1_passes_only_on_a_first_frame_with_permessage_deflate() {
+        for role in [Role::Client, Role::Server] {
+            let mask = (role == Role::Client).then_some(KEYS[2]);
+            let f = |b0, p: &[u8]| encode(b0, mask, Form::Min, p);
+            // A compressed message in one frame, a fragmented compressed message with a ping
+            // between its frames, and an uncompressed message.
+            let stream: Vec<u8> = [
+                f(0xC1, b"one"),
+                f(0x42, b"tw"),
+                f(0x89, b""),
+                f(0x80, b"o"),
+                f(0x81, b"plain"),
+            ]
+            .concat();
+            let t = whole(Decoder::new(role, true, 1000), &stream);
+            assert_eq!(t.violation, None);
+            let rsv: Vec<u8> = t.frames.iter().map(|f| f.head.rsv).collect();
+            assert_eq!(rsv, [0b100, 0b100, 0, 0, 0]);
+            // Without the extension the first frame already fails.
+            let t = whole(Decoder::new(role, false, 1000), &stream);
+            assert_eq!(t.violation, Some((1002, "reserved bits set")));
+            assert!(t.frames.is_empty());
+        }
     }
 
     #[test]
@@ -1055,7 +1120,7 @@ mod tests {
                 .enumerate()
                 .flat_map(|(i, &(b0, n))| fr(role, b0, &pattern(n), i))
                 .collect();
-            whole(Decoder::new(role, 0, 10), &s)
+            whole(Decoder::new(role, false, 10), &s)
         };
         let big = Some((1009, "message too big"));
         assert_eq!(at(&[(0x81, 10)]).violation, None);
@@ -1073,7 +1138,7 @@ mod tests {
         assert_eq!(t.violation, big);
         assert_eq!(t.frames.len(), 2);
         assert_eq!(t.frames[1].payload.len(), 5);
-        let mut d = Decoder::new(Role::Server, 0, 10);
+        let mut d = Decoder::new(Role::Server, false, 10);
         assert_eq!(d.next(&[0x82, 126, 0x01]), Next::NeedMore);
         assert_eq!(
             d.next(&[0x82, 126, 0x01, 0x00]),
@@ -1082,7 +1147,7 @@ mod tests {
         );
         // Zero limit still allows empty messages.
         assert_eq!(
-            whole(Decoder::new(Role::Server, 0, 0), &[0x81, 0x00]).violation,
+            whole(Decoder::new(Role::Server, false, 0), &[0x81, 0x00]).violation,
             None
         );
     }

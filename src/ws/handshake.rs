@@ -209,6 +209,18 @@ pub struct Negotiated {
     pub extensions: Option<String>,
 }
 
+impl Negotiated {
+    /// permessage-deflate (RFC 7692) is in effect: its frames carry RSV1, which the relay
+    /// passes on a message's first frame. The gateway never inflates; both ends do.
+    pub fn deflate(&self) -> bool {
+        self.extensions
+            .as_deref()
+            .into_iter()
+            .flat_map(extension_names)
+            .any(|n| n.eq_ignore_ascii_case("permessage-deflate"))
+    }
+}
+
 /// Why the backend's answer is not a usable upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendAnswer {
@@ -599,6 +611,25 @@ mod tests {
         );
         let lenient = ok101("").replace("Upgrade: websocket", "Upgrade: WebSocket");
         assert!(check_backend_response(&resp(&lenient), KEY, None, None).is_ok());
+    }
+
+    #[test]
+    fn deflate_only_when_permessage_deflate_was_agreed() {
+        let with = |e: Option<&str>| Negotiated {
+            protocol: None,
+            extensions: e.map(str::to_owned),
+        };
+        assert!(with(Some("permessage-deflate")).deflate());
+        assert!(
+            with(Some(
+                "x-foo; a=\"b, c\", PerMessage-Deflate; client_max_window_bits"
+            ))
+            .deflate()
+        );
+        assert!(!with(None).deflate());
+        assert!(!with(Some("x-webkit-deflate-frame")).deflate());
+        // A parameter value is not an extension name.
+        assert!(!with(Some("x-foo; a=\"permessage-deflate\"")).deflate());
     }
 
     #[test]

@@ -7,15 +7,11 @@ AGENT means the file's only agent. The first round defines the cases. Later roun
 the cases that differed. A case passes when some outcome (behavior, behaviorClose) of B is also
 an outcome of A in any round: some cases depend on how TCP segments the frames, and even the
 backend tested directly gives OK in one run and NON-STRICT in the next. Cases that needed a
-recheck are listed as "agreed on recheck".
+recheck are listed as "agreed on recheck". Any other difference is a failure: there is no class
+of accepted differences.
 
-Two differences are accepted, each listed on its own line: a case that is NON-STRICT directly
-and OK through wsgate (wsgate delivers the echo of the messages before a client's protocol
-error, then closes with 1002); and when the backend fails a connection by dropping TCP without a close
-frame, wsgate sends the client close 1001 ("backend went away") rather than dropping it too. Such
-cases pass when their verdict (behavior) is the same; they are listed separately.
-
-Prints A's own results, the cases that still differ, and the closing line `N passed, N failed`.
+Prints A's own results, the counts by group, the cases that still differ, and the closing line
+`N passed, N failed`.
 --ids-out writes the ids still differing, one per line. Exit 1 on any difference or when no case
 was compared. Runs on Python 2.7 and 3.
 """
@@ -53,25 +49,6 @@ def outcomes(result):
     return {(result.get("behavior"), result.get("behaviorClose"))}
 
 
-def backend_vanished(ra, rb):
-    """The one documented difference: the backend failed the connection by dropping TCP (no
-    close code seen directly, close behaviour OK), and wsgate told the client with close 1001
-    ("backend went away") instead of dropping it too. The verdict itself must be the same."""
-    return (ra is not None and rb is not None and
-            ra.get("behavior") == rb.get("behavior") and
-            ra.get("remoteCloseCode") is None and ra.get("behaviorClose") == "OK" and
-            rb.get("remoteCloseCode") == 1001)
-
-
-def stricter(ra, rb):
-    """wsgate passes strictly where the backend alone passes only non-strictly: after a client's
-    protocol error wsgate still delivers what the backend sent for the messages before it, so
-    the echo the case waits for arrives, and then closes with 1002."""
-    return (ra is not None and rb is not None and
-            ra.get("behavior") == "NON-STRICT" and ra.get("behaviorClose") == "OK" and
-            rb.get("behavior") == "OK" and rb.get("behaviorClose") == "OK")
-
-
 def main(argv):
     ids_out = None
     if len(argv) > 2 and argv[1] == "--ids-out":
@@ -88,7 +65,8 @@ def main(argv):
     first_a, first_b = rounds[0]
     cases = sorted(set(first_a) | set(first_b), key=case_key)
 
-    passed, failed, rechecked, rows, vanished, better = 0, 0, [], [], [], []
+    passed, failed, rechecked, rows = 0, 0, [], []
+    groups = {}
     for case in cases:
         seen_a, seen_b = set(), set()
         agreed_at = None
@@ -98,18 +76,15 @@ def main(argv):
             if seen_a & seen_b:
                 agreed_at = n
                 break
-        if agreed_at is None and any(backend_vanished(a.get(case), b.get(case)) for a, b in rounds):
+        group = groups.setdefault(case.split(".")[0], [0, 0])
+        if agreed_at is not None:
             passed += 1
-            vanished.append(case)
-        elif agreed_at is None and any(stricter(a.get(case), b.get(case)) for a, b in rounds):
-            passed += 1
-            better.append(case)
-        elif agreed_at is not None:
-            passed += 1
+            group[0] += 1
             if agreed_at > 0:
                 rechecked.append(case)
         else:
             failed += 1
+            group[1] += 1
             rows.append((case, show(seen_a), show(seen_b)))
 
     tally = {}
@@ -117,13 +92,10 @@ def main(argv):
         key = "%s/%s" % (r.get("behavior"), r.get("behaviorClose"))
         tally[key] = tally.get(key, 0) + 1
     print("%s on its own: %s" % (name_a, ", ".join("%d %s" % (n, k) for k, n in sorted(tally.items()))))
+    print("by group (passed/failed): %s" % ", ".join(
+        "%s: %d/%d" % (g, p, f) for g, (p, f) in sorted(groups.items(), key=lambda i: int(i[0]))))
     if rechecked:
         print("agreed on recheck: %s" % " ".join(rechecked))
-    if better:
-        print("stricter through wsgate (OK where the backend alone is NON-STRICT): %s" % " ".join(better))
-    if vanished:
-        print("same verdict; the backend dropped TCP and wsgate sent close 1001 (documented): %s"
-              % " ".join(vanished))
     if rows:
         width = max(len(r[1]) for r in rows + [("", name_a, "")])
         print("differences (%s vs %s; behavior/behaviorClose seen in any round):" % (name_a, name_b))

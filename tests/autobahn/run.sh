@@ -2,25 +2,38 @@
 # Autobahn|Testsuite conformance comparison: the same echo backend tested directly and through
 # wsgate in one run; a correct proxy reproduces the direct result of every case.
 #
+# With Autobahn there are two passes, one per echo backend of Autobahn's own: `wstest -m
+# echoserver`, which fails a connection by dropping TCP, over every case but groups 12 and 13
+# (it declines permessage-deflate), then `wstest -m testeeserver`, which accepts
+# permessage-deflate, over groups 12 and 13 (see the end of this file for why only those).
+# With kosoku, one pass against Python websockets.
+#
 # usage: tests/autobahn/run.sh [WSGATE_BINARY]
 #   binary: the argument, else $WSGATE, else target/release/wsgate, else target/debug/wsgate
 # environment:
-#   AUTOBAHN_CASES     comma separated case globs (default 1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*)
+#   AUTOBAHN_CASES     comma separated case globs (default 1.* to 7.*, 9.*, 10.*, 12.*, 13.*;
+#                      all but group 8, which the suite itself does not have)
 #   AUTOBAHN_EXCLUDE   comma separated case globs to leave out (default none)
 #   AUTOBAHN_SELF_TEST 1: both agents point at the backend directly (checks this script; no wsgate)
 #   AUTOBAHN_RUNNER    auto (default), autobahn (wstest on Python 2.7) or kosoku (Python 3)
 #   AUTOBAHN_RECHECKS  rounds re-running only the cases that differed (default 10; a round of a
 #                      few cases takes seconds, and some cases vary run to run even directly)
+#   AUTOBAHN_PARALLEL  1 (default): the two agents run at the same time, each fuzzing client
+#                      against its own instance of the echo backend (groups 12 and 13 take
+#                      minutes per agent); 0: one after the other, against one backend
 #   WSGATE_RUST_LOG    RUST_LOG for wsgate (default info)
 # exit: 0 all cases equal, 1 some differ, 2 setup failed, 77 no runner can be installed here.
-# Prints a table of differing cases and the line `N passed, N failed` (cases equal / differing).
+# Prints, per pass, the counts by group, a table of differing cases and the line `N passed, N
+# failed` (cases equal / differing): a case passes only when wsgate's behavior and behaviorClose
+# are the backend's own.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cache="$root/tests/.cache"
 reports="$cache/autobahn-reports"
-cases="${AUTOBAHN_CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
+cases="${AUTOBAHN_CASES:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*}"
+parallel="${AUTOBAHN_PARALLEL:-1}"
 exclude="${AUTOBAHN_EXCLUDE:-}"
 self_test="${AUTOBAHN_SELF_TEST:-0}"
 runner="${AUTOBAHN_RUNNER:-auto}"
@@ -117,27 +130,29 @@ port_open() {
     "$py" -c 'import socket, sys; s = socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1"
 }
 
-# Starts the echo backend; sets backend_port. The port is picked by binding port 0 first; if
-# another program takes it before the backend binds, the backend dies and we try another one.
+# Starts the pass's echo backend, named $1 (its log is $work/backend-PASS-$1.log); sets
+# backend_port. The port
+# is picked by binding port 0 first; if another program takes it before the backend binds, the
+# backend dies and we try another one.
 start_backend() {
-    local attempt pid i
+    local name=$1 attempt pid i log="$work/backend-$pass-$1.log" err="$work/backend-$pass-$1.err"
     for attempt in 1 2 3 4 5; do
         if [ "$runner" = autobahn ]; then
             backend_port="$(free_port)"
-            (cd "$work" && exec "$ab_venv/bin/wstest" -m echoserver -w "ws://127.0.0.1:$backend_port") \
-                >"$work/backend.log" 2>&1 &
+            (cd "$work" && exec "$ab_venv/bin/wstest" -m "$pass_backend" -w "ws://127.0.0.1:$backend_port") \
+                >"$log" 2>&1 &
             pid=$!
         else
             local pypeer
             pypeer="$(bash "$root/tests/peers/setup.sh")" || die "Python websockets peer setup failed"
-            "$pypeer" "$root/tests/peers/ws_echo.py" --port 0 >"$work/backend.log" 2>"$work/backend.err" &
+            "$pypeer" "$root/tests/peers/ws_echo.py" --port 0 >"$log" 2>"$err" &
             pid=$!
         fi
         pids+=("$pid")
         for i in $(seq 300); do
             kill -0 "$pid" 2>/dev/null || break
             if [ "$runner" = kosoku ]; then
-                backend_port="$(head -n1 "$work/backend.log" | grep -E '^[0-9]+$' || true)"
+                backend_port="$(head -n1 "$log" | grep -E '^[0-9]+$' || true)"
                 [ -n "$backend_port" ] && return 0
             elif port_open "$backend_port"; then
                 return 0
@@ -145,23 +160,23 @@ start_backend() {
             sleep 0.1
         done
         stop_pid "$pid"
-        say "backend did not come up (attempt $attempt):"
-        tail -n 20 "$work/backend.log" "$work/backend.err" >&2 2>/dev/null || true
+        say "backend $name did not come up (attempt $attempt):"
+        tail -n 20 "$log" "$err" >&2 2>/dev/null || true
     done
     die "no echo backend"
 }
 
-# Starts wsgate with a keyless, limitless API at base path / in front of the backend; sets
-# gateway_port from its `listening on ADDR (plain)` log line.
+# Starts wsgate with a keyless, limitless API at base path / in front of the pass's backend for
+# it; sets gateway_pid, and gateway_port from its `listening on ADDR (plain)` log line.
 start_wsgate() {
     local bin=$1 pid i addr
-    cat >"$work/gateway.yaml" <<EOF
+    cat >"$work/gateway-$pass.yaml" <<EOF
 listeners:
   - address: 127.0.0.1:0
 products: [autobahn-product.yaml]
 catalog:
   name: sandbox
-  properties: { target-url: "ws://127.0.0.1:$backend_port/" }
+  properties: { target-url: "ws://127.0.0.1:$backend_port_b/" }
 applications: []
 bounds:
   max-connections: 1000
@@ -227,12 +242,13 @@ apis:
     $ref: autobahn-api.yaml
 product: 1.0.0
 EOF
-    RUST_LOG="${WSGATE_RUST_LOG:-info}" RUST_LOG_STYLE=never "$bin" --config "$work/gateway.yaml" \
-        >"$work/wsgate.out" 2>"$work/wsgate.log" &
+    RUST_LOG="${WSGATE_RUST_LOG:-info}" RUST_LOG_STYLE=never "$bin" --config "$work/gateway-$pass.yaml" \
+        >"$work/wsgate-$pass.out" 2>"$work/wsgate-$pass.log" &
     pid=$!
     pids+=("$pid")
+    gateway_pid=$pid
     for i in $(seq 200); do
-        addr="$(sed -n 's/.*listening on \([^ ]*\) (plain).*/\1/p' "$work/wsgate.log" | head -n1)"
+        addr="$(sed -n 's/.*listening on \([^ ]*\) (plain).*/\1/p' "$work/wsgate-$pass.log" | head -n1)"
         if [ -n "$addr" ]; then
             gateway_port="${addr##*:}"
             return 0
@@ -241,28 +257,9 @@ EOF
         sleep 0.1
     done
     say "wsgate did not log a plain listener:"
-    tail -n 40 "$work/wsgate.log" >&2
+    tail -n 40 "$work/wsgate-$pass.log" >&2
     exit 2
 }
-
-start_backend
-say "runner $runner, echo backend on 127.0.0.1:$backend_port"
-agent_b=wsgate
-if [ "$self_test" = 1 ]; then
-    agent_b=direct-again
-    url_b="ws://127.0.0.1:$backend_port/"
-else
-    bin="${1:-${WSGATE:-}}"
-    if [ -z "$bin" ]; then
-        for c in "$root/target/release/wsgate" "$root/target/debug/wsgate"; do
-            [ -x "$c" ] && { bin="$c"; break; }
-        done
-    fi
-    [ -n "$bin" ] && [ -x "$bin" ] || die "no wsgate binary (argument, \$WSGATE or target/*/wsgate)"
-    start_wsgate "$bin"
-    say "wsgate $bin on 127.0.0.1:$gateway_port"
-    url_b="ws://127.0.0.1:$gateway_port/"
-fi
 
 json_list() {
     local item out="" sep="" items=()
@@ -275,83 +272,176 @@ json_list() {
     echo "[$out]"
 }
 
-# Runs the cases (comma separated) against both agents into $reports/round-N; sets round_args to
-# the four compare.py arguments of that round.
-run_round() {
-    local n=$1 round_cases=$2 out="$reports/round-$1" fuzz
-    mkdir -p "$out"
+# Starts the fuzzing client for one agent (name, url) over the cases, reporting into $out/NAME,
+# in the background (so that a signal to this script reaches the trap at once) and bounded in
+# time; sets fuzz to its pid.
+fuzz_agent() {
+    local n=$1 name=$2 url=$3 round_cases=$4 dir="$out/$2"
+    mkdir -p "$dir"
     if [ "$runner" = autobahn ]; then
-        cat >"$work/spec-$n.json" <<EOF
+        cat >"$work/spec-$pass-$n-$name.json" <<EOF
 {
   "options": {"failByDrop": false},
-  "outdir": "$out",
-  "servers": [
-    {"agent": "direct", "url": "ws://127.0.0.1:$backend_port/"},
-    {"agent": "$agent_b", "url": "$url_b"}
-  ],
+  "outdir": "$dir",
+  "servers": [{"agent": "$name", "url": "$url"}],
   "cases": $(json_list "$round_cases"),
   "exclude-cases": $(json_list "$exclude"),
   "exclude-agent-cases": {}
 }
 EOF
-        # In the background so a signal to this script reaches the trap at once; bounded in time.
-        (cd "$work" && exec timeout 1800 "$ab_venv/bin/wstest" -m fuzzingclient -s "$work/spec-$n.json") \
-            >"$work/fuzz-$n.log" 2>&1 &
-        fuzz=$!
-        pids+=("$fuzz")
-        wait "$fuzz" || { tail -n 40 "$work/fuzz-$n.log" >&2; die "wstest fuzzingclient failed"; }
-        [ -f "$out/index.json" ] || { tail -n 40 "$work/fuzz-$n.log" >&2; die "wstest wrote no report"; }
-        round_args=("$out/index.json" direct "$out/index.json" "$agent_b")
+        (cd "$work" && exec timeout 3600 "$ab_venv/bin/wstest" -m fuzzingclient -s "$work/spec-$pass-$n-$name.json") \
+            >"$work/fuzz-$pass-$n-$name.log" 2>&1 &
     else
-        local args=() globs=() g target name hostport
+        local args=() globs=() g hostport="${url#ws://}"
         IFS=, read -ra globs <<<"$round_cases"
         for g in "${globs[@]}"; do [ -n "$g" ] && args+=(-i "$g"); done
         IFS=, read -ra globs <<<"$exclude"
         for g in "${globs[@]}"; do [ -n "$g" ] && args+=(-x "$g"); done
-        for target in "direct 127.0.0.1:$backend_port" "$agent_b ${url_b#ws://}"; do
-            name="${target%% *}"
-            hostport="${target#* }"
-            hostport="${hostport%/}"
-            # kosoku exits 1 when a case fails on its own; the comparison decides.
-            timeout 1800 "$kosoku_venv/bin/kosoku" "${args[@]}" -o "$out/$name" "$hostport" \
-                >"$work/fuzz-$n-$name.log" 2>&1 &
-            fuzz=$!
-            pids+=("$fuzz")
-            wait "$fuzz" || true
-            [ -f "$out/$name/index.json" ] || { tail -n 40 "$work/fuzz-$n-$name.log" >&2; die "kosoku wrote no report for $name"; }
-        done
+        timeout 3600 "$kosoku_venv/bin/kosoku" "${args[@]}" -o "$dir" "${hostport%/}" \
+            >"$work/fuzz-$pass-$n-$name.log" 2>&1 &
+    fi
+    fuzz=$!
+    pids+=("$fuzz")
+}
+
+# Waits for one agent's fuzzing client and checks that it wrote its report.
+wait_agent() {
+    local n=$1 name=$2 pid=$3 ok=0
+    wait "$pid" && ok=1
+    # kosoku exits 1 when a case fails on its own; the comparison decides.
+    if [ "$ok" = 0 ] && [ "$runner" = autobahn ]; then
+        tail -n 40 "$work/fuzz-$pass-$n-$name.log" >&2
+        die "wstest fuzzingclient failed for $name"
+    fi
+    [ -f "$out/$name/index.json" ] || { tail -n 40 "$work/fuzz-$pass-$n-$name.log" >&2; die "no report for $name"; }
+}
+
+# Runs the cases (comma separated) against both agents into $reports/round-N, at the same time
+# or one after the other; sets round_args to the four compare.py arguments of that round.
+run_round() {
+    local n=$1 round_cases=$2 pid_a
+    out="$reports/$pass/round-$1"
+    fuzz_agent "$n" direct "ws://127.0.0.1:$backend_port_a/" "$round_cases"
+    pid_a=$fuzz
+    if [ "$parallel" != 1 ]; then
+        wait_agent "$n" direct "$pid_a"
+    fi
+    fuzz_agent "$n" "$agent_b" "$url_b" "$round_cases"
+    if [ "$parallel" = 1 ]; then
+        wait_agent "$n" direct "$pid_a"
+    fi
+    wait_agent "$n" "$agent_b" "$fuzz"
+    if [ "$runner" = autobahn ]; then
+        round_args=("$out/direct/index.json" direct "$out/$agent_b/index.json" "$agent_b")
+    else
         # kosoku names the agent after the server's Server header: take each file's only agent.
         round_args=("$out/direct/index.json" "" "$out/$agent_b/index.json" "")
     fi
 }
 
+bin=""
+if [ "$self_test" != 1 ]; then
+    bin="${1:-${WSGATE:-}}"
+    if [ -z "$bin" ]; then
+        for c in "$root/target/release/wsgate" "$root/target/debug/wsgate"; do
+            [ -x "$c" ] && { bin="$c"; break; }
+        done
+    fi
+    [ -n "$bin" ] && [ -x "$bin" ] || die "no wsgate binary (argument, \$WSGATE or target/*/wsgate)"
+fi
+
+# One pass: the cases (comma separated) against the backend program `wstest -m $pass_backend`
+# directly and through a wsgate of its own, with rechecks of the cases that differ; appends the
+# comparison to $work/compare.out and sets pass_rc to compare.py's exit code.
+run_pass() {
+    local name
+    pass=$1 pass_backend=$2
+    local pass_cases=$3 started=$SECONDS n rc=1 round_cases all_args=() pass_pids=()
+    # Each agent has its own instance of the backend when they run at the same time, so neither
+    # waits for the other's traffic; one after the other, they share one.
+    start_backend direct
+    pass_pids+=("${pids[-1]}")
+    backend_port_a=$backend_port
+    if [ "$parallel" = 1 ]; then
+        start_backend behind
+        pass_pids+=("${pids[-1]}")
+    fi
+    backend_port_b=$backend_port
+    name="$pass_backend"
+    [ "$runner" = kosoku ] && name="Python websockets echo"
+    say "pass $pass: $name on 127.0.0.1:$backend_port_a, for wsgate on 127.0.0.1:$backend_port_b"
+    agent_b=wsgate
+    if [ "$self_test" = 1 ]; then
+        agent_b=direct-again
+        url_b="ws://127.0.0.1:$backend_port_b/"
+    else
+        start_wsgate "$bin"
+        pass_pids+=("$gateway_pid")
+        say "pass $pass: wsgate $bin on 127.0.0.1:$gateway_port"
+        url_b="ws://127.0.0.1:$gateway_port/"
+    fi
+    round_cases="$pass_cases"
+    for n in $(seq 0 "$rechecks"); do
+        run_round "$n" "$round_cases"
+        all_args+=("${round_args[@]}")
+        set +e
+        "$py" "$here/compare.py" --ids-out "$work/differing" "${all_args[@]}" >"$work/compare-$pass.out"
+        rc=$?
+        set -e
+        [ "$rc" -eq 0 ] && break
+        [ -s "$work/differing" ] || break
+        # Many differences are a real fault, not chance: two rechecks show that well enough.
+        if [ "$(wc -l <"$work/differing")" -gt 20 ] && [ "$n" -ge 2 ]; then break; fi
+        round_cases="$(paste -sd, "$work/differing")"
+        if [ "$n" -lt "$rechecks" ]; then
+            say "pass $pass: rechecking $(wc -l <"$work/differing") differing case(s): $round_cases"
+        fi
+    done
+    say "pass $pass ran in $((SECONDS - started)) s; reports in $reports/$pass"
+    { echo "== pass $pass (backend: $name; cases $pass_cases)"; cat "$work/compare-$pass.out"; } >>"$work/compare.out"
+    if [ "$rc" -ne 0 ] && [ "$self_test" != 1 ]; then
+        say "pass $pass: wsgate log (last 30 lines):"
+        tail -n 30 "$work/wsgate-$pass.log" >&2
+    fi
+    for n in "${pass_pids[@]}"; do stop_pid "$n"; done
+    pass_rc=$rc
+}
+
 rm -rf "$reports"
 mkdir -p "$reports"
+: >"$work/compare.out"
 rechecks="${AUTOBAHN_RECHECKS:-10}"
 start=$SECONDS
-all_args=()
-round_cases="$cases"
-rc=1
-for n in $(seq 0 "$rechecks"); do
-    run_round "$n" "$round_cases"
-    all_args+=("${round_args[@]}")
-    set +e
-    "$py" "$here/compare.py" --ids-out "$work/differing" "${all_args[@]}" >"$work/compare.out"
-    rc=$?
-    set -e
-    [ "$rc" -eq 0 ] && break
-    [ -s "$work/differing" ] || break
-    # Many differences are a real fault, not chance: two rechecks show that well enough.
-    if [ "$(wc -l <"$work/differing")" -gt 20 ] && [ "$n" -ge 2 ]; then break; fi
-    round_cases="$(paste -sd, "$work/differing")"
-    if [ "$n" -lt "$rechecks" ]; then
-        say "rechecking $(wc -l <"$work/differing") differing case(s): $round_cases"
+rc=0
+if [ "$runner" = autobahn ]; then
+    # Autobahn's echoserver fails a connection by dropping TCP (so a relay must not invent a
+    # close there) and declines permessage-deflate: it takes every group but 12 and 13. Its
+    # testeeserver, the same echo with failByDrop off, accepts permessage-deflate: it takes
+    # groups 12 and 13. Not the others: in groups 3 to 5, seven cases look at how an endpoint
+    # fails after a client's protocol error, which through wsgate is wsgate's own doing. wsgate
+    # fails at once, as the echoserver does (NON-STRICT: the echo of the message before the
+    # error does not come); the testeeserver still echoes it first (OK).
+    drop_cases="" deflate_cases=""
+    IFS=, read -ra globs <<<"$cases"
+    for g in "${globs[@]}"; do
+        case "$g" in
+        "") ;;
+        12.* | 13.*) deflate_cases="$deflate_cases${deflate_cases:+,}$g" ;;
+        *) drop_cases="$drop_cases${drop_cases:+,}$g" ;;
+        esac
+    done
+    if [ -n "$drop_cases" ]; then
+        run_pass echoserver echoserver "$drop_cases"
+        [ "$pass_rc" -eq 0 ] || rc=$pass_rc
     fi
-done
-say "suite ran in $((SECONDS - start)) s; reports in $reports"
-cat "$work/compare.out"
-if [ "$rc" -ne 0 ] && [ "$self_test" != 1 ]; then
-    say "wsgate log (last 30 lines):"
-    tail -n 30 "$work/wsgate.log" >&2
+    if [ -n "$deflate_cases" ]; then
+        run_pass testeeserver testeeserver "$deflate_cases"
+        [ "$pass_rc" -eq 0 ] || rc=$pass_rc
+    fi
+else
+    run_pass websockets websockets "$cases"
+    rc=$pass_rc
 fi
+say "suite ran in $((SECONDS - start)) s"
+cat "$work/compare.out"
 exit "$rc"
