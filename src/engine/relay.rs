@@ -11,7 +11,7 @@ use super::stream::Stream;
 use crate::activity::Closer;
 use crate::model::{LimitIdx, OverLimitAction};
 use crate::policy::limits::Counters;
-use crate::ws::frame::{self, Next, Role};
+use crate::ws::frame::{self, Next, Role, opcode};
 use std::io::{self, Read, Write};
 
 pub(super) enum Io {
@@ -524,7 +524,7 @@ impl Gateway {
             // As for a message over a limit: the frame refused was not forwarded, so the
             // destination sits between frames, and nothing more is decoded on this flow.
             let role = if up { Role::Client } else { Role::Server };
-            flow.dec = frame::Decoder::new(role, 0, 0);
+            flow.dec = frame::Decoder::new(role, false, 0);
             log::info!(
                 "{} {} sent more than {} control frames in a second: closing it with 1008",
                 if up { "client" } else { "backend of" },
@@ -682,7 +682,7 @@ mod tests {
         flow.end += bytes.len() as u32;
         let mut seen = Seen::default();
         let bound = ControlBound { now_secs, max: 3 };
-        decode(pool, flow, &mut seen, false, bound, &mut || Admit::Forward);
+        decode(pool, flow, &mut seen, bound, &mut || Admit::Forward);
         let out = pool.get(id)[flow.head as usize..flow.out as usize].to_vec();
         flow.head = flow.out;
         (out, seen)
@@ -691,13 +691,13 @@ mod tests {
     #[test]
     fn control_frames_over_the_bound_stop_decoding_in_front_of_the_one_too_many() {
         let mut pool = Pool::new(4096, 1);
-        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, false, 1 << 20));
         let (out, seen) = run(&mut flow, &mut pool, &pings(5, &[]), 100);
         assert!(seen.control_flood);
         assert_eq!(out, pings(3, &[]), "exactly the bound's worth is forwarded");
 
         // A new second on a fresh flow: the bound's worth passes, and a pong is counted too.
-        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, false, 1 << 20));
         let (out, seen) = run(&mut flow, &mut pool, &pings(3, &[]), 100);
         assert!(!seen.control_flood);
         assert_eq!(out.len(), 9);
@@ -708,7 +708,7 @@ mod tests {
         assert_eq!(out, [0x8a, 0]);
 
         // Data frames do not count; a close over the bound still passes.
-        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, false, 1 << 20));
         let text = [0x81, 2, b'h', b'i'];
         let close = [0x88, 2, 0x03, 0xe8];
         let mut bytes = pings(3, &text);
@@ -724,7 +724,7 @@ mod tests {
     #[test]
     fn a_dropped_message_is_cut_out_and_what_follows_moves_up() {
         let mut pool = Pool::new(4096, 1);
-        let mut flow = Flow::new(frame::Decoder::new(Role::Server, 0, 1 << 20));
+        let mut flow = Flow::new(frame::Decoder::new(Role::Server, false, 1 << 20));
         let id = flow.buffer(&mut pool);
         let (a, b, c) = ([0x81, 1, b'a'], [0x81, 2, b'b', b'b'], [0x82, 1, b'c']);
         // A fragmented message (text, then a ping inside it, then its continuation) is dropped
@@ -741,7 +741,7 @@ mod tests {
             max: 10,
         };
         let mut admit = || verdicts.next().expect("one verdict per message");
-        decode(&mut pool, &mut flow, &mut seen, false, bound, &mut admit);
+        decode(&mut pool, &mut flow, &mut seen, bound, &mut admit);
         let buf = pool.get(id);
         let want = [&a[..], &[0x89, 0], &c].concat();
         assert_eq!(&buf[..flow.out as usize], &want[..]);
@@ -753,7 +753,7 @@ mod tests {
         buf[end..end + 2].copy_from_slice(&bytes);
         flow.end += 2;
         let mut more = || Admit::Forward;
-        decode(&mut pool, &mut flow, &mut seen, false, bound, &mut more);
+        decode(&mut pool, &mut flow, &mut seen, bound, &mut more);
         let tail = &pool.get(id)[want.len()..flow.out as usize];
         assert_eq!(tail, [0x81, 1, b'd']);
         assert_eq!(flow.out, flow.end);
