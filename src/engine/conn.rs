@@ -277,6 +277,8 @@ pub struct Conn {
     pub backend: Option<Stream>,
     pub peer: SocketAddr,
     pub phase: Phase,
+    /// The index of the listener it came in on (255 for any beyond), for per-listener counts.
+    pub listener: u8,
     pub flags: u16,
     /// The close code owed to a client that broke the protocol, sent once the backend has
     /// answered our close (0: none).

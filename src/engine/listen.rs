@@ -138,6 +138,7 @@ impl Gateway {
                 backend: None,
                 peer,
                 phase: Phase::Head,
+                listener: u8::try_from(index).unwrap_or(u8::MAX),
                 flags,
                 client_fail: 0,
                 api: 0,
@@ -153,6 +154,8 @@ impl Gateway {
                 activity: None,
             });
             self.stats.accepted += 1;
+            self.metrics
+                .accepted(u8::try_from(index).unwrap_or(u8::MAX));
             self.stats.open = self.conns.len();
             // A TLS client first has the handshake timeout; the head timeout starts once the
             // handshake is done (see `read_head`).

@@ -328,7 +328,7 @@ impl Gateway {
                     super::activity::head_out(&mut c.activity, &reply, self.now);
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
-                    self.metrics.upgraded(&c.model, c.api, took);
+                    self.metrics.upgraded(&c.model, c.api, c.listener, took);
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;
