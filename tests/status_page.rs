@@ -218,3 +218,38 @@ fn a_closed_websocket_gives_its_place_back_on_the_page() {
     assert_eq!(plain["websockets"].as_u64(), Some(1), "{plain:?}");
     assert_eq!(plain["connections"].as_u64(), Some(1), "{plain:?}");
 }
+
+/// A reload that fails shows with its first error, and the config in use stays the one loaded
+/// before; the next good reload clears it.
+#[test]
+fn a_failed_reload_shows_with_its_first_error() {
+    let s = scene(None);
+    let before = status(&s.gw, None);
+    assert!(before["config"]["reload_failed"].is_null(), "{before:?}");
+    let file = before["config"]["file"]
+        .as_str()
+        .expect("config file")
+        .to_string();
+    let good = std::fs::read_to_string(&file).expect("read gateway.yaml");
+    std::fs::write(&file, "listeners: [\n").expect("break gateway.yaml");
+    let reload = |gw: &Gateway| {
+        http_request(gw.addr("admin"), "POST", "/reload", &[], b"")
+            .expect("POST /reload")
+            .status
+    };
+    assert_eq!(reload(&s.gw), 422);
+    let v = status(&s.gw, None);
+    let failed = &v["config"]["reload_failed"];
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("gateway.yaml"),
+        "the first error names the file: {v:?}"
+    );
+    assert_eq!(v["config"]["reloads"].as_u64(), Some(1), "{v:?}");
+    assert_eq!(v["config"]["loaded"], before["config"]["loaded"], "{v:?}");
+    std::fs::write(&file, good).expect("mend gateway.yaml");
+    assert_eq!(reload(&s.gw), 200);
+    let v = status(&s.gw, None);
+    assert!(v["config"]["reload_failed"].is_null(), "{v:?}");
+    assert_eq!(v["config"]["reloads"].as_u64(), Some(2), "{v:?}");
+}

@@ -159,7 +159,7 @@ pub struct LimitRow {
 pub struct Inputs<'a> {
     pub version: &'a str,
     pub config_file: &'a str,
-    /// Unix time (seconds) now, on the limits' clock.
+    /// Unix time (seconds) now.
     pub now: u64,
     pub info: &'a Info,
     pub listeners: &'a [ListenerRow],
@@ -583,7 +583,8 @@ impl Gateway {
         json(&Inputs {
             version: env!("CARGO_PKG_VERSION"),
             config_file: &file,
-            now: self.now_secs,
+            // Uptime and "ago" on the wall clock, not the limits' (tests may move that one).
+            now: super::unix_now(),
             info: &self.status.info,
             listeners: &listeners,
             limits: &limits,
