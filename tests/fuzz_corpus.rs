@@ -1,5 +1,5 @@
-//! Replays the kept fuzz corpus (fuzz/corpus/TARGET/) and the inputs that once made a target
-//! fail (fuzz/regressions/TARGET/, kept apart because minimising the corpus may drop them)
+//! Replays the kept fuzz corpus (tests/fuzz/corpus/TARGET/) and the inputs that once made a target
+//! fail (tests/fuzz/regressions/TARGET/, kept apart because minimising the corpus may drop them)
 //! through the same checks the libFuzzer targets run (src/fuzz_checks), on the stable toolchain
 //! and without libFuzzer.
 
@@ -7,9 +7,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use wsgate::fuzz_checks;
 
-/// The files of `fuzz/KIND/TARGET`, sorted; none when the directory does not exist.
+/// The files of `tests/fuzz/KIND/TARGET`, sorted; none when the directory does not exist.
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
         .join("fuzz")
         .join(kind)
         .join(target);
@@ -27,7 +28,10 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 /// Runs `check` on every kept input of one target and fails naming each file that panics.
 fn replay(target: &str, check: fn(&[u8])) {
     let corpus = inputs("corpus", target);
-    assert!(!corpus.is_empty(), "fuzz/corpus/{target} holds no inputs");
+    assert!(
+        !corpus.is_empty(),
+        "tests/fuzz/corpus/{target} holds no inputs"
+    );
     let files = [corpus, inputs("regressions", target)].concat();
     let mut failed = Vec::new();
     let mut bytes = 0;

@@ -45,11 +45,12 @@ mod policy_catch;
 // TLS on both sides.
 mod tls;
 
-// Operating it: activity log, metrics, reload.
+// Operating it: activity log, metrics, reload, the status page.
 mod activity_log;
 mod admin_auth;
 mod metrics;
 mod reload;
+mod status_page;
 
 // Abuse, faults and conformance.
 mod adversaries;

@@ -340,6 +340,9 @@ impl Gateway {
             return;
         };
         let status = status_of(bytes);
+        if status >= 400 && !c.has(flag::ADMIN) {
+            self.metrics.refused(status);
+        }
         if c.has(flag::UPGRADE_ASKED) {
             c.clear(flag::UPGRADE_ASKED);
             let limited = self.counters.take_last_rejected().is_some();
@@ -392,6 +395,8 @@ impl Gateway {
             c.clear(flag::UPGRADE_ASKED);
             self.metrics.upgrade_failed(Failure::Aborted);
         }
+        self.metrics
+            .connection_closed(c.listener, c.phase == Phase::Open);
         if c.phase == Phase::Open {
             self.metrics.websocket_closed(&c.model, c.api);
             let gone = if c.has(flag::CLIENT_EOF) {

@@ -1,4 +1,5 @@
 //! The admin listener: small HTTP answers about the running gateway, served on the same loop.
+//! `GET /` (the status page, see [`super::status`]) and its `GET /status` (JSON),
 //! `GET /healthz`, `GET /stats` (JSON: connections, upgrades, buffers in flight) and
 //! `GET /metrics` (Prometheus text format, see [`super::metrics`]); `POST /reload` loads the
 //! config again and says whether it was applied. With `admin.token-file`, everything but
@@ -23,6 +24,8 @@ impl Gateway {
             return;
         }
         let (status, body) = match (head.method(), head.path()) {
+            ("GET", "/") => (200, super::status::PAGE.to_string()),
+            ("GET", "/status") => (200, self.status_json()),
             ("GET", "/healthz") => (200, "ok\n".to_string()),
             ("GET", "/stats") => (200, self.stats_json()),
             ("GET", "/metrics") => (200, self.metrics_text()),
@@ -54,20 +57,24 @@ impl Gateway {
                 self.now_secs += secs;
                 (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
             }
-            (_, "/healthz" | "/stats" | "/limits" | "/metrics" | "/reload") => {
+            (_, "/" | "/status" | "/healthz" | "/stats" | "/limits" | "/metrics" | "/reload") => {
                 (405, "method not allowed\n".to_string())
             }
             _ => (404, "not found\n".to_string()),
         };
-        let kind = if body.starts_with('{') {
-            "application/json"
+        let (kind, page_policy) = if body.starts_with('{') {
+            ("application/json", "")
         } else if body.starts_with("# HELP") {
-            "text/plain; version=0.0.4; charset=utf-8"
+            ("text/plain; version=0.0.4; charset=utf-8", "")
+        } else if body.starts_with("<!DOCTYPE html>") {
+            // The page draws the JSON of its own origin only, and no other site may frame it.
+            ("text/html; charset=utf-8", PAGE_POLICY)
         } else {
-            "text/plain"
+            ("text/plain", "")
         };
+        // Every answer is the state of the moment.
         let mut reply = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\n{page_policy}Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             crate::http::response::reason(status),
             body.len()
         );
@@ -121,9 +128,16 @@ impl Gateway {
         crate::http::response::error(
             &mut out,
             401,
-            "The admin listener needs Authorization: Bearer <token>.",
+            "The admin listener needs Authorization: Bearer <token>, or Basic with the token as the password.",
             &txn,
-            &[("WWW-Authenticate", "Bearer realm=\"wsgate admin\"")],
+            // Basic too, so that a browser opening the status page shows its login dialog.
+            &[
+                ("WWW-Authenticate", "Bearer realm=\"wsgate admin\""),
+                (
+                    "WWW-Authenticate",
+                    "Basic realm=\"wsgate admin\", charset=\"UTF-8\"",
+                ),
+            ],
         );
         Some(out)
     }
@@ -215,6 +229,10 @@ impl Gateway {
         )
     }
 }
+
+/// The status page's headers: its inline script and style run, it fetches from its own origin
+/// only, and no page of another site can frame it.
+const PAGE_POLICY: &str = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\n";
 
 pub(super) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

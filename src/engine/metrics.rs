@@ -28,7 +28,7 @@ pub enum Failure {
     Aborted,
 }
 
-const FAILURES: [&str; 5] = [
+pub(super) const FAILURES: [&str; 5] = [
     "limit",
     "rejected",
     "backend_error",
@@ -46,15 +46,24 @@ pub enum BackendError {
     InvalidResponse,
 }
 
-const BACKEND_ERRORS: [&str; 5] = ["resolve", "connect", "tls", "timeout", "invalid_response"];
+pub(super) const BACKEND_ERRORS: [&str; 5] =
+    ["resolve", "connect", "tls", "timeout", "invalid_response"];
 
 /// Upper bounds of the handshake latency histogram, in seconds.
-const BUCKETS: [f64; 13] = [
+pub(super) const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// A row that [`Metrics::row_for`] could not give in 16 bits.
 pub const NO_ROW: u16 = u16::MAX;
+
+/// Connections open now on one listener (by its index in the gateway's listeners), and of them
+/// WebSockets upgraded on both sides.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerOpen {
+    pub connections: u64,
+    pub websockets: u64,
+}
 
 /// How one config's API indices map to rows.
 #[derive(Debug)]
@@ -68,25 +77,30 @@ pub struct Metrics {
     /// The configs seen, the current one first.
     rows: Vec<Rows>,
     /// `name:version` of each API row, and the name of each limit row.
-    api_names: Vec<String>,
+    pub(super) api_names: Vec<String>,
     limit_names: Vec<String>,
     /// Open WebSocket connections, by API.
-    open: Vec<u64>,
-    upgrades: u64,
-    failed: [u64; 5],
+    pub(super) open: Vec<u64>,
+    pub(super) upgrades: u64,
+    pub(super) failed: [u64; 5],
     /// Plain calls answered by a backend, by API.
-    calls: Vec<u64>,
+    pub(super) calls: Vec<u64>,
     /// Data messages and bytes relayed, by API: [client to backend, backend to client].
-    messages: Vec<[u64; 2]>,
-    bytes: Vec<[u64; 2]>,
+    pub(super) messages: Vec<[u64; 2]>,
+    pub(super) bytes: Vec<[u64; 2]>,
     /// Connections closed because of a limit, by limit.
     limit_closes: Vec<u64>,
     /// Connections closed because one side sent too many control frames: [client, backend].
     control_closes: [u64; 2],
-    backend_errors: [u64; 5],
+    pub(super) backend_errors: [u64; 5],
     /// Backend handshake latency: per bucket (not cumulative), then above the last.
-    handshake: [u64; BUCKETS.len() + 1],
-    handshake_sum: f64,
+    pub(super) handshake: [u64; BUCKETS.len() + 1],
+    pub(super) handshake_sum: f64,
+    /// Open connections and WebSockets by listener.
+    pub(super) listeners: Vec<ListenerOpen>,
+    /// The gateway's own refusals by code, in the order codes first appear: HTTP statuses of
+    /// 400 and above it answered with, and close codes it sent to clients (not 1000 or 1001).
+    pub(super) refusals: Vec<(u16, u64)>,
 }
 
 impl Metrics {
@@ -151,9 +165,42 @@ impl Metrics {
         self.backend_errors[why as usize] += 1;
     }
 
-    /// A 101 went to the client, `took` after the gateway started to connect to the backend.
-    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, took: Duration) {
+    /// A connection came in on listener `listener`.
+    pub fn accepted(&mut self, listener: u8) {
+        self.listener(listener).connections += 1;
+    }
+
+    /// A connection of listener `listener` ended; `websocket`: it was an upgraded one.
+    pub fn connection_closed(&mut self, listener: u8, websocket: bool) {
+        let l = self.listener(listener);
+        l.connections = l.connections.saturating_sub(1);
+        if websocket {
+            l.websockets = l.websockets.saturating_sub(1);
+        }
+    }
+
+    fn listener(&mut self, listener: u8) -> &mut ListenerOpen {
+        let i = usize::from(listener);
+        if i >= self.listeners.len() {
+            self.listeners.resize(i + 1, ListenerOpen::default());
+        }
+        &mut self.listeners[i]
+    }
+
+    /// The gateway refused something with `code`: an HTTP status of its own answer, or the
+    /// close code it sent a client. Codes are few, so a look-up is enough.
+    pub fn refused(&mut self, code: u16) {
+        match self.refusals.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, n)) => *n += 1,
+            None => self.refusals.push((code, 1)),
+        }
+    }
+
+    /// A 101 went to the client of listener `listener`, `took` after the gateway started to
+    /// connect to the backend.
+    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, listener: u8, took: Duration) {
         self.upgrades += 1;
+        self.listener(listener).websockets += 1;
         let r = self.api_row(model, api);
         if let Some(n) = self.open.get_mut(r) {
             *n += 1;
@@ -537,46 +584,70 @@ impl Gateway {
     }
 }
 
+/// What the process itself uses, from /proc and getrlimit; `None` where it cannot be read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub resident_bytes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub max_files: Option<u64>,
+}
+
+impl Process {
+    pub fn read() -> Process {
+        // statm: size resident shared ... in pages.
+        let resident = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok());
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+        // The directory being read holds one descriptor itself.
+        let open_files = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|dir| dir.count().saturating_sub(1) as u64);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct passed.
+        let max_files = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0)
+            .then_some(lim.rlim_cur);
+        Process {
+            resident_bytes: resident.map(|pages| pages * page),
+            open_files,
+            max_files,
+        }
+    }
+}
+
 /// The standard process metrics of Prometheus client libraries, from /proc.
 fn process_metrics(out: &mut String) {
-    // statm: size resident shared ... in pages.
-    let resident = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok());
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
-    if let Some(pages) = resident {
+    let p = Process::read();
+    if let Some(bytes) = p.resident_bytes {
         family(
             out,
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory size in bytes.",
         );
-        let _ = writeln!(out, "process_resident_memory_bytes {}", pages * page);
+        let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
     }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+    if let Some(n) = p.open_files {
         family(
             out,
             "process_open_fds",
             "gauge",
             "Number of open file descriptors.",
         );
-        // The directory being read holds one descriptor itself.
-        let _ = writeln!(out, "process_open_fds {}", dir.count().saturating_sub(1));
+        let _ = writeln!(out, "process_open_fds {n}");
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+    if let Some(n) = p.max_files {
         family(
             out,
             "process_max_fds",
             "gauge",
             "Maximum number of open file descriptors.",
         );
-        let _ = writeln!(out, "process_max_fds {}", lim.rlim_cur);
+        let _ = writeln!(out, "process_max_fds {n}");
     }
 }
 
@@ -628,10 +699,10 @@ mod tests {
     fn rows_follow_api_names_across_configs() {
         let old = model(&["chat"]);
         let mut m = Metrics::new(&old);
-        m.upgraded(&old, 0, Duration::from_millis(2));
+        m.upgraded(&old, 0, 0, Duration::from_millis(2));
         let new = model(&["news", "chat"]);
-        m.upgraded(&new, 0, Duration::from_millis(2));
-        m.upgraded(&new, 1, Duration::from_millis(2));
+        m.upgraded(&new, 0, 0, Duration::from_millis(2));
+        m.upgraded(&new, 1, 0, Duration::from_millis(2));
         let chat = m.row_for(&old, 0);
         m.relayed(chat, &old, 0, true, 3, 30);
         assert_eq!(m.api_names, ["chat:1.0.0", "news:1.0.0"]);

@@ -22,6 +22,7 @@ mod relay;
 mod reload;
 mod resolve;
 mod signals;
+mod status;
 pub mod stream;
 pub mod timer;
 mod upstream;
@@ -105,6 +106,8 @@ pub struct Gateway {
     signals: signals::Signals,
     stats: Stats,
     metrics: metrics::Metrics,
+    /// The status page's history ring and what it says about the config.
+    status: status::Status,
     /// Where the activity log goes.
     activity: activity::Sink,
     /// Applications by client id.
@@ -184,6 +187,7 @@ impl Gateway {
             signals,
             stats: Stats::default(),
             metrics: metrics::Metrics::new(&model),
+            status: status::Status::new(now, unix_now()),
             activity: activity::Sink::open(&model.settings.activity_log)?,
             counters: crate::policy::limits::Counters::new(
                 &model,
@@ -227,7 +231,7 @@ impl Gateway {
         let mut events = Events::with_capacity(1024);
         loop {
             self.now = Instant::now();
-            let mut timeout = self.wheel.sleep(self.now);
+            let mut timeout = self.status_sleep(self.wheel.sleep(self.now));
             if let Some(since) = self.stopping {
                 if self.conns.is_empty() {
                     log::info!("all connections closed, exiting");
@@ -292,6 +296,7 @@ impl Gateway {
             ready.clear();
             self.ready_listeners = ready;
             self.expire_timers();
+            self.sample_status();
             self.activity.flush();
             if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {
                 self.paused = false;

@@ -587,6 +587,9 @@ impl Gateway {
         {
             let n = frame::write_close(&mut frame, code, reason, None);
             inject(&mut self.pool, &mut c.down, &frame[..n]);
+            if !matches!(code, 1000 | 1001) {
+                self.metrics.refused(code);
+            }
         }
         if let Some((code, reason)) = to_backend
             && !c.has(flag::CLIENT_CLOSED)

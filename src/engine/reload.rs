@@ -79,7 +79,8 @@ impl Gateway {
         let Some(loader) = self.loader.as_mut() else {
             let why = "this gateway was not started from a config file".to_string();
             log::error!("reload refused: {why}");
-            out.diagnostics.push(why);
+            out.diagnostics.push(why.clone());
+            self.status.reloaded(super::unix_now(), Err(&why));
             return out;
         };
         log::info!(
@@ -103,6 +104,8 @@ impl Gateway {
                     "reload failed with {} problem(s): the running config stays",
                     diags.len()
                 );
+                let first = out.diagnostics.first().map_or("", String::as_str);
+                self.status.reloaded(super::unix_now(), Err(first));
                 return out;
             }
         };
@@ -127,6 +130,7 @@ impl Gateway {
         out.connections = self.move_connections(&mut carry);
         out.carried = carry.carried;
         out.applied = true;
+        self.status.reloaded(super::unix_now(), Ok(()));
         log::info!(
             "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
             self.model.apis.len(),

@@ -330,7 +330,7 @@ impl Gateway {
                     super::activity::own_head_out(&mut c.activity, 101, &hs.txn, &reply, now);
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
-                    self.metrics.upgraded(&c.model, c.api, took);
+                    self.metrics.upgraded(&c.model, c.api, c.listener, took);
                     c.metrics_row = self.metrics.row_for(&c.model, c.api);
                     c.hs = None;
                     c.phase = Phase::Open;

@@ -1,4 +1,4 @@
-//! The properties the fuzz targets in `fuzz/` check, one function per target. The targets call
+//! The properties the fuzz targets in `tests/fuzz/` check, one function per target. The targets call
 //! them from libFuzzer; `tests/fuzz_corpus.rs` calls them on every file of the kept corpus, so
 //! the corpus is replayed on the stable toolchain and the two can never check different things.
 //!

@@ -14,11 +14,14 @@
 //! - `pinger`: a backend that floods pings and reports the close it got
 //! - `load`: sockets by the thousand: source addresses, kernel buffer sizes, resets, measures
 //! - `raw_http`: a raw HTTP backend that answers with fixed bytes (`RawHttpBackend`, `Reply`)
+//! - `browser`: headless Chromium on the status page (`dump_dom`, `screenshot`), installed by
+//!   `tests/peers/setup-chromium.sh`
 //! - `proc`, `sync`: child processes stopped by pid, and waiting on state without sleeps
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod conf;
 pub mod gateway;

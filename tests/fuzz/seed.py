@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the starting corpus of each fuzz target into fuzz/corpus/<target>/ from the
+"""Writes the starting corpus of each fuzz target into tests/fuzz/corpus/<target>/ from the
 project's own inputs: the config fixtures and conf/, the conditions in conf/, tests/ and the
 condition unit tests, real request and response heads, bodies and frames. File names are the
 SHA-1 of the content, as libFuzzer names them. Run from anywhere; then fuzz and `cargo fuzz
@@ -10,8 +10,9 @@ import os
 import re
 import struct
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CORPUS = os.path.join(HERE, "corpus")
 
 
 def put(target, data):
@@ -139,7 +140,9 @@ for name in sorted(os.listdir(fixtures)):
 # Conditions: those of conf/ and tests/, and the string literals of the condition unit tests.
 conditions = set()
 for base in ("conf", "tests"):
-    for dirpath, _, files in os.walk(os.path.join(ROOT, base)):
+    for dirpath, dirs, files in os.walk(os.path.join(ROOT, base)):
+        # The fuzz crate's own corpus and build are not sources of conditions.
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) != HERE]
         for f in files:
             if f.endswith((".yaml", ".rs")):
                 text = open(os.path.join(dirpath, f), encoding="utf-8", errors="replace").read()
