@@ -274,7 +274,14 @@ impl Gateway {
             let coded = resp.headers("transfer-encoding").next().is_some();
             let mut head = Vec::with_capacity(used + 128);
             let to_client = if informational || call.resume.is_none() {
-                let to_client = answer::for_client(client, status, framing, coded);
+                let Some(to_client) = answer::for_client(client, status, framing, coded) else {
+                    drop(resp);
+                    log::warn!(
+                        "backend answer has a transfer coding an HTTP/1.0 client cannot take"
+                    );
+                    self.backend_failed(key, 502, "Invalid response from backend");
+                    return Round::Ended;
+                };
                 call.keep_alive &= !to_client.close;
                 // HTTP/1.0 has no interim answers (RFC 9110 §15.2): the client does not see it.
                 if !informational || client.minor >= 1 {
@@ -309,7 +316,15 @@ impl Gateway {
                     return Round::Ended;
                 };
                 // What the client gets follows the status the flow left.
-                let to_client = answer::for_client(client, edited.status, framing, coded);
+                let Some(to_client) = answer::for_client(client, edited.status, framing, coded)
+                else {
+                    drop(resp);
+                    log::warn!(
+                        "backend answer has a transfer coding an HTTP/1.0 client cannot take"
+                    );
+                    self.backend_failed(key, 502, "Invalid response from backend");
+                    return Round::Ended;
+                };
                 call.keep_alive &= !to_client.close;
                 let answer = Answer {
                     status: edited.status,

@@ -45,20 +45,29 @@ pub struct Client {
 
 /// How an answer with final status `status` reaches `client`, when the backend's body is framed
 /// as `backend` and its head has a `Transfer-Encoding` (`coded`; then its `Content-Length`, if
-/// any, means nothing, RFC 9112 §6.3).
-pub fn for_client(client: Client, status: u16, backend: BodyFraming, coded: bool) -> ClientFraming {
+/// any, means nothing, RFC 9112 §6.3). `None` when the body cannot reach this client as the
+/// backend sent it: the client gets a 502 instead.
+pub fn for_client(
+    client: Client,
+    status: u16,
+    backend: BodyFraming,
+    coded: bool,
+) -> Option<ClientFraming> {
     let bodiless = client.head || status < 200 || status == 204 || status == 304;
     if bodiless {
-        return ClientFraming {
+        return Some(ClientFraming {
             pass: Pass::Drop,
             close: false,
             // For HEAD and 304 it is the length the representation would have (RFC 9110
-            // §8.6); a 204 must not have one.
-            content_length: (client.head || status == 304) && status >= 200 && !coded,
+            // §8.6); a 204 must not have one, even to a HEAD.
+            content_length: (client.head || status == 304)
+                && status >= 200
+                && status != 204
+                && !coded,
             transfer_encoding: false,
-        };
+        });
     }
-    match backend {
+    Some(match backend {
         // Nothing came to relay (the backend was asked with HEAD, or answered 204 or 304 and
         // the flow made it another status): an empty body, which only a close can delimit
         // without changing what the headers say about the representation.
@@ -87,19 +96,26 @@ pub fn for_client(client: Client, status: u16, backend: BodyFraming, coded: bool
             content_length: false,
             transfer_encoding: false,
         },
+        // A coding other than chunked cannot be taken off here, and HTTP/1.0 must not be told
+        // of it (RFC 9112 §6.1): relaying the coded bytes unlabelled would garble the body.
+        BodyFraming::UntilClose if coded && client.minor == 0 => return None,
         BodyFraming::UntilClose => ClientFraming {
             pass: Pass::AsIs,
             close: true,
             content_length: false,
-            transfer_encoding: true,
+            transfer_encoding: coded,
         },
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use BodyFraming::*;
+
+    fn framed(client: Client, status: u16, backend: BodyFraming, coded: bool) -> ClientFraming {
+        for_client(client, status, backend, coded).expect("the body can pass")
+    }
 
     const GET11: Client = Client {
         head: false,
@@ -113,25 +129,29 @@ mod tests {
         head: false,
         minor: 0,
     };
+    const HEAD10: Client = Client {
+        head: true,
+        minor: 0,
+    };
 
     #[test]
     fn a_body_where_none_belongs_is_dropped() {
         for (client, status) in [(HEAD11, 200), (GET11, 204), (GET11, 304), (HEAD11, 404)] {
             for backend in [Length(5), Chunked, UntilClose, None] {
-                let f = for_client(client, status, backend, false);
+                let f = framed(client, status, backend, false);
                 assert_eq!(f.pass, Pass::Drop, "{client:?} {status} {backend:?}");
                 assert!(!f.close && !f.transfer_encoding, "{client:?} {status}");
             }
         }
-        assert!(for_client(HEAD11, 200, Length(5), false).content_length);
-        assert!(for_client(GET11, 304, Length(5), false).content_length);
-        assert!(!for_client(GET11, 204, Length(5), false).content_length);
-        assert!(!for_client(HEAD11, 200, Chunked, true).content_length);
+        assert!(framed(HEAD11, 200, Length(5), false).content_length);
+        assert!(framed(GET11, 304, Length(5), false).content_length);
+        assert!(!framed(GET11, 204, Length(5), false).content_length);
+        assert!(!framed(HEAD11, 200, Chunked, true).content_length);
     }
 
     #[test]
     fn a_body_that_never_came_ends_at_close() {
-        let f = for_client(GET11, 200, None, false);
+        let f = framed(GET11, 200, None, false);
         assert_eq!(
             (f.pass, f.close, f.content_length, f.transfer_encoding),
             (Pass::Drop, true, false, false)
@@ -140,25 +160,49 @@ mod tests {
 
     #[test]
     fn bodies_pass_as_framed_for_http11_and_dechunked_for_http10() {
-        let f = for_client(GET11, 200, Length(5), false);
+        let f = framed(GET11, 200, Length(5), false);
         assert_eq!(
             (f.pass, f.close, f.content_length),
             (Pass::AsIs, false, true)
         );
-        let f = for_client(GET11, 200, Chunked, true);
+        let f = framed(GET11, 200, Chunked, true);
         assert_eq!(
             (f.pass, f.close, f.content_length, f.transfer_encoding),
             (Pass::AsIs, false, false, true)
         );
-        let f = for_client(GET10, 200, Chunked, true);
+        let f = framed(GET10, 200, Chunked, true);
         assert_eq!(
             (f.pass, f.close, f.content_length, f.transfer_encoding),
             (Pass::Dechunk, true, false, false)
         );
-        let f = for_client(GET11, 200, UntilClose, true);
+        let f = framed(GET11, 200, UntilClose, true);
         assert_eq!(
             (f.pass, f.close, f.content_length),
             (Pass::AsIs, true, false)
         );
+    }
+
+    #[test]
+    fn a_head_answered_204_has_no_content_length() {
+        for backend in [Length(5), None] {
+            assert!(!framed(HEAD11, 204, backend, false).content_length);
+        }
+        assert!(framed(HEAD11, 304, Length(5), false).content_length);
+    }
+
+    #[test]
+    fn an_http10_client_gets_no_transfer_coding() {
+        // A close-delimited body without a transfer coding passes as it is.
+        let f = framed(GET10, 200, UntilClose, false);
+        assert_eq!(
+            (f.pass, f.close, f.content_length, f.transfer_encoding),
+            (Pass::AsIs, true, false, false)
+        );
+        // A coding other than chunked cannot be taken off, nor be announced to HTTP/1.0.
+        assert_eq!(for_client(GET10, 200, UntilClose, true), Option::None);
+        // Without a body to carry, the coding does not matter.
+        assert_eq!(framed(HEAD10, 200, UntilClose, true).pass, Pass::Drop);
+        let f = framed(GET11, 200, UntilClose, true);
+        assert!(f.transfer_encoding && f.pass == Pass::AsIs);
     }
 }
