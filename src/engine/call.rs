@@ -262,10 +262,7 @@ impl Gateway {
                 }
             };
             if !informational {
-                call.backend_keep = call.persistent
-                    && resp.minor_version() >= 1
-                    && !resp.has_token("connection", "close")
-                    && framing != BodyFraming::UntilClose;
+                call.backend_keep = call.persistent && resp.keeps_connection(framing);
             }
             let client = answer::Client {
                 head: hs.head.method().eq_ignore_ascii_case("HEAD"),

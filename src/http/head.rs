@@ -279,6 +279,19 @@ impl ResponseHead {
     pub fn raw(&self) -> &str {
         &self.fields.raw
     }
+    /// Whether the connection can carry another exchange after this response, whose body is
+    /// delimited as `framing`: an HTTP/1.1 answer that does not ask to close and whose end is
+    /// not the close. A `Transfer-Encoding` beside a `Content-Length` is framed by the former,
+    /// but tells of a sender whose framing cannot be trusted (RFC 9112 §6.3), so the
+    /// connection goes after it.
+    pub fn keeps_connection(&self, framing: BodyFraming) -> bool {
+        let coded = self.headers("transfer-encoding").next().is_some();
+        let sized = self.headers("content-length").next().is_some();
+        self.minor >= 1
+            && !self.has_token("connection", "close")
+            && framing != BodyFraming::UntilClose
+            && !(coded && sized)
+    }
     /// How the body is delimited, for a response to a GET. Conflicting or invalid
     /// `Content-Length` values are an error, since the body's end would be ambiguous.
     pub fn body_framing(&self) -> Result<BodyFraming, HeadError> {
@@ -830,6 +843,28 @@ mod tests {
             parse_response(b"HTTP/1.1 abc OK\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn faulty_framing_closes_the_connection() {
+        let keeps = |s: &[u8]| {
+            let h = parse_response(s).unwrap().unwrap().0;
+            h.keeps_connection(h.body_framing().unwrap())
+        };
+        assert!(keeps(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"));
+        assert!(keeps(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!keeps(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(!keeps(
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!keeps(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!keeps(b"HTTP/1.1 200 OK\r\n\r\n"));
     }
 
     #[test]
