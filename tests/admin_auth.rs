@@ -346,3 +346,39 @@ fn private_keys_that_others_can_read_are_logged_at_start() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_token_no_authorization_header_can_carry_does_not_load() {
+    use wsgate::config::{Overrides, Severity, load};
+    for bad in [
+        "two words",
+        "tab\there",
+        "first\nsecond",
+        "t\u{7f}k",
+        "tök",
+        "a=b",
+    ] {
+        let conf = TempConf::new();
+        let file = write_token(&conf, bad);
+        let path = gateway_yaml(&conf, "127.0.0.1:0", Some(&file));
+        let errors: Vec<_> = match load(&path, &Overrides::default()) {
+            Ok(_) => panic!("the token {bad:?} loaded"),
+            Err(ds) => ds
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error)
+                .collect(),
+        };
+        let [e] = &errors[..] else {
+            panic!("{bad:?}: expected one error, got {errors:?}");
+        };
+        let shown = e.to_string();
+        assert!(e.field.contains("token-file"), "{bad:?}: {shown}");
+        assert!(shown.contains("gateway.yaml:"), "{bad:?}: {shown}");
+        assert!(shown.contains("admin token"), "{bad:?}: {shown}");
+    }
+    // Every token68 character, and padding at the end, loads.
+    let conf = TempConf::new();
+    let file = write_token(&conf, "Az09-._~+/==");
+    let path = gateway_yaml(&conf, "127.0.0.1:0", Some(&file));
+    assert!(load(&path, &Overrides::default()).is_ok());
+}

@@ -143,10 +143,32 @@ fn admin(doc: &Doc, n: &Node, d: &mut Diags) -> (Option<SocketAddr>, Option<Admi
             );
             return None;
         }
+        // A token no `Authorization` header can carry would lock the admin listener.
+        if !is_token68(token) {
+            d.error(
+                &f,
+                format!(
+                    "'{}' is not a usable admin token: expected one word of letters, digits \
+                     and - . _ ~ + / (then = at the end only), without spaces or other lines",
+                    path.display()
+                ),
+            );
+            return None;
+        }
         warn_if_others_can_read(&f, &path, d);
         Some(AdminToken(token.to_string()))
     });
     (address, token)
+}
+
+/// Whether `token` has the characters a credential in an `Authorization` header can have
+/// (RFC 7235 token68): visible ASCII from a small set, `=` only as padding at the end.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// A file named in the config: must exist.
