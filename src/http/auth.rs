@@ -2,6 +2,7 @@
 //! the `Authorization` header of the admin listener (Bearer, or Basic with the token as the
 //! password), and the host and port of an `Origin` header.
 
+use super::url::TargetUrl;
 use base64::prelude::*;
 
 /// Whether `given` equals `expected`, in a time that depends on the lengths only, never on
@@ -43,37 +44,17 @@ pub fn carries_token(authorization: &str, token: &[u8]) -> bool {
 
 /// The host (lower-cased, IPv6 without brackets) and port of an `Origin` header
 /// (`scheme://host[:port]`, RFC 6454); the port defaults to the scheme's. `None` for `null`
-/// and anything that is not an origin.
+/// and anything that is not an origin. The authority is read as a target URL's is, so both
+/// agree on what a host and a port are.
 pub fn origin_host_port(origin: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = origin.trim().split_once("://")?;
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" | "ws" => 80,
-        "https" | "wss" => 443,
-        _ => return None,
-    };
-    if rest.contains(['/', '?', '#', '@']) || rest.is_empty() {
+    let origin = origin.trim();
+    // An origin is the authority alone: no path, query, fragment or userinfo.
+    let (_, rest) = origin.split_once("://")?;
+    if rest.contains(['/', '?', '#', '@']) {
         return None;
     }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        match after {
-            "" => (host, None),
-            p => (host, Some(p.strip_prefix(':')?)),
-        }
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    let port = match port {
-        None => default_port,
-        Some(p) => p.parse().ok()?,
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_ascii_lowercase(), port))
+    let url = TargetUrl::parse(origin).ok()?;
+    Some((url.host.to_ascii_lowercase(), url.port))
 }
 
 #[cfg(test)]
@@ -133,5 +114,13 @@ mod tests {
         assert_eq!(origin_host_port("http://a/x"), None);
         assert_eq!(origin_host_port("file://x"), None);
         assert_eq!(origin_host_port("http://[::1]x"), None);
+        // What a target URL refuses is no origin either.
+        assert_eq!(origin_host_port("http://127.0.0.1:+9090"), None);
+        assert_eq!(origin_host_port("http://127.0.0.1:0"), None);
+        assert_eq!(origin_host_port("http://[zz]:9090"), None);
+        assert_eq!(origin_host_port("http://a b"), None);
+        assert_eq!(origin_host_port("http://a?x"), None);
+        assert_eq!(origin_host_port("http://a#x"), None);
+        assert_eq!(origin_host_port("http://u@a"), None);
     }
 }
