@@ -801,7 +801,6 @@ fn stop_on(n: &Node, d: &mut Diags) -> StopOn {
     out
 }
 
-/// JSON string literal for a property value placed into a condition.
 /// Expands `$(property)` in a switch condition into string literals (spec decision 2) with the
 /// condition compiler's own quote-aware expansion. A reference that names no API property is
 /// returned by name: conditions read run-time values through paths (`request.verb`), not `$(…)`.
