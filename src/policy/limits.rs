@@ -442,8 +442,11 @@ pub struct Counters {
     /// Table entries beyond the limits' reserves, taken first come, and how many are taken.
     shared: u32,
     shared_used: u32,
-    /// Where the next sweep for expired entries starts.
+    /// Where the next sweep for expired entries starts, and the limit-clock second of the last
+    /// one: a sweep runs at most once a second, so callers who keep a limit over its share cannot
+    /// make every message pay for one.
     sweep_at: usize,
+    last_sweep: Option<u64>,
     hash1: RandomState,
     hash2: RandomState,
     /// The latest time passed in, for `inc`/`dec`, which take none.
@@ -603,6 +606,7 @@ impl Counters {
             shared,
             shared_used: 0,
             sweep_at: 0,
+            last_sweep: None,
             hash1,
             hash2,
             last_now: 0,

@@ -16,7 +16,7 @@
 //! reserved, split evenly among the limits whose keys can land here, and the other half is
 //! shared, first come. A limit that holds its reserve and finds the shared half taken is full,
 //! while every other limit still has its own reserve. Its expired entries elsewhere in the table
-//! are then swept back (a bounded scan per refused insert).
+//! are then swept back (a bounded scan on a refused insert, at most once a second).
 //!
 //! Callers without a client id are keyed by address: an IPv4 address, or the /64 prefix of an
 //! IPv6 one (one subscriber line or host usually owns a whole /64, and keying by the whole
@@ -404,8 +404,14 @@ impl Counters {
         }
     }
 
-    /// Frees the expired and zero entries among the next [`SWEEP`] of the table.
+    /// Frees the expired and zero entries among the next [`SWEEP`] of the table, at most once
+    /// per second of `now`: a refused insert (also a message re-finding its evicted entry)
+    /// otherwise costs a probe alone.
     fn sweep(&mut self, now: u64) {
+        if self.last_sweep == Some(now) {
+            return;
+        }
+        self.last_sweep = Some(now);
         let cap = self.entries.len();
         for _ in 0..SWEEP.min(cap) {
             let e = self.sweep_at;

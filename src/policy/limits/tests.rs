@@ -1209,3 +1209,22 @@ fn one_word_cells_at_their_limits() {
     c.dec(n, 1);
     assert_eq!(c.inc(n, 1).remaining, LIMIT_MAX - 1);
 }
+
+#[test]
+fn a_limit_over_its_share_sweeps_at_most_once_a_second() {
+    // 4096 entries, two limits: the tenant limit takes its 1024 and the shared 2048, then is
+    // over its share, and each refused insert would look for its expired entries again.
+    let mut c = Counters::new(&simple(vec![by_tenant(100), count("conns", 1)]), 4096);
+    assert_eq!(fill_tenants(&mut c, THU, "t"), 3072);
+    let after_first = c.sweep_at;
+    assert_eq!(after_first, 1024, "the refused insert swept once");
+    for i in 0..10 {
+        assert_eq!(c.slot(0, &tenant(&format!("more{i}")), THU), Lookup::Full);
+    }
+    assert_eq!(
+        c.sweep_at, after_first,
+        "no second sweep in the same second"
+    );
+    assert_eq!(c.slot(0, &tenant("later"), THU + 1), Lookup::Full);
+    assert_eq!(c.sweep_at, 2048, "the next second sweeps again");
+}
