@@ -181,14 +181,15 @@ mod tests {
             is_client: true,
         })
         .collect();
+        // The first connection of the application makes the shared profile; the one measured
+        // is a later one, which only takes a reference.
+        let (first, shared) = kept(|| counters.intern_profile(&msgs).unwrap());
         let (limits, limits_heap) = kept(|| {
             let mut held = Held::new();
             held.push(count, 1);
-            let mut messages = Vec::new();
-            messages.extend_from_slice(&msgs);
             Box::new(ConnLimits {
                 held,
-                messages: messages.into_boxed_slice(),
+                profile: counters.intern_profile(&msgs),
                 retired: Vec::new(),
             })
         });
@@ -234,13 +235,13 @@ mod tests {
             std::mem::size_of::<crate::ws::frame::Decoder>()
         );
         println!(
-            "  limits                      {:>5}  ({} blocks, {} asked: ConnLimits {}, MessageLimit {} x{})",
+            "  limits                      {:>5}  ({} blocks, {} asked: ConnLimits {}; the profile of {} MessageLimits, {} B, is shared)",
             limits_heap.chunks,
             limits_heap.blocks,
             limits_heap.asked,
             std::mem::size_of::<ConnLimits>(),
-            std::mem::size_of::<MessageLimit>(),
-            limits.messages.len()
+            msgs.len(),
+            shared.chunks
         );
         println!(
             "  activity record             {:>5}  ({} blocks, {} asked: Record {})",
@@ -254,11 +255,15 @@ mod tests {
             std::mem::size_of::<crate::engine::timer::Entry>()
         );
         println!("  total                       {total:>5}");
+        let mut limits = limits;
+        counters.release_profile(limits.profile.take().unwrap());
+        counters.release_profile(first);
+        assert_eq!(counters.profiles_in_use(), 0);
         drop((limits, record, wheel));
 
         assert!(entry <= 256, "the slab entry grew to {entry}");
         assert!(
-            limits_heap.chunks <= 208,
+            limits_heap.chunks <= 112,
             "the limits grew to {}",
             limits_heap.chunks
         );
