@@ -268,7 +268,7 @@ mod tests {
             limits_heap.chunks
         );
         assert!(
-            record_heap.chunks <= 224,
+            record_heap.chunks <= 192,
             "the record grew to {}",
             record_heap.chunks
         );

@@ -347,8 +347,9 @@ mod tests {
         assert!(flow <= 64, "Flow grew to {flow} bytes");
         // Both live as long as a WebSocket that has limits or logs activity.
         let limits = std::mem::size_of::<ConnLimits>();
-        assert!(limits <= 112, "ConnLimits grew to {limits} bytes");
+        assert!(limits <= 104, "ConnLimits grew to {limits} bytes");
         let record = std::mem::size_of::<crate::activity::Record>();
-        assert!(record <= 160, "the activity Record grew to {record} bytes");
+        // 184 with its request text inside: one 192-byte chunk instead of 176 and 48.
+        assert!(record <= 184, "the activity Record grew to {record} bytes");
     }
 }
