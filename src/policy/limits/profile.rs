@@ -185,8 +185,10 @@ mod tests {
 
     /// Two keyless limits (one per direction) and room for `connections` connections.
     fn model(limits: Vec<LimitDef>, connections: usize) -> Model {
-        let mut bounds = Bounds::default();
-        bounds.max_connections = connections;
+        let bounds = Bounds {
+            max_connections: connections,
+            ..Bounds::default()
+        };
         Model {
             settings: Settings {
                 source: Default::default(),
