@@ -15,6 +15,8 @@ pub mod config;
 pub mod engine;
 pub mod fuzz_checks;
 pub mod http;
+#[cfg(test)]
+mod memory;
 pub mod model;
 pub mod policy;
 pub mod route;
