@@ -16,6 +16,8 @@ pub mod engine;
 pub mod fuzz_checks;
 pub mod http;
 pub mod json;
+#[cfg(test)]
+mod memory;
 pub mod model;
 pub mod policy;
 pub mod route;
