@@ -275,8 +275,9 @@ pub struct Conn {
     pub backend: Option<Stream>,
     pub peer: SocketAddr,
     pub phase: Phase,
-    /// The index of the listener it came in on (255 for any beyond), for per-listener counts.
-    pub listener: u8,
+    /// The index of the listener it came in on (`u16::MAX` for any beyond), for per-listener
+    /// counts and the port the client connected to.
+    pub listener: u16,
     pub flags: u16,
     pub api: ApiIdx,
     /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::row_for`).

@@ -335,13 +335,16 @@ impl Gateway {
         self.start_connect(key);
     }
 
-    /// The port the client connected to: its socket's own, so that a connection needs no
-    /// listener index whatever the number of listeners (one call per backend request).
+    /// The port the client connected to: the one its listener is bound to (no system call).
+    /// Only a connection whose index did not fit `Conn::listener` asks its own socket.
     pub(super) fn listener_port(&self, key: usize) -> u16 {
-        self.conns
-            .get(key)
-            .and_then(|c| c.client.local_addr().ok())
-            .map_or(0, |a| a.port())
+        let Some(c) = self.conns.get(key) else {
+            return 0;
+        };
+        match self.listeners.get(usize::from(c.listener)) {
+            Some(l) if c.listener != u16::MAX => l.addr.port(),
+            _ => c.client.local_addr().map_or(0, |a| a.port()),
+        }
     }
 
     /// The backend could not be used: the documented error, or, for a call whose invoke lists

@@ -166,12 +166,12 @@ impl Metrics {
     }
 
     /// A connection came in on listener `listener`.
-    pub fn accepted(&mut self, listener: u8) {
+    pub fn accepted(&mut self, listener: u16) {
         self.listener(listener).connections += 1;
     }
 
     /// A connection of listener `listener` ended; `websocket`: it was an upgraded one.
-    pub fn connection_closed(&mut self, listener: u8, websocket: bool) {
+    pub fn connection_closed(&mut self, listener: u16, websocket: bool) {
         let l = self.listener(listener);
         l.connections = l.connections.saturating_sub(1);
         if websocket {
@@ -179,7 +179,7 @@ impl Metrics {
         }
     }
 
-    fn listener(&mut self, listener: u8) -> &mut ListenerOpen {
+    fn listener(&mut self, listener: u16) -> &mut ListenerOpen {
         let i = usize::from(listener);
         if i >= self.listeners.len() {
             self.listeners.resize(i + 1, ListenerOpen::default());
@@ -198,7 +198,7 @@ impl Metrics {
 
     /// A 101 went to the client of listener `listener`, `took` after the gateway started to
     /// connect to the backend.
-    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, listener: u8, took: Duration) {
+    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, listener: u16, took: Duration) {
         self.upgrades += 1;
         self.listener(listener).websockets += 1;
         let r = self.api_row(model, api);
