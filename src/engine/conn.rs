@@ -280,7 +280,7 @@ pub struct Conn {
     pub listener: u16,
     pub flags: u16,
     pub api: ApiIdx,
-    /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::row_for`).
+    /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::upgraded`).
     pub metrics_row: u16,
     /// The n-th websocket-upgrade of the API's assembly (depth-first), once chosen.
     pub wsu: u16,

@@ -699,12 +699,12 @@ mod tests {
             !counters.inc(slot, 1).allowed,
             "the third is over the maximum"
         );
+        let mut row = 0;
         for _ in 0..2 {
-            metrics.upgraded(&model, 0, 0, Duration::from_micros(800));
+            row = metrics.upgraded(&model, 0, 0, Duration::from_micros(800));
         }
         metrics.refused(429);
         metrics.connection_closed(0, false);
-        let row = metrics.row_for(&model, 0);
         metrics.relayed(row, &model, 0, true, 3, 39);
         metrics.relayed(row, &model, 0, false, 3, 27);
         history.record(&metrics, &counters, open(&metrics));
