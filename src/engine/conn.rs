@@ -279,6 +279,9 @@ pub struct Conn {
     /// counts and the port the client connected to.
     pub listener: u16,
     pub flags: u16,
+    /// The connection has an entry among the TLS handshakes waiting for a turn (see
+    /// `Gateway::handshakes_waiting`), so its events add no other. Fits in padding.
+    pub handshake_queued: bool,
     pub api: ApiIdx,
     /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::upgraded`).
     pub metrics_row: u16,

@@ -161,6 +161,7 @@ impl Gateway {
                 },
                 listener: u16::try_from(index).unwrap_or(u16::MAX),
                 flags,
+                handshake_queued: false,
                 api: 0,
                 metrics_row: super::metrics::NO_ROW,
                 wsu: 0,
