@@ -220,10 +220,7 @@ impl Gateway {
             buffered,
             max_conn,
             std::mem::size_of::<super::conn::Conn>(),
-            self.conns
-                .iter()
-                .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
-                .count(),
+            self.pending.total(),
             self.pending.networks(),
             s.refused_pending,
         )

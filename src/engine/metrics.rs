@@ -348,12 +348,7 @@ impl Gateway {
             "gauge",
             "Client connections still in their TLS handshake or first request head.",
         );
-        let pending = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
-            .count();
-        let _ = writeln!(out, "wsgate_connections_pending {pending}");
+        let _ = writeln!(out, "wsgate_connections_pending {}", self.pending.total());
         family(
             &mut out,
             "wsgate_connections_refused_total",
