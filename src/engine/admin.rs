@@ -73,23 +73,11 @@ impl Gateway {
             ("text/plain", "")
         };
         // Every answer is the state of the moment.
-        let mut reply = format!(
+        let reply = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\n{page_policy}Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             crate::http::response::reason(status),
             body.len()
         );
-        if reply.len() > self.pool.buf_size() {
-            // An answer goes out of one pool buffer: better an error than a cut-off body.
-            log::error!(
-                "admin answer of {} bytes does not fit one buffer; raise bounds.buffer-bound",
-                reply.len()
-            );
-            let body = "answer larger than one buffer: raise bounds.buffer-bound\n";
-            reply = format!(
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
         self.answer(key, reply.as_bytes());
     }
 

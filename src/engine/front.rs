@@ -491,7 +491,8 @@ impl Gateway {
     }
 
     /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
-    /// ends here: what it holds of count limits is given back now.
+    /// ends here: what it holds of count limits is given back now. An answer larger than one
+    /// buffer goes out whole, a buffer at a time.
     pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
         self.answered(key, bytes);
         self.release_limits(key);
@@ -521,12 +522,24 @@ impl Gateway {
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
-        let id = c.down.buffer(&mut self.pool);
-        let buf = self.pool.get(id);
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        c.down.out = n as u32;
-        c.down.end = n as u32;
+        let n = fill(&mut self.pool, &mut c.down, bytes);
+        if n < bytes.len() {
+            // Rare (an admin page of a large config): the rest waits here, not in `Conn`.
+            // Entries of connections that ended before their answer was out go now.
+            let epoch = c.epoch;
+            let conns = &self.conns;
+            self.long_answers.retain(|a| {
+                conns
+                    .get(a.key as usize)
+                    .is_some_and(|c| c.epoch == a.epoch && c.phase == Phase::Respond)
+            });
+            self.long_answers.push(LongAnswer {
+                key: key as u32,
+                epoch,
+                rest: bytes[n..].to_vec(),
+                sent: 0,
+            });
+        }
         let grace = self.model.settings.bounds.close_grace;
         self.set_timeout(key, grace);
         self.drive_respond(key);
@@ -537,15 +550,30 @@ impl Gateway {
             return;
         };
         if c.phase == Phase::Respond {
-            if c.has(flag::CLIENT_WRITABLE) {
-                match write_out(&mut self.pool, &mut c.down, &mut c.client) {
-                    Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
-                    Io::Error(_) | Io::Eof => return self.finish(key),
-                    _ => {}
+            loop {
+                if c.has(flag::CLIENT_WRITABLE) {
+                    match write_out(&mut self.pool, &mut c.down, &mut c.client) {
+                        Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
+                        Io::Error(_) | Io::Eof => return self.finish(key),
+                        _ => {}
+                    }
                 }
-            }
-            if c.down.pending_out() {
-                return;
+                if c.down.pending_out() {
+                    return;
+                }
+                // The buffer is out: the next part of a long answer, if this is one.
+                let Some(i) = self
+                    .long_answers
+                    .iter()
+                    .position(|a| a.key as usize == key && a.epoch == c.epoch)
+                else {
+                    break;
+                };
+                let a = &mut self.long_answers[i];
+                a.sent += fill(&mut self.pool, &mut c.down, &a.rest[a.sent..]);
+                if a.sent == a.rest.len() {
+                    self.long_answers.swap_remove(i);
+                }
             }
             c.client.shutdown_write();
             c.phase = Phase::Linger;
@@ -566,6 +594,27 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The part of an answer that did not fit the connection's buffer, written as the socket takes
+/// the parts before it.
+pub(super) struct LongAnswer {
+    key: u32,
+    epoch: u32,
+    rest: Vec<u8>,
+    sent: usize,
+}
+
+/// Puts as much of `bytes` as fits into the empty flow's buffer, ready to write; how much.
+fn fill(pool: &mut super::pool::Pool, flow: &mut super::conn::Flow, bytes: &[u8]) -> usize {
+    let id = flow.buffer(pool);
+    let buf = pool.get(id);
+    let n = bytes.len().min(buf.len());
+    buf[..n].copy_from_slice(&bytes[..n]);
+    flow.head = 0;
+    flow.out = n as u32;
+    flow.end = n as u32;
+    n
 }
 
 /// The `nth` websocket-upgrade of a policy tree, depth first (as the assembly numbers them).

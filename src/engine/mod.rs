@@ -179,6 +179,7 @@ impl Gateway {
             handshakes_waiting: std::collections::VecDeque::new(),
             handshake_work: Duration::ZERO,
             pool: Pool::new(buf_size, 256),
+            long_answers: Vec::new(),
             parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
             due: Vec::new(),

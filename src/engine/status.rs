@@ -22,8 +22,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 pub const SAMPLES: usize = 150;
 /// Samples in one minute: the "last minute" columns count from the sample this far back.
 const MINUTE: usize = (60 / SAMPLE_EVERY.as_secs()) as usize;
-/// At most this many live keys go into one answer, the fullest first (an answer leaves in one
-/// pool buffer; the rest is counted, and `GET /limits` lists them all).
+/// At most this many live keys go into one answer, the fullest first (the page shows what is
+/// near its limit; the rest is counted, and `GET /limits` lists them all).
 pub const MAX_KEYS: usize = 100;
 
 /// The gateway's totals at one instant. Counters only grow; the connection counts are gauges.
@@ -866,7 +866,7 @@ mod tests {
         assert_eq!(k("plan:conns-plan:conns:app=a").scope, "plan:conns-plan");
     }
 
-    /// The page must leave in one pool buffer of the smallest size, with its headers.
+    /// The page is one self-contained file, small next to the smallest buffer.
     #[test]
     fn the_page_fits_the_smallest_buffer() {
         assert!(PAGE.starts_with("<!DOCTYPE html>"));
