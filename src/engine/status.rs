@@ -165,6 +165,8 @@ pub struct Inputs<'a> {
     pub listeners: &'a [ListenerRow],
     pub limits: &'a [LimitRow],
     pub accepted: u64,
+    /// Connections open now ([`totals`]), the same figures the history samples.
+    pub open: Totals,
     pub metrics: &'a Metrics,
     pub counters: &'a Counters,
     /// The live counters (`Counters::snapshot`), any order.
@@ -172,17 +174,6 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     pub buffers: [u64; 3],
     pub process: Process,
-}
-
-impl Inputs<'_> {
-    fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for l in self.listeners.iter().filter(|l| l.kind != "admin") {
-            t.connections += l.open.connections;
-            t.websockets += l.open.websockets;
-        }
-        t
-    }
 }
 
 /// Open counts of the listeners that are not the admin one.
@@ -234,7 +225,7 @@ pub fn json(v: &Inputs) -> String {
             l.open.websockets
         );
     }
-    let t = v.totals();
+    let t = v.open;
     let _ = write!(
         o,
         "],\"totals\":{{\"connections\":{},\"websockets\":{},\"accepted\":{},\"upgrades\":{},\"calls\":{},\"messages\":{},\"bytes\":{}}},\"apis\":[",
@@ -535,7 +526,7 @@ impl Gateway {
         if self.now < self.status.next_sample {
             return;
         }
-        let open = totals(&self.metrics.listeners, self.admin_listener());
+        let open = self.open_now();
         self.status
             .history
             .record(&self.metrics, &self.counters, open);
@@ -554,8 +545,15 @@ impl Gateway {
         Some(timeout.map_or(left, |t| t.min(left)))
     }
 
-    fn admin_listener(&self) -> Option<usize> {
-        self.listeners.iter().position(|l| l.kind_name() == "admin")
+    /// Connections open now, for the page and its history alike.
+    fn open_now(&self) -> Totals {
+        // The admin listener is bound last, after the proxy listeners and the echo one; a
+        // reload keeps them all, and the index stays known once shutdown has closed them.
+        let s = &self.model.settings;
+        let admin = s
+            .admin
+            .map(|_| s.listeners.len() + usize::from(s.echo.is_some()));
+        totals(&self.metrics.listeners, admin)
     }
 
     /// The `/status` JSON, from the counters as they are now.
@@ -589,6 +587,7 @@ impl Gateway {
             listeners: &listeners,
             limits: &limits,
             accepted: self.stats.accepted,
+            open: self.open_now(),
             metrics: &self.metrics,
             counters: &self.counters,
             live: self.counters.snapshot(self.now_secs),
@@ -646,6 +645,7 @@ mod tests {
             listeners,
             limits,
             accepted: 4,
+            open: totals(&metrics.listeners, Some(2)),
             metrics,
             counters,
             live: counters.snapshot(NOW),
@@ -785,6 +785,27 @@ mod tests {
 
     /// "Last minute" counts from the sample a minute old; the ring keeps [`SAMPLES`] samples
     /// and lists them oldest first.
+    /// Once shutdown has closed the listeners the page lists none, yet its totals are still the
+    /// connections open, the same figures the history samples.
+    #[test]
+    fn totals_are_the_sampled_ones_without_listener_rows() {
+        let model = seed();
+        let mut metrics = Metrics::new(&model);
+        let counters = Counters::new(&model, 64);
+        let mut history = History::default();
+        metrics.accepted(0);
+        metrics.accepted(0);
+        metrics.accepted(2); // the admin connection that asks
+        history.record(&metrics, &counters, totals(&metrics.listeners, Some(2)));
+        let info = Info::default();
+        let j = json(&inputs(&info, &[], &[], &metrics, &counters, &history));
+        assert!(
+            j.contains("\"listeners\":[],\"totals\":{\"connections\":2,"),
+            "{j}"
+        );
+        assert!(j.contains("\"every\":2,\"connections\":[2],"), "{j}");
+    }
+
     #[test]
     fn history_is_a_fixed_ring_and_the_minute_counts_from_a_minute_ago() {
         let model = seed();
