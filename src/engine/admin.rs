@@ -175,6 +175,8 @@ impl Gateway {
 
     fn stats_json(&self) -> String {
         let s = &self.stats;
+        // Requests are counted once, in the metrics: `/stats` and `/metrics` cannot disagree.
+        let m = &self.metrics;
         // Bytes held in gateway buffers, per connection at most two buffers.
         let mut buffered = 0u64;
         let mut max_conn = 0u64;
@@ -199,9 +201,9 @@ impl Gateway {
             s.accepted,
             open,
             s.upgraded,
-            s.upgrades_total,
-            s.upgrades_failed,
-            s.calls,
+            m.upgrades,
+            m.failed.iter().sum::<u64>(),
+            m.calls.iter().sum::<u64>(),
             self.pool.in_use(),
             self.pool.idle(),
             self.pool.buf_size(),

@@ -628,7 +628,6 @@ impl Gateway {
         };
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
-        self.stats.calls += 1;
         self.call_ended(key);
         self.release_limits(key);
         let Some(c) = self.conns.get_mut(key) else {

@@ -509,10 +509,6 @@ impl Gateway {
         c.up.head = 0;
         c.up.out = 0;
         c.up.end = 0;
-        // Answers come before an upgrade; past the head, they end a failed one.
-        if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
-            self.stats.upgrades_failed += 1;
-        }
         // A first head refused (400, 431) or too late (408) is over too: the connection only
         // lingers now, for `close-grace` at most.
         if c.phase == Phase::FirstHead {

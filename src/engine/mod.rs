@@ -56,7 +56,8 @@ const SIGNAL: Token = Token(usize::MAX - 1);
 /// one step runs per turn.
 const HANDSHAKE_WORK_PER_TURN: Duration = Duration::from_millis(1);
 
-/// Counters a test or an operator can read.
+/// Counters of the connections themselves. What happens to requests (upgrades, failed
+/// upgrades, calls) is counted once, in the metrics, and `GET /stats` reads it there.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub accepted: u64,
@@ -64,10 +65,6 @@ pub struct Stats {
     pub open: usize,
     /// Of those, upgraded on both sides.
     pub upgraded: usize,
-    pub upgrades_total: u64,
-    pub upgrades_failed: u64,
-    /// Plain calls (the invoke policy) answered by a backend.
-    pub calls: u64,
     /// Connections closed at accept because their network had `max-pending-per-address`
     /// connections without a complete head already.
     pub refused_pending: u64,

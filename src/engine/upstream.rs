@@ -369,7 +369,6 @@ impl Gateway {
                     // Relay the backend's answer as it came: head and the body bytes so far.
                     c.down.out = c.down.end;
                     c.phase = Phase::Refused;
-                    self.stats.upgrades_failed += 1;
                     c.flags &= !flag::UPGRADE_ASKED;
                     self.metrics.upgrade_failed(Failure::BackendRefused);
                     if let Some(r) = c.activity.as_deref_mut() {
