@@ -299,8 +299,6 @@ pub(super) fn closing(
 impl Gateway {
     /// A proxy client's request head was read (before routing).
     pub(super) fn request_started(&mut self, key: usize, head: &RequestHead) {
-        // Whatever rejected something before belongs to an earlier request.
-        self.counters.take_last_rejected();
         if let Some(c) = self.conns.get_mut(key) {
             c.activity = None;
             if head.header("upgrade").is_some() {
@@ -357,10 +355,7 @@ impl Gateway {
         }
         if c.has(flag::UPGRADE_ASKED) {
             c.clear(flag::UPGRADE_ASKED);
-            let limited = self.counters.take_last_rejected().is_some();
-            let why = if limited && (status == 429 || status == 503) {
-                Failure::Limit
-            } else if status >= 500 {
+            let why = if status >= 500 {
                 Failure::BackendError
             } else {
                 Failure::Rejected
@@ -372,6 +367,18 @@ impl Gateway {
             r.bytes_out += bytes.len() as u64;
         }
         self.activity_end(key);
+    }
+
+    /// A limit refuses the request with `status`, about to be answered: an upgrade it asked for
+    /// failed because of that limit (unless a catch turned the refusal into another answer).
+    pub(super) fn refused_by_limit(&mut self, key: usize, status: u16) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.has(flag::UPGRADE_ASKED)
+            && matches!(status, 429 | 503)
+        {
+            c.clear(flag::UPGRADE_ASKED);
+            self.metrics.upgrade_failed(Failure::Limit);
+        }
     }
 
     /// Writes the connection's record, if it has one, and drops it.

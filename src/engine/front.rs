@@ -200,18 +200,23 @@ impl Gateway {
             held: &mut held,
             headers: &mut checked,
         };
+        // A refusal, with the limit that said no if one did.
         let outcome = match preflow::plan_limits(&vars, &mut lim) {
-            Err(r) => Err((r.status, r.message.to_string())),
+            Err(r) => Err((r.status, r.message.to_string(), r.limit)),
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {
                     match message_limits(policy, &vars, &mut lim, &mut messages) {
                         Ok(()) => Ok(Backend::Upgrade(policy, nth)),
-                        Err(e) => Err((e.status, e.message)),
+                        Err(e) => Err((e.status, e.message, e.limit)),
                     }
                 }
                 Step::Invoke { policy, at } => Ok(Backend::Invoke(policy, at)),
-                Step::Fail(e) => Err((e.status, e.message)),
-                Step::Done => Err((500, "The assembly ended without a backend call".to_string())),
+                Step::Fail(e) => Err((e.status, e.message, e.limit)),
+                Step::Done => Err((
+                    500,
+                    "The assembly ended without a backend call".to_string(),
+                    None,
+                )),
             },
         };
         let mut reply_headers = preflow::limit_headers(&checked);
@@ -219,15 +224,18 @@ impl Gateway {
         let backend = match outcome {
             Ok(Backend::Upgrade(..)) if upgrade.is_none() => {
                 // The assembly only returns an upgrade for a WebSocket request.
-                Err((500, "Internal error".to_string()))
+                Err((500, "Internal error".to_string(), None))
             }
             other => other,
         };
         let backend = match backend {
             Ok(x) => x,
-            Err((status, message)) => {
+            Err((status, message, limit)) => {
                 for (slot, w) in held.take_all() {
                     self.counters.dec(slot, w);
+                }
+                if limit.is_some() {
+                    self.refused_by_limit(key, status);
                 }
                 let mut extra: Vec<(&str, &str)> = reply_headers
                     .iter()
@@ -372,6 +380,7 @@ impl Gateway {
             status,
             reason: None,
             message: message.to_string(),
+            limit: None,
         };
         let outcome = self.in_flow(key, |assembly, vars, lim| {
             match assembly::recover(assembly, raised, vars, lim) {
@@ -685,7 +694,7 @@ fn message_limits(
                                 "message limit {}: no room for its key in the table of run-time keys; refusing the upgrade",
                                 def.name
                             );
-                            return Err(assembly::keys_full());
+                            return Err(assembly::keys_full(idx));
                         }
                     }
                 }
