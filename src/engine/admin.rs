@@ -7,6 +7,7 @@
 
 use super::Gateway;
 use crate::http::head::RequestHead;
+use crate::json::write::quoted;
 
 impl Gateway {
     pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) {
@@ -162,9 +163,9 @@ impl Gateway {
                 .unwrap_or_else(|| "null".to_string());
             out.push_str(&format!(
                 "{{\"limit\":{},\"kind\":\"{:?}\",\"key\":{},\"window_start\":{window},\"value\":{},\"max\":{}}}",
-                json_string(&v.limit),
+                quoted(&v.limit),
                 v.kind,
-                json_string(&v.key),
+                quoted(&v.key),
                 v.value,
                 v.max
             ));
@@ -220,21 +221,6 @@ impl Gateway {
 /// The status page's headers: its inline script and style run, it fetches from its own origin
 /// only, and no page of another site can frame it.
 const PAGE_POLICY: &str = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\n";
-
-pub(super) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 /// `%XX` escapes in a path segment (limit keys contain `:` and `=`, which clients may encode).
 fn percent_decode(s: &str) -> String {

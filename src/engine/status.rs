@@ -9,6 +9,7 @@
 
 use super::Gateway;
 use super::metrics::{BACKEND_ERRORS, BUCKETS, FAILURES, ListenerOpen, Metrics, Process};
+use crate::json::write::quoted;
 use crate::model::LimitKind;
 use crate::policy::limits::{CounterView, Counters};
 use std::fmt::Write;
@@ -200,16 +201,16 @@ pub fn json(v: &Inputs) -> String {
     let _ = write!(
         o,
         "{{\"version\":{},\"now\":{},\"uptime\":{},\"config\":{{\"file\":{},\"loaded\":{},\"reloads\":{},\"reload_failed\":",
-        q(v.version),
+        quoted(v.version),
         v.now,
         v.now.saturating_sub(info.started),
-        q(v.config_file),
+        quoted(v.config_file),
         info.loaded,
         info.reloads
     );
     match &info.reload_failed {
         Some((at, error)) => {
-            let _ = write!(o, "{{\"at\":{at},\"error\":{}}}", q(error));
+            let _ = write!(o, "{{\"at\":{at},\"error\":{}}}", quoted(error));
         }
         None => o.push_str("null"),
     }
@@ -219,8 +220,8 @@ pub fn json(v: &Inputs) -> String {
         let _ = write!(
             o,
             "{{\"address\":{},\"kind\":{},\"connections\":{},\"websockets\":{}}}",
-            q(&l.address),
-            q(l.kind),
+            quoted(&l.address),
+            quoted(l.kind),
             l.open.connections,
             l.open.websockets
         );
@@ -242,7 +243,7 @@ pub fn json(v: &Inputs) -> String {
         let _ = write!(
             o,
             "{{\"api\":{},\"websockets\":{},\"calls\":{},\"messages\":{},\"bytes\":{}}}",
-            q(name),
+            quoted(name),
             m.open[i],
             m.calls[i],
             pair(m.messages[i]),
@@ -388,7 +389,7 @@ fn limits(o: &mut String, v: &Inputs) {
         let _ = write!(
             o,
             "{{\"name\":{},\"kind\":\"{kind:?}\",\"rejections\":{{\"minute\":{},\"total\":{total}}},\"keys\":[",
-            q(name),
+            quoted(name),
             total.saturating_sub(before)
         );
         for (j, c) in live.iter().filter(|c| c.limit == *name).enumerate() {
@@ -400,10 +401,10 @@ fn limits(o: &mut String, v: &Inputs) {
             let _ = write!(
                 o,
                 "{{\"scope\":{},\"by\":\"{}\",\"who\":{},\"more\":{},\"value\":{},\"max\":{},\"window_start\":{window}}}",
-                q(k.scope),
+                quoted(k.scope),
                 k.by,
-                q(k.who),
-                q(k.more),
+                quoted(k.who),
+                quoted(k.more),
                 c.value,
                 c.max
             );
@@ -471,10 +472,6 @@ fn comma(o: &mut String, i: usize) {
     if i > 0 {
         o.push(',');
     }
-}
-
-fn q(s: &str) -> String {
-    super::admin::json_string(s)
 }
 
 fn pair(p: [u64; 2]) -> String {
