@@ -10,8 +10,8 @@
 set -euo pipefail
 
 ARGS="$*"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=$ROOT/bench
+NAME=density.sh
+source "$(dirname "$0")/lib.sh"
 COUNTS="1000 5000 9500" PER_PROC=4000 BUILD=1 QUICK=0 OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -31,104 +31,15 @@ for c in $COUNTS; do
     [ "$c" -le 9900 ] || { echo "density.sh: $c connections exceed what one process may hold here (~9,900)" >&2; exit 2; }
 done
 [[ $PER_PROC =~ ^[1-9][0-9]*$ ]] || { echo "density.sh: --per-proc must be a positive number" >&2; exit 2; }
-for t in python3 curl openssl; do
-    command -v $t >/dev/null || { echo "density.sh: $t is needed" >&2; exit 1; }
-done
+need python3 curl openssl
+bench_tmp density
+bench_build "$WSGATE" "$LG"
+make_cert
+start_echo
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-density.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    # Only the processes started here, by PID: SIGTERM, a grace period, then SIGKILL.
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    if [ $rc = 0 ]; then rm -rf "$TMP"; else echo "density.sh: failed; configs and logs kept in $TMP" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "density.sh: $*" >&2; }
-unset_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-# Stops one process we started: SIGTERM, up to $2 seconds, then SIGKILL.
-stop_pid() {
-    local p=$1 grace=${2:-5}
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq $((grace * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset_pid "$p"
-}
-
-# The gateway honours CARGO_TARGET_DIR; the load generator is its own workspace with its own
-# target dir, so the variable is dropped for its build.
-GW_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ $BUILD = 1 ]; then
-    log "building wsgate and the load generator (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-fi
-WSGATE=$GW_TARGET/release/wsgate
-LG=$BENCH/loadgen/target/release/wsgate-loadgen
-for b in "$WSGATE" "$LG"; do
-    [ -x "$b" ] || { log "$b is missing (run without --no-build)"; exit 1; }
-done
-
-# Waits for "listening on ADDR (KIND)" in a stderr file and prints ADDR.
-wait_addr() {
-    local file=$1 kind=$2 pid=$3 addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -oE "listening on [^ ]+ \($kind\)" "$file" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "no '$kind' listener in $file:"; cat "$file" >&2
-    return 1
-}
-
-# A throwaway self-signed certificate for the gateway's TLS listener; nothing secret is kept.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl.err" ||
-    { log "openssl failed:"; cat "$TMP/openssl.err" >&2; exit 1; }
-
-"$LG" echo --listen 127.0.0.1:0 2>"$TMP/echo.err" &
-ECHO_PID=$!; PIDS+=("$ECHO_PID")
-ECHO_ADDR=$(wait_addr "$TMP/echo.err" echo "$ECHO_PID")
-
-# One plain and one TLS listener; the keyless API (schemes ws and wss) is served on both.
-cp "$BENCH/conf/no-limits-api_1.0.0.yaml" "$BENCH/conf/no-limits-product_1.0.0.yaml" "$TMP/"
-cat >"$TMP/gateway.yaml" <<EOF
-listeners:
-  - address: 127.0.0.1:0
-  - address: 127.0.0.1:0
-    tls:
-      certificates:
-        - cert: $TMP/cert.pem
-          key: $TMP/key.pem
-admin: 127.0.0.1:0
-products: [no-limits-product_1.0.0.yaml]
-catalog:
-  name: sandbox
-  properties:
-    target-url: ws://$ECHO_ADDR/
-applications: []
-bounds:
-  # Above any count run here: the open-files limit (two per connection) is the real bound.
-  max-connections: 20000
-  # The ramp comes from a few loopback addresses; what is measured is memory, not that cap.
-  max-pending-per-address: 20000
-EOF
+# One plain and one TLS listener; the keyless API (schemes ws and wss) is served on both. The
+# open-files limit (two per connection) is the real bound on the counts run here.
+no_limits_yaml
 "$WSGATE" check --config "$TMP/gateway.yaml" >"$TMP/check.txt" 2>&1 ||
     { log "wsgate check failed:"; cat "$TMP/check.txt" >&2; exit 1; }
 
@@ -215,20 +126,7 @@ for series in ws wss; do
                 >"$TMP/hold-$series-$n-$j.out" 2>"$TMP/hold-$series-$n-$j.err" &
             hpids+=($!); PIDS+=($!)
         done
-        # Each holder writes "ready: ..." to stderr once every connection opened or failed.
-        ready=0
-        for _ in $(seq 1200); do
-            ready=0
-            for j in $(seq "$procs"); do
-                grep -q '^ready:' "$TMP/hold-$series-$n-$j.err" 2>/dev/null && ready=$((ready + 1))
-            done
-            [ $ready = "$procs" ] && break
-            for p in "${hpids[@]}"; do
-                kill -0 "$p" 2>/dev/null || { log "a holder exited early"; cat "$TMP"/hold-$series-$n-*.err >&2; exit 1; }
-            done
-            sleep 0.1
-        done
-        [ $ready = "$procs" ] || { log "$series $n: holders not ready after 120 s"; exit 1; }
+        wait_holders "hold-$series-$n" "$procs" "$series $n"
         t1=$(date +%s.%N)
         opened=0
         for j in $(seq "$procs"); do

@@ -10,10 +10,9 @@
 #   bench/floods.sh [--before BIN] [--after BIN] [--rounds N] [--secs S] [--no-build] [--out FILE]
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=$ROOT/bench
-GW_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BEFORE="" AFTER=$GW_TARGET/release/wsgate ROUNDS=3 SECS=5 BUILD=1 OUT=""
+NAME=floods.sh
+source "$(dirname "$0")/lib.sh"
+BEFORE="" AFTER=$WSGATE ROUNDS=3 SECS=5 BUILD=1 OUT=""
 while [ $# -gt 0 ]; do
     case $1 in
         --before) BEFORE=$2; shift ;;
@@ -27,100 +26,19 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for t in python3 openssl; do
-    command -v $t >/dev/null || { echo "floods.sh: $t is needed" >&2; exit 1; }
-done
+need python3 openssl
+bench_tmp floods
+bench_build "$LG" "$AFTER" ${BEFORE:+"$BEFORE"}
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-floods.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    # Only the processes started here, by PID: SIGTERM, a grace period, then SIGKILL.
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    if [ $rc = 0 ]; then rm -rf "$TMP"; else echo "floods.sh: failed; logs kept in $TMP" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "floods.sh: $*" >&2; }
-unset_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-stop_pid() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset_pid "$p"
-}
-
-if [ $BUILD = 1 ]; then
-    log "building wsgate and the load generator (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-fi
-LG=$BENCH/loadgen/target/release/wsgate-loadgen
 BINS=()
 [ -n "$BEFORE" ] && BINS+=("before=$BEFORE")
 BINS+=("after=$AFTER")
-for b in "$LG" "$AFTER" ${BEFORE:+"$BEFORE"}; do
-    [ -x "$b" ] || { log "$b is missing"; exit 1; }
-done
+make_cert
+start_echo
 
-wait_addr() { # stderr file, listener kind, pid -> ADDR
-    local file=$1 kind=$2 pid=$3 addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -oE "listening on [^ ]+ \($kind\)" "$file" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "no '$kind' listener in $file:"; cat "$file" >&2
-    return 1
-}
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl.err" ||
-    { log "openssl failed:"; cat "$TMP/openssl.err" >&2; exit 1; }
-
-"$LG" echo --listen 127.0.0.1:0 2>"$TMP/echo.err" &
-ECHO_PID=$!; PIDS+=("$ECHO_PID")
-ECHO_ADDR=$(wait_addr "$TMP/echo.err" echo "$ECHO_PID")
-
-cp "$BENCH/conf/no-limits-api_1.0.0.yaml" "$BENCH/conf/no-limits-product_1.0.0.yaml" "$TMP/"
-cat >"$TMP/gateway.yaml" <<EOF
-listeners:
-  - address: 127.0.0.1:0
-  - address: 127.0.0.1:0
-    tls:
-      certificates:
-        - cert: $TMP/cert.pem
-          key: $TMP/key.pem
-admin: 127.0.0.1:0
-products: [no-limits-product_1.0.0.yaml]
-catalog:
-  name: sandbox
-  properties:
-    target-url: ws://$ECHO_ADDR/
-applications: []
-bounds:
-  max-connections: 20000
-  # Every client here comes from a few loopback addresses; what is measured is the loop.
-  max-pending-per-address: 20000
-  header-timeout: 120s
-  handshake-timeout: 120s
-EOF
+# The clients wait as long as a run lasts, whatever the head and handshake timeouts.
+no_limits_yaml "  header-timeout: 120s
+  handshake-timeout: 120s"
 
 RAW=$TMP/raw.jsonl; : >"$RAW"
 API=/bench-no-limits-api/

@@ -12,8 +12,8 @@
 set -euo pipefail
 
 ARGS="$*"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=$ROOT/bench
+NAME=limits.sh
+source "$(dirname "$0")/lib.sh"
 SECS=10 WARMUP=2 ROUNDS=3 CONNS=64 WINDOW=16 SIZES="64 4096" RATE=20000 LAT_SECS="" BUILD=1
 QUICK=0 OUT=""
 while [ $# -gt 0 ]; do
@@ -34,27 +34,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 LAT_SECS=${LAT_SECS:-$SECS}
-command -v python3 >/dev/null || { echo "limits.sh: python3 is needed for the report" >&2; exit 1; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    # Only the processes started here, by PID: SIGTERM, a grace period, then SIGKILL.
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    if [ $rc = 0 ]; then rm -rf "$TMP"; else echo "limits.sh: failed; configs and logs kept in $TMP" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "limits.sh: $*" >&2; }
+need python3
+bench_tmp limits
 
 # Runs the load generator in the background and waits for it, so a SIGTERM to this script is
 # handled at once (bash defers traps until a foreground command ends) and cleanup can stop it.
@@ -67,42 +48,9 @@ lg() {
     unset_pid "$pid"
     return $rc
 }
-unset_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
 
-# The gateway honours CARGO_TARGET_DIR; the load generator is its own workspace with its own
-# target dir, so the variable is dropped for its build.
-GW_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ $BUILD = 1 ]; then
-    log "building wsgate and the load generator (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-fi
-WSGATE=$GW_TARGET/release/wsgate
-LG=$BENCH/loadgen/target/release/wsgate-loadgen
-for b in "$WSGATE" "$LG"; do
-    [ -x "$b" ] || { log "$b is missing (run without --no-build)"; exit 1; }
-done
-
-# Waits for "listening on ADDR (KIND)" in a stderr file and prints ADDR.
-wait_addr() {
-    local file=$1 kind=$2 pid=$3 addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -oE "listening on [^ ]+ \($kind\)" "$file" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "no '$kind' listener in $file:"; cat "$file" >&2
-    return 1
-}
-
-"$LG" echo --listen 127.0.0.1:0 2>"$TMP/echo.err" &
-ECHO_PID=$!; PIDS+=("$ECHO_PID")
-ECHO_ADDR=$(wait_addr "$TMP/echo.err" echo "$ECHO_PID")
+bench_build "$WSGATE" "$LG"
+start_echo
 
 gateway_yaml() { # product file, "applications: ..." block
     cat <<EOF

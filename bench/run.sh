@@ -12,8 +12,8 @@
 set -euo pipefail
 
 ARGS="$*"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=$ROOT/bench
+NAME=run.sh
+source "$(dirname "$0")/lib.sh"
 QUICK=0 BUILD=1 OUT="" SCENARIOS="density throughput latency handshakes"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -45,8 +45,6 @@ HIGH=60000                                     # the count limits, raised out of
 CLIENT_ID=demo-client-id
 HEADER="X-IBM-Client-Id: $CLIENT_ID"
 
-log() { echo "run.sh: $*" >&2; }
-
 # --- What the run needs: nginx and HAProxy from Debian, matplotlib in a venv under bench/. ------
 if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
     log "installing nginx and haproxy (apt-get)"
@@ -54,9 +52,7 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
         { apt-get update >/dev/null && apt-get install -y --no-install-recommends nginx haproxy >/dev/null; } ||
         { log "could not install nginx and haproxy"; exit 1; }
 fi
-for t in nginx haproxy openssl curl python3 strip; do
-    command -v $t >/dev/null || { log "$t is needed"; exit 1; }
-done
+need nginx haproxy openssl curl python3 strip
 VENV=$BENCH/.venv
 if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
     log "installing matplotlib into bench/.venv"
@@ -66,17 +62,7 @@ fi
 PY=python3
 [ -x "$VENV/bin/python" ] && PY=$VENV/bin/python
 
-GW_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ $BUILD = 1 ]; then
-    log "building wsgate and the load generator (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-fi
-WSGATE=$GW_TARGET/release/wsgate
-LG=$BENCH/loadgen/target/release/wsgate-loadgen
-for b in "$WSGATE" "$LG"; do
-    [ -x "$b" ] || { log "$b is missing (run without --no-build)"; exit 1; }
-done
+bench_build "$WSGATE" "$LG"
 
 DATE=$(date +%Y-%m-%d-%H%M%S)
 if [ -z "$OUT" ]; then
@@ -87,36 +73,8 @@ OUT=$(cd "$OUT" && pwd)
 RAW=$OUT/raw.jsonl; : >"$RAW"
 
 # --- Processes: every one started here is recorded and stopped by its PID. ----------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-run.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    if [ $rc = 0 ]; then rm -rf "$TMP"; else log "failed; configs and logs kept in $TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp run
 
-unset_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-stop_pid() { # pid [grace seconds]: SIGTERM, then SIGKILL
-    local p=$1 grace=${2:-5}
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq $((grace * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset_pid "$p"
-}
 # Runs the load generator in the background and waits, so SIGTERM to this script is handled at
 # once and cleanup can stop it. Its JSON line goes to $TMP/lg.json and is printed by `res`; a run
 # that printed nothing gives null (the report shows it as missing).
@@ -129,17 +87,6 @@ lg() {
 }
 res() { if [ -s "$TMP/lg.json" ]; then cat "$TMP/lg.json"; else echo null; fi; }
 
-wait_addr() { # stderr file, kind, pid -> ADDR from "listening on ADDR (KIND)"
-    local file=$1 kind=$2 pid=$3 addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -oE "listening on [^ ]+ \($kind\)" "$file" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "no '$kind' listener in $file:"; cat "$file" >&2
-    return 1
-}
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -155,16 +102,11 @@ meminfo_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 rss_kb() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # --- Shared pieces: certificate, echo backends, configs. ----------------------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/openssl.err" ||
-    { log "openssl failed:"; cat "$TMP/openssl.err" >&2; exit 1; }
+make_cert
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/cert+key.pem"   # HAProxy wants both in one file
 
 # One echo backend for every proxy; a TLS one only for the direct wss handshake ceiling.
-"$LG" echo --listen 127.0.0.1:0 2>"$TMP/echo.err" &
-ECHO_PID=$!; PIDS+=("$ECHO_PID")
-ECHO_ADDR=$(wait_addr "$TMP/echo.err" echo "$ECHO_PID")
+start_echo
 "$LG" echo --listen 127.0.0.1:0 --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" 2>"$TMP/echo-tls.err" &
 ECHO_TLS_PID=$!; PIDS+=("$ECHO_TLS_PID")
 ECHO_TLS_ADDR=$(wait_addr "$TMP/echo-tls.err" "echo tls" "$ECHO_TLS_PID")
@@ -362,19 +304,7 @@ if has density; then
                         --label "$proxy-$scheme-$n-$j" >"$TMP/hold-$pno-$n-$j.out" 2>"$TMP/hold-$pno-$n-$j.err" &
                     hpids+=($!); PIDS+=($!)
                 done
-                ready=0
-                for _ in $(seq 1200); do
-                    ready=0
-                    for j in $(seq "$procs"); do
-                        grep -q '^ready:' "$TMP/hold-$pno-$n-$j.err" 2>/dev/null && ready=$((ready + 1))
-                    done
-                    [ $ready = "$procs" ] && break
-                    for p in "${hpids[@]}"; do
-                        kill -0 "$p" 2>/dev/null || { log "a holder exited early"; cat "$TMP"/hold-$pno-$n-*.err >&2; exit 1; }
-                    done
-                    sleep 0.1
-                done
-                [ $ready = "$procs" ] || { log "$proxy $scheme $n: holders not ready after 120 s"; exit 1; }
+                wait_holders "hold-$pno-$n" "$procs" "$proxy $scheme $n"
                 ready_secs=$(python3 -c "print(round($(now) - $t1, 2))")
                 opened=0
                 for j in $(seq "$procs"); do

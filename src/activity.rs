@@ -7,6 +7,7 @@
 //! logs. "In" is always what came from the client, "out" what went to the client.
 
 use crate::http::head::{RequestHead, parse_response};
+use crate::json::write::string;
 use crate::model::{ApiIdx, AppIdx, LogContent, Model, PlanIdx};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
@@ -290,24 +291,24 @@ impl Record {
             SystemTime::UNIX_EPOCH + Duration::from_millis(self.wall_ms),
         );
         out.extend_from_slice(b"\",\"transaction_id\":");
-        json_str(
+        string(
             out,
             std::str::from_utf8(&self.txn[..self.txn_len as usize]).unwrap_or(""),
         );
         out.extend_from_slice(b",\"api\":");
-        json_str(out, &format!("{}:{}", api.name, api.version));
+        string(out, &format!("{}:{}", api.name, api.version));
         out.extend_from_slice(b",\"method\":");
-        json_str(out, method);
+        string(out, method);
         out.extend_from_slice(b",\"path\":");
-        json_str(out, path);
+        string(out, path);
         out.extend_from_slice(b",\"application\":");
         match self.app.and_then(|a| model.applications.get(a as usize)) {
-            Some(a) => json_str(out, &a.name),
+            Some(a) => string(out, &a.name),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"plan\":");
         match self.plan.and_then(|p| model.plans.get(p as usize)) {
-            Some(p) => json_str(out, &p.name),
+            Some(p) => string(out, &p.name),
             None => out.extend_from_slice(b"null"),
         }
         match &self.forwarded_for {
@@ -354,7 +355,7 @@ impl Record {
                 close.by.name()
             );
             match &close.limit {
-                Some(l) => json_str(out, l),
+                Some(l) => string(out, l),
                 None => out.extend_from_slice(b"null"),
             }
         }
@@ -382,32 +383,12 @@ fn json_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
             out.push(b',');
         }
         out.push(b'[');
-        json_str(out, n);
+        string(out, n);
         out.push(b',');
-        json_str(out, v);
+        string(out, v);
         out.push(b']');
     }
     out.push(b']');
-}
-
-/// A JSON string literal.
-pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    use std::io::Write;
-    out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
@@ -537,15 +518,5 @@ mod tests {
         assert!(matches!(t, Text::Boxed(_)));
         assert_eq!(t.as_str(), format!("OPTIONS {long}"));
         assert_eq!(Text::new("", "").as_str(), " ");
-    }
-
-    #[test]
-    fn strings_are_escaped() {
-        let mut out = Vec::new();
-        json_str(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#""a\"b\\c\u000ad\u0001é""#
-        );
     }
 }

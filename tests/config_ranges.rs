@@ -223,3 +223,28 @@ fn twenty_listeners_all_accept() {
         200
     );
 }
+
+/// Past the 256th listener each one still counts its own connections: a connection on listener
+/// 299 shows on its row, not on another's.
+#[test]
+fn connections_count_on_their_own_listener_beyond_256() {
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let mut y = GatewayYaml::open("ws://127.0.0.1:9/");
+    y.listeners = vec!["127.0.0.1:0".to_string(); 300];
+    let gw = Gateway::start(y.write(&conf), &[]);
+    let addrs = gw.addrs("plain");
+    assert_eq!(addrs.len(), 300);
+    let _a = std::net::TcpStream::connect(addrs[255]).expect("connect to listener 255");
+    let _b = std::net::TcpStream::connect(addrs[299]).expect("connect to listener 299");
+    admin::expect_stat(&gw, "open", 2, "two connections");
+    let r = http_request(gw.addr("admin"), "GET", "/status", &[], b"").expect("GET /status");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let v: serde_yaml::Value = serde_yaml::from_str(&r.body_text()).expect("JSON");
+    let open = |i: usize| v["listeners"][i]["connections"].as_u64();
+    assert_eq!(
+        (open(255), open(299), open(256)),
+        (Some(1), Some(1), Some(0)),
+        "connections on listeners 255, 299 and 256"
+    );
+}

@@ -834,6 +834,9 @@ fn backend_down_is_500_could_not_connect() {
     let mut c = connect(&gw);
     let r = send(&mut c, "GET", "/inv/", &[], None);
     assert_own_error(&mut c, &r, 500, "Could not connect to endpoint");
+    // A failed plain call is no failed upgrade, in `/stats` as in `/metrics`.
+    assert_eq!(stat(&gw, "upgrades_failed"), 0);
+    assert_eq!(stat(&gw, "calls"), 0);
 }
 
 #[test]

@@ -253,3 +253,35 @@ fn a_failed_reload_shows_with_its_first_error() {
     assert!(v["config"]["reload_failed"].is_null(), "{v:?}");
     assert_eq!(v["config"]["reloads"].as_u64(), Some(2), "{v:?}");
 }
+
+/// A `/status` larger than one pool buffer (hundreds of listeners, the smallest buffer) comes
+/// whole: as many bytes as its Content-Length says, and JSON that lists every listener.
+#[test]
+fn a_status_larger_than_one_buffer_comes_whole() {
+    const LISTENERS: usize = 400;
+    let conf = TempConf::new();
+    conf.write_open_api("/open");
+    let mut y = GatewayYaml::open("ws://127.0.0.1:9/").bound("buffer-bound", "1KiB");
+    y.listeners = vec!["127.0.0.1:0".to_string(); LISTENERS];
+    let gw = Gateway::start(y.write(&conf), &[]);
+    let r = get(&gw, "/status", None);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let length: usize = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length");
+    assert_eq!(r.body.len(), length);
+    assert!(
+        length > wsgate::http::head::MIN_BUFFER,
+        "only {length} bytes: the answer fits one buffer and proves nothing"
+    );
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&r.body_text()).unwrap_or_else(|e| panic!("{e}: {}", r.body_text()));
+    let plain = v["listeners"]
+        .as_sequence()
+        .expect("listeners")
+        .iter()
+        .filter(|l| l["kind"].as_str() == Some("plain"))
+        .count();
+    assert_eq!(plain, LISTENERS);
+}

@@ -1,7 +1,8 @@
 //! Where activity records go, and the hooks that feed them from the path of a connection.
 //!
-//! Records are appended to one bounded in-memory buffer and written out once per loop turn, so
-//! a transaction costs no system call of its own. When standard output is a pipe or a socket
+//! Records are appended to one bounded in-memory ring and written out once per loop turn, so
+//! a transaction costs no system call of its own. The ring never holds more than
+//! [`MAX_PENDING`] bytes, nor takes more room than that, and a partial write moves no bytes. When standard output is a pipe or a socket
 //! (journald, a container runtime), only what it can take without waiting is written: a slow
 //! reader then fills the buffer instead of stalling the loop, and records beyond the bound are
 //! dropped and counted. The descriptor itself stays blocking, since standard error often shares
@@ -14,6 +15,7 @@ use crate::activity::{Closer, Record};
 use crate::http::head::RequestHead;
 use crate::model::{ActivityOutput, ApiIdx, LogContent};
 use crate::policy::preflow::Caller;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
@@ -21,9 +23,9 @@ use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Bytes of records waiting to be written before new ones are dropped.
+/// Bytes of records waiting to be written at most: a record that would go beyond is dropped.
 const MAX_PENDING: usize = 4 << 20;
-/// Capacity kept by the buffer once it is empty again.
+/// Room kept by the ring once it is empty again, and by the record being written.
 const KEEP_CAPACITY: usize = 64 << 10;
 
 enum Out {
@@ -40,10 +42,10 @@ enum Out {
 
 pub struct Sink {
     out: Out,
-    /// Records not written yet are `buf[start..]`: a partial write moves `start` rather than
-    /// the bytes behind it, which move only once `start` has passed half of the buffer.
-    buf: Vec<u8>,
-    start: usize,
+    /// Records not written yet, oldest first.
+    buf: VecDeque<u8>,
+    /// The record being written, which joins `buf` whole or not at all.
+    record: Vec<u8>,
     /// Records written to the buffer, and records dropped because it was full.
     pub records: u64,
     pub dropped: u64,
@@ -70,8 +72,8 @@ impl Sink {
         };
         Ok(Sink {
             out,
-            buf: Vec::new(),
-            start: 0,
+            buf: VecDeque::new(),
+            record: Vec::new(),
             records: 0,
             dropped: 0,
             warned: false,
@@ -84,24 +86,42 @@ impl Sink {
 
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 
-    /// Appends one record with `write`, or drops it when the buffer is full.
+    /// Appends one record with `write`, or drops it when it does not fit in what is left of
+    /// [`MAX_PENDING`].
     pub fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        if self.pending() >= MAX_PENDING {
-            self.dropped += 1;
-            if !self.warned {
-                self.warned = true;
-                log::warn!(
-                    "activity log: {} bytes not written yet, dropping records until the output catches up",
-                    self.pending()
-                );
-            }
-            return;
+        if self.buf.len() >= MAX_PENDING {
+            return self.drop_one();
         }
-        write(&mut self.buf);
+        self.record.clear();
+        write(&mut self.record);
+        let need = self.buf.len() + self.record.len();
+        if need > MAX_PENDING {
+            return self.drop_one();
+        }
+        if need > self.buf.capacity() {
+            // Doubling, but never past the bound (a plain `extend` could double to twice it).
+            let room = (2 * self.buf.capacity()).clamp(need, MAX_PENDING);
+            self.buf.reserve_exact(room - self.buf.len());
+        }
+        self.buf.extend(&self.record);
+        if self.record.capacity() > KEEP_CAPACITY {
+            self.record = Vec::new();
+        }
         self.records += 1;
+    }
+
+    fn drop_one(&mut self) {
+        self.dropped += 1;
+        if !self.warned {
+            self.warned = true;
+            log::warn!(
+                "activity log: {} bytes not written yet, dropping records until the output catches up",
+                self.pending()
+            );
+        }
     }
 
     /// Writes what the output takes now, without waiting.
@@ -118,16 +138,17 @@ impl Sink {
         if self.pending() == 0 {
             return;
         }
-        let mut done = self.start;
         let result = loop {
-            if done == self.buf.len() {
+            // The oldest bytes, up to the ring's wrap.
+            let chunk = self.buf.as_slices().0;
+            if chunk.is_empty() {
                 break Ok(());
             }
             let r = match &mut self.out {
-                Out::Off => Ok(self.buf.len() - done),
-                Out::File { file, .. } => file.write(&self.buf[done..]),
+                Out::Off => Ok(chunk.len()),
+                Out::File { file, .. } => file.write(chunk),
                 Out::Stdout { pipe } => {
-                    let mut chunk = &self.buf[done..];
+                    let mut chunk = chunk;
                     if *pipe && !wait {
                         if !stdout_ready() {
                             break Err(io::Error::from(io::ErrorKind::WouldBlock));
@@ -144,7 +165,8 @@ impl Sink {
             };
             match r {
                 Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => done += n,
+                // Drops the written bytes from the front: no byte moves.
+                Ok(n) => drop(self.buf.drain(..n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
@@ -152,18 +174,9 @@ impl Sink {
         match result {
             Ok(()) => {
                 self.warned = false;
-                self.buf.clear();
-                self.start = 0;
                 self.buf.shrink_to(KEEP_CAPACITY);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.start = done;
-                if self.start > self.buf.len() / 2 {
-                    // What is left is smaller than what was written: moving it is cheap.
-                    self.buf.drain(..self.start);
-                    self.start = 0;
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 if !self.warned {
                     self.warned = true;
@@ -171,7 +184,6 @@ impl Sink {
                 }
                 self.dropped += 1;
                 self.buf.clear();
-                self.start = 0;
             }
         }
     }
@@ -287,8 +299,6 @@ pub(super) fn closing(
 impl Gateway {
     /// A proxy client's request head was read (before routing).
     pub(super) fn request_started(&mut self, key: usize, head: &RequestHead) {
-        // Whatever rejected something before belongs to an earlier request.
-        self.counters.take_last_rejected();
         if let Some(c) = self.conns.get_mut(key) {
             c.activity = None;
             if head.header("upgrade").is_some() {
@@ -345,10 +355,7 @@ impl Gateway {
         }
         if c.has(flag::UPGRADE_ASKED) {
             c.clear(flag::UPGRADE_ASKED);
-            let limited = self.counters.take_last_rejected().is_some();
-            let why = if limited && (status == 429 || status == 503) {
-                Failure::Limit
-            } else if status >= 500 {
+            let why = if status >= 500 {
                 Failure::BackendError
             } else {
                 Failure::Rejected
@@ -360,6 +367,18 @@ impl Gateway {
             r.bytes_out += bytes.len() as u64;
         }
         self.activity_end(key);
+    }
+
+    /// A limit refuses the request with `status`, about to be answered: an upgrade it asked for
+    /// failed because of that limit (unless a catch turned the refusal into another answer).
+    pub(super) fn refused_by_limit(&mut self, key: usize, status: u16) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.has(flag::UPGRADE_ASKED)
+            && matches!(status, 429 | 503)
+        {
+            c.clear(flag::UPGRADE_ASKED);
+            self.metrics.upgrade_failed(Failure::Limit);
+        }
     }
 
     /// Writes the connection's record, if it has one, and drops it.
@@ -450,20 +469,23 @@ mod tests {
         for _ in 0..(MAX_PENDING / 1000 + 10) {
             sink.push(|out| out.extend_from_slice(&line));
         }
-        assert!(sink.pending() >= MAX_PENDING && sink.pending() < MAX_PENDING + 1000);
-        assert_eq!(sink.records, (MAX_PENDING / 1000 + 1) as u64);
-        assert_eq!(sink.dropped, 9);
+        // Only whole records that fit go in.
+        assert_eq!(sink.pending(), MAX_PENDING / 1000 * 1000);
+        assert_eq!(sink.records, (MAX_PENDING / 1000) as u64);
+        assert_eq!(sink.dropped, 10);
+        assert!(sink.buf.capacity() <= MAX_PENDING);
         sink.flush();
         assert_eq!(sink.pending(), 0);
         sink.push(|out| out.extend_from_slice(&line));
-        assert_eq!((sink.pending(), sink.dropped), (1000, 9));
+        assert_eq!((sink.pending(), sink.dropped), (1000, 10));
     }
 
-    /// A sink writing into a non-blocking pipe that takes only part of what is pending: the
-    /// bytes behind a partial write stay where they are until more than half of the buffer is
-    /// written, and the reader gets every record once, in order.
+    /// A sink writing into a non-blocking pipe that takes only part of what is pending, while
+    /// records keep coming: the ring never takes more room than the bound, even when partial
+    /// writes and new records alternate at the bound, and the reader gets every record it kept
+    /// once, in order.
     #[test]
-    fn partial_writes_move_a_start_offset_and_compact_past_half() {
+    fn partial_writes_keep_the_bound_and_the_order() {
         use std::io::Read;
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills the two descriptors, owned by the Files below.
@@ -479,13 +501,7 @@ mod tests {
             path: PathBuf::new(),
             file: writer,
         };
-        let mut sent = Vec::new();
-        for i in 0..3000u32 {
-            let line = format!("{i:08} {}\n", "r".repeat(90));
-            sink.push(|out| out.extend_from_slice(line.as_bytes()));
-            sent.extend_from_slice(line.as_bytes());
-        }
-        let total = sent.len();
+        let mut kept = Vec::new();
         let mut got = Vec::new();
         let mut drain_pipe = |got: &mut Vec<u8>| {
             let mut chunk = [0u8; 1 << 16];
@@ -496,34 +512,32 @@ mod tests {
                 got.extend_from_slice(&chunk[..n]);
             }
         };
-        sink.flush();
-        let first = total - sink.pending();
-        assert!(
-            first > 0 && first < total / 2,
-            "the pipe took {first} of {total}"
-        );
-        // Nothing moved: the written bytes are skipped, not drained.
-        assert_eq!((sink.buf.len(), sink.start), (total, first));
-        let mut compacted = false;
-        while sink.pending() > 0 {
-            drain_pipe(&mut got);
-            let before = sink.pending();
+        let mut i = 0u32;
+        for _ in 0..40 {
+            // Fill up to the bound (one record dropped), then let the pipe take what it can.
+            let before = sink.dropped;
+            while sink.dropped == before {
+                let line = format!("{i:08} {}\n", "r".repeat(90 + (i % 7) as usize));
+                i += 1;
+                sink.push(|out| out.extend_from_slice(line.as_bytes()));
+                if sink.dropped == before {
+                    kept.extend_from_slice(line.as_bytes());
+                }
+                assert!(sink.pending() <= MAX_PENDING);
+                assert!(
+                    sink.buf.capacity() <= MAX_PENDING,
+                    "the ring took {} bytes of room",
+                    sink.buf.capacity()
+                );
+            }
             sink.flush();
-            assert!(sink.pending() < before, "no progress");
-            assert!(
-                sink.start <= sink.buf.len() / 2,
-                "start {} left past half",
-                sink.start
-            );
-            compacted |= sink.start == 0 && sink.pending() > 0;
+            assert!(sink.pending() < MAX_PENDING, "the pipe took nothing");
+            drain_pipe(&mut got);
         }
-        drain_pipe(&mut got);
-        assert!(
-            compacted,
-            "the buffer was never compacted while records were pending"
-        );
-        assert_eq!(got.len(), total);
-        assert!(got == sent, "records lost, repeated or out of order");
-        assert_eq!((sink.buf.len(), sink.start), (0, 0));
+        while sink.pending() > 0 {
+            sink.flush();
+            drain_pipe(&mut got);
+        }
+        assert!(got == kept, "records lost, repeated or out of order");
     }
 }

@@ -7,6 +7,7 @@
 
 use super::Gateway;
 use crate::http::head::RequestHead;
+use crate::json::write::quoted;
 
 impl Gateway {
     pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) {
@@ -73,23 +74,11 @@ impl Gateway {
             ("text/plain", "")
         };
         // Every answer is the state of the moment.
-        let mut reply = format!(
+        let reply = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\n{page_policy}Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             crate::http::response::reason(status),
             body.len()
         );
-        if reply.len() > self.pool.buf_size() {
-            // An answer goes out of one pool buffer: better an error than a cut-off body.
-            log::error!(
-                "admin answer of {} bytes does not fit one buffer; raise bounds.buffer-bound",
-                reply.len()
-            );
-            let body = "answer larger than one buffer: raise bounds.buffer-bound\n";
-            reply = format!(
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
         self.answer(key, reply.as_bytes());
     }
 
@@ -174,9 +163,9 @@ impl Gateway {
                 .unwrap_or_else(|| "null".to_string());
             out.push_str(&format!(
                 "{{\"limit\":{},\"kind\":\"{:?}\",\"key\":{},\"window_start\":{window},\"value\":{},\"max\":{}}}",
-                json_string(&v.limit),
+                quoted(&v.limit),
                 v.kind,
-                json_string(&v.key),
+                quoted(&v.key),
                 v.value,
                 v.max
             ));
@@ -187,6 +176,8 @@ impl Gateway {
 
     fn stats_json(&self) -> String {
         let s = &self.stats;
+        // Requests are counted once, in the metrics: `/stats` and `/metrics` cannot disagree.
+        let m = &self.metrics;
         // Bytes held in gateway buffers, per connection at most two buffers.
         let mut buffered = 0u64;
         let mut max_conn = 0u64;
@@ -211,19 +202,16 @@ impl Gateway {
             s.accepted,
             open,
             s.upgraded,
-            s.upgrades_total,
-            s.upgrades_failed,
-            s.calls,
+            m.upgrades,
+            m.failed.iter().sum::<u64>(),
+            m.calls.iter().sum::<u64>(),
             self.pool.in_use(),
             self.pool.idle(),
             self.pool.buf_size(),
             buffered,
             max_conn,
             std::mem::size_of::<super::conn::Conn>(),
-            self.conns
-                .iter()
-                .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
-                .count(),
+            self.pending.total(),
             self.pending.networks(),
             s.refused_pending,
         )
@@ -233,21 +221,6 @@ impl Gateway {
 /// The status page's headers: its inline script and style run, it fetches from its own origin
 /// only, and no page of another site can frame it.
 const PAGE_POLICY: &str = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\n";
-
-pub(super) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 /// `%XX` escapes in a path segment (limit keys contain `:` and `=`, which clients may encode).
 fn percent_decode(s: &str) -> String {

@@ -269,64 +269,45 @@ impl Gateway {
                 minor: hs.head.minor_version(),
             };
             let coded = resp.headers("transfer-encoding").next().is_some();
-            let mut head = Vec::with_capacity(used + 128);
-            let to_client = if informational || call.resume.is_none() {
-                let Some(to_client) = answer::for_client(client, status, framing, coded) else {
-                    drop(resp);
-                    log::warn!(
-                        "backend answer has a transfer coding an HTTP/1.0 client cannot take"
-                    );
-                    self.backend_failed(key, 502, "Invalid response from backend");
-                    return Round::Ended;
-                };
-                call.keep_alive &= !to_client.close;
-                // HTTP/1.0 has no interim answers (RFC 9110 §15.2): the client does not see it.
-                if !informational || client.minor >= 1 {
-                    let answer = Answer {
-                        status,
-                        reason: resp.reason(),
-                        headers: end_to_end(&resp),
-                    };
-                    client_head(
-                        &mut head,
-                        answer,
-                        to_client,
-                        &hs.txn,
-                        &hs.reply_headers,
-                        call.keep_alive,
-                    );
-                }
-                to_client
+            // Policies that follow the invoke see the answer as `message` and may change its
+            // status and headers, or replace it with an error.
+            let edited = if informational || call.resume.is_none() {
+                None
             } else {
-                // Policies follow the invoke: they see the answer as `message` and may change
-                // its status and headers, or replace it with an error.
                 let Some(edited) = self.after_invoke(key, &resp) else {
                     return Round::Ended;
                 };
-                let Some(c) = self.conns.get_mut(key) else {
-                    return Round::Ended;
+                Some(edited)
+            };
+            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
+                return Round::Ended;
+            };
+            let Some(call) = hs.call.as_mut() else {
+                return Round::Ended;
+            };
+            // What the client gets follows the status the flow left.
+            let status = edited.as_ref().map_or(status, |e| e.status);
+            let Some(to_client) = answer::for_client(client, status, framing, coded) else {
+                drop(resp);
+                log::warn!("backend answer has a transfer coding an HTTP/1.0 client cannot take");
+                self.backend_failed(key, 502, "Invalid response from backend");
+                return Round::Ended;
+            };
+            call.keep_alive &= !to_client.close;
+            let mut head = Vec::with_capacity(used + 128);
+            // HTTP/1.0 has no interim answers (RFC 9110 §15.2): the client does not see it.
+            if !informational || client.minor >= 1 {
+                let (reason, own, theirs) = match &edited {
+                    Some(e) => (e.reason.as_str(), Some(&e.headers), None),
+                    None => (resp.reason(), None, Some(end_to_end(&resp))),
                 };
-                let Some(hs) = c.hs.as_mut() else {
-                    return Round::Ended;
-                };
-                let Some(call) = hs.call.as_mut() else {
-                    return Round::Ended;
-                };
-                // What the client gets follows the status the flow left.
-                let Some(to_client) = answer::for_client(client, edited.status, framing, coded)
-                else {
-                    drop(resp);
-                    log::warn!(
-                        "backend answer has a transfer coding an HTTP/1.0 client cannot take"
-                    );
-                    self.backend_failed(key, 502, "Invalid response from backend");
-                    return Round::Ended;
-                };
-                call.keep_alive &= !to_client.close;
+                let own = own.into_iter().flatten();
                 let answer = Answer {
-                    status: edited.status,
-                    reason: &edited.reason,
-                    headers: edited.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    status,
+                    reason,
+                    headers: own
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .chain(theirs.into_iter().flatten()),
                 };
                 client_head(
                     &mut head,
@@ -336,8 +317,7 @@ impl Gateway {
                     &hs.reply_headers,
                     call.keep_alive,
                 );
-                to_client
-            };
+            }
             drop(resp);
             let Some(c) = self.conns.get_mut(key) else {
                 return Round::Ended;
@@ -648,7 +628,6 @@ impl Gateway {
         };
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
-        self.stats.calls += 1;
         self.call_ended(key);
         self.release_limits(key);
         let Some(c) = self.conns.get_mut(key) else {

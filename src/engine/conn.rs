@@ -266,11 +266,15 @@ pub struct Conn {
     pub backend: Option<Stream>,
     pub peer: SocketAddr,
     pub phase: Phase,
-    /// The index of the listener it came in on (255 for any beyond), for per-listener counts.
-    pub listener: u8,
+    /// The index of the listener it came in on (`u16::MAX` for any beyond), for per-listener
+    /// counts and the port the client connected to.
+    pub listener: u16,
     pub flags: u16,
+    /// The connection has an entry among the TLS handshakes waiting for a turn (see
+    /// `Gateway::handshakes_waiting`), so its events add no other. Fits in padding.
+    pub handshake_queued: bool,
     pub api: ApiIdx,
-    /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::row_for`).
+    /// The metrics row of `api`, resolved when the WebSocket opens (see `Metrics::upgraded`).
     pub metrics_row: u16,
     /// The n-th websocket-upgrade of the API's assembly (depth-first), once chosen.
     pub wsu: u16,

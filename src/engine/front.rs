@@ -201,8 +201,9 @@ impl Gateway {
             held: &mut held,
             headers: &mut checked,
         };
+        // A refusal, with the limit that said no if one did.
         let outcome = match preflow::plan_limits(&vars, &mut lim) {
-            Err(r) => Err((r.status, r.message.to_string())),
+            Err(r) => Err((r.status, r.message.to_string(), r.limit)),
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {
                     match message_limits(policy, &vars, &mut lim, &mut messages) {
@@ -216,16 +217,20 @@ impl Gateway {
                                 log::warn!(
                                     "message limits: no room in the table of limit profiles; refusing the upgrade"
                                 );
-                                let e = assembly::keys_full();
-                                Err((e.status, e.message))
+                                let e = assembly::keys_full(messages[0].slot.limit());
+                                Err((e.status, e.message, e.limit))
                             }
                         },
-                        Err(e) => Err((e.status, e.message)),
+                        Err(e) => Err((e.status, e.message, e.limit)),
                     }
                 }
                 Step::Invoke { policy, at } => Ok(Backend::Invoke(policy, at)),
-                Step::Fail(e) => Err((e.status, e.message)),
-                Step::Done => Err((500, "The assembly ended without a backend call".to_string())),
+                Step::Fail(e) => Err((e.status, e.message, e.limit)),
+                Step::Done => Err((
+                    500,
+                    "The assembly ended without a backend call".to_string(),
+                    None,
+                )),
             },
         };
         let mut reply_headers = preflow::limit_headers(&checked);
@@ -233,18 +238,21 @@ impl Gateway {
         let backend = match outcome {
             Ok(Backend::Upgrade(..)) if upgrade.is_none() => {
                 // The assembly only returns an upgrade for a WebSocket request.
-                Err((500, "Internal error".to_string()))
+                Err((500, "Internal error".to_string(), None))
             }
             other => other,
         };
         let backend = match backend {
             Ok(x) => x,
-            Err((status, message)) => {
+            Err((status, message, limit)) => {
                 for (slot, w) in held.take_all() {
                     self.counters.dec(slot, w);
                 }
                 if let Some(p) = profile.take() {
                     self.counters.release_profile(p);
+                }
+                if limit.is_some() {
+                    self.refused_by_limit(key, status);
                 }
                 let mut extra: Vec<(&str, &str)> = reply_headers
                     .iter()
@@ -352,13 +360,16 @@ impl Gateway {
         self.start_connect(key);
     }
 
-    /// The port the client connected to: its socket's own, so that a connection needs no
-    /// listener index whatever the number of listeners (one call per backend request).
+    /// The port the client connected to: the one its listener is bound to (no system call).
+    /// Only a connection whose index did not fit `Conn::listener` asks its own socket.
     pub(super) fn listener_port(&self, key: usize) -> u16 {
-        self.conns
-            .get(key)
-            .and_then(|c| c.client.local_addr().ok())
-            .map_or(0, |a| a.port())
+        let Some(c) = self.conns.get(key) else {
+            return 0;
+        };
+        match self.listeners.get(usize::from(c.listener)) {
+            Some(l) if c.listener != u16::MAX => l.addr.port(),
+            _ => c.client.local_addr().map_or(0, |a| a.port()),
+        }
     }
 
     /// The backend could not be used: the documented error, or, for a call whose invoke lists
@@ -386,6 +397,7 @@ impl Gateway {
             status,
             reason: None,
             message: message.to_string(),
+            limit: None,
         };
         let outcome = self.in_flow(key, |assembly, vars, lim| {
             match assembly::recover(assembly, raised, vars, lim) {
@@ -505,7 +517,8 @@ impl Gateway {
     }
 
     /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
-    /// ends here: what it holds of count limits is given back now.
+    /// ends here: what it holds of count limits is given back now. An answer larger than one
+    /// buffer goes out whole, a buffer at a time.
     pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
         self.answered(key, bytes);
         self.release_limits(key);
@@ -522,10 +535,6 @@ impl Gateway {
         c.up.head = 0;
         c.up.out = 0;
         c.up.end = 0;
-        // Answers come before an upgrade; past the head, they end a failed one.
-        if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
-            self.stats.upgrades_failed += 1;
-        }
         // A first head refused (400, 431) or too late (408) is over too: the connection only
         // lingers now, for `close-grace` at most.
         if c.phase == Phase::FirstHead {
@@ -535,12 +544,24 @@ impl Gateway {
         c.down.head = 0;
         c.down.out = 0;
         c.down.end = 0;
-        let id = c.down.buffer(&mut self.pool);
-        let buf = self.pool.get(id);
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        c.down.out = n as u32;
-        c.down.end = n as u32;
+        let n = fill(&mut self.pool, &mut c.down, bytes);
+        if n < bytes.len() {
+            // Rare (an admin page of a large config): the rest waits here, not in `Conn`.
+            // Entries of connections that ended before their answer was out go now.
+            let epoch = c.epoch;
+            let conns = &self.conns;
+            self.long_answers.retain(|a| {
+                conns
+                    .get(a.key as usize)
+                    .is_some_and(|c| c.epoch == a.epoch && c.phase == Phase::Respond)
+            });
+            self.long_answers.push(LongAnswer {
+                key: key as u32,
+                epoch,
+                rest: bytes[n..].to_vec(),
+                sent: 0,
+            });
+        }
         let grace = self.model.settings.bounds.close_grace;
         self.set_timeout(key, grace);
         self.drive_respond(key);
@@ -551,15 +572,30 @@ impl Gateway {
             return;
         };
         if c.phase == Phase::Respond {
-            if c.has(flag::CLIENT_WRITABLE) {
-                match write_out(&mut self.pool, &mut c.down, &mut c.client) {
-                    Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
-                    Io::Error(_) | Io::Eof => return self.finish(key),
-                    _ => {}
+            loop {
+                if c.has(flag::CLIENT_WRITABLE) {
+                    match write_out(&mut self.pool, &mut c.down, &mut c.client) {
+                        Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
+                        Io::Error(_) | Io::Eof => return self.finish(key),
+                        _ => {}
+                    }
                 }
-            }
-            if c.down.pending_out() {
-                return;
+                if c.down.pending_out() {
+                    return;
+                }
+                // The buffer is out: the next part of a long answer, if this is one.
+                let Some(i) = self
+                    .long_answers
+                    .iter()
+                    .position(|a| a.key as usize == key && a.epoch == c.epoch)
+                else {
+                    break;
+                };
+                let a = &mut self.long_answers[i];
+                a.sent += fill(&mut self.pool, &mut c.down, &a.rest[a.sent..]);
+                if a.sent == a.rest.len() {
+                    self.long_answers.swap_remove(i);
+                }
             }
             c.client.shutdown_write();
             c.phase = Phase::Linger;
@@ -580,6 +616,27 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The part of an answer that did not fit the connection's buffer, written as the socket takes
+/// the parts before it.
+pub(super) struct LongAnswer {
+    key: u32,
+    epoch: u32,
+    rest: Vec<u8>,
+    sent: usize,
+}
+
+/// Puts as much of `bytes` as fits into the empty flow's buffer, ready to write; how much.
+fn fill(pool: &mut super::pool::Pool, flow: &mut super::conn::Flow, bytes: &[u8]) -> usize {
+    let id = flow.buffer(pool);
+    let buf = pool.get(id);
+    let n = bytes.len().min(buf.len());
+    buf[..n].copy_from_slice(&bytes[..n]);
+    flow.head = 0;
+    flow.out = n as u32;
+    flow.end = n as u32;
+    n
 }
 
 /// The `nth` websocket-upgrade of a policy tree, depth first (as the assembly numbers them).
@@ -654,7 +711,7 @@ fn message_limits(
                                 "message limit {}: no room for its key in the table of run-time keys; refusing the upgrade",
                                 def.name
                             );
-                            return Err(assembly::keys_full());
+                            return Err(assembly::keys_full(idx));
                         }
                     }
                 }

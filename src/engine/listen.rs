@@ -159,8 +159,9 @@ impl Gateway {
                 } else {
                     Phase::Head
                 },
-                listener: u8::try_from(index).unwrap_or(u8::MAX),
+                listener: u16::try_from(index).unwrap_or(u16::MAX),
                 flags,
+                handshake_queued: false,
                 api: 0,
                 metrics_row: super::metrics::NO_ROW,
                 wsu: 0,
@@ -176,7 +177,7 @@ impl Gateway {
             });
             self.stats.accepted += 1;
             self.metrics
-                .accepted(u8::try_from(index).unwrap_or(u8::MAX));
+                .accepted(u16::try_from(index).unwrap_or(u16::MAX));
             self.stats.open = self.conns.len();
             // A TLS client first has the handshake timeout; the head timeout starts once the
             // handshake is done (see `read_head`).

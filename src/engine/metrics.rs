@@ -54,7 +54,8 @@ pub(super) const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A row that [`Metrics::row_for`] could not give in 16 bits.
+/// A row that [`Metrics::upgraded`] could not give in 16 bits (only after more than 65534
+/// distinct APIs were seen): such a connection's reads look their row up instead.
 pub const NO_ROW: u16 = u16::MAX;
 
 /// Connections open now on one listener (by its index in the gateway's listeners), and of them
@@ -143,13 +144,6 @@ impl Metrics {
         &self.rows[i]
     }
 
-    /// The row of `api` of `model`, to keep with a connection for [`Metrics::relayed`], which
-    /// then needs no lookup per read; [`NO_ROW`] when it does not fit 16 bits (only after
-    /// more than 65534 distinct APIs were seen), and the lookup is made per read instead.
-    pub fn row_for(&mut self, model: &Rc<Model>, api: ApiIdx) -> u16 {
-        u16::try_from(self.api_row(model, api)).unwrap_or(NO_ROW)
-    }
-
     fn api_row(&mut self, model: &Rc<Model>, api: ApiIdx) -> usize {
         self.rows_of(model)
             .apis
@@ -166,12 +160,12 @@ impl Metrics {
     }
 
     /// A connection came in on listener `listener`.
-    pub fn accepted(&mut self, listener: u8) {
+    pub fn accepted(&mut self, listener: u16) {
         self.listener(listener).connections += 1;
     }
 
     /// A connection of listener `listener` ended; `websocket`: it was an upgraded one.
-    pub fn connection_closed(&mut self, listener: u8, websocket: bool) {
+    pub fn connection_closed(&mut self, listener: u16, websocket: bool) {
         let l = self.listener(listener);
         l.connections = l.connections.saturating_sub(1);
         if websocket {
@@ -179,7 +173,7 @@ impl Metrics {
         }
     }
 
-    fn listener(&mut self, listener: u8) -> &mut ListenerOpen {
+    fn listener(&mut self, listener: u16) -> &mut ListenerOpen {
         let i = usize::from(listener);
         if i >= self.listeners.len() {
             self.listeners.resize(i + 1, ListenerOpen::default());
@@ -197,8 +191,15 @@ impl Metrics {
     }
 
     /// A 101 went to the client of listener `listener`, `took` after the gateway started to
-    /// connect to the backend.
-    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, listener: u8, took: Duration) {
+    /// connect to the backend. Returns the API's row (or [`NO_ROW`]), for the connection to keep
+    /// so that [`Metrics::relayed`] needs no lookup per read.
+    pub fn upgraded(
+        &mut self,
+        model: &Rc<Model>,
+        api: ApiIdx,
+        listener: u16,
+        took: Duration,
+    ) -> u16 {
         self.upgrades += 1;
         self.listener(listener).websockets += 1;
         let r = self.api_row(model, api);
@@ -212,6 +213,7 @@ impl Metrics {
             .unwrap_or(BUCKETS.len());
         self.handshake[i] += 1;
         self.handshake_sum += s;
+        u16::try_from(r).unwrap_or(NO_ROW)
     }
 
     pub fn websocket_closed(&mut self, model: &Rc<Model>, api: ApiIdx) {
@@ -228,7 +230,7 @@ impl Metrics {
         }
     }
 
-    /// `messages` data messages in `bytes` bytes relayed on `row` (from [`Metrics::row_for`]);
+    /// `messages` data messages in `bytes` bytes relayed on `row` (from [`Metrics::upgraded`]);
     /// `up`: client to backend. `model` and `api` are only looked at when `row` is [`NO_ROW`].
     pub fn relayed(
         &mut self,
@@ -346,12 +348,7 @@ impl Gateway {
             "gauge",
             "Client connections still in their TLS handshake or first request head.",
         );
-        let pending = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.phase == super::conn::Phase::FirstHead)
-            .count();
-        let _ = writeln!(out, "wsgate_connections_pending {pending}");
+        let _ = writeln!(out, "wsgate_connections_pending {}", self.pending.total());
         family(
             &mut out,
             "wsgate_connections_refused_total",
@@ -699,11 +696,10 @@ mod tests {
     fn rows_follow_api_names_across_configs() {
         let old = model(&["chat"]);
         let mut m = Metrics::new(&old);
-        m.upgraded(&old, 0, 0, Duration::from_millis(2));
+        let chat = m.upgraded(&old, 0, 0, Duration::from_millis(2));
         let new = model(&["news", "chat"]);
         m.upgraded(&new, 0, 0, Duration::from_millis(2));
-        m.upgraded(&new, 1, 0, Duration::from_millis(2));
-        let chat = m.row_for(&old, 0);
+        assert_eq!(m.upgraded(&new, 1, 0, Duration::from_millis(2)), chat);
         m.relayed(chat, &old, 0, true, 3, 30);
         assert_eq!(m.api_names, ["chat:1.0.0", "news:1.0.0"]);
         assert_eq!(m.open, [2, 1]);
@@ -725,9 +721,9 @@ mod tests {
     fn a_row_kept_with_the_connection_counts_like_a_lookup() {
         let old = model(&["chat", "news"]);
         let mut m = Metrics::new(&old);
-        let news = m.row_for(&old, 1);
+        let news = m.upgraded(&old, 1, 0, Duration::ZERO);
         let new = model(&["sport", "news"]);
-        let sport = m.row_for(&new, 0);
+        let sport = m.upgraded(&new, 0, 0, Duration::ZERO);
         m.relayed(news, &old, 1, true, 2, 20);
         m.relayed(NO_ROW, &new, 1, false, 1, 10);
         m.relayed(sport, &new, 0, true, 5, 50);

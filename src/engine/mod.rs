@@ -56,7 +56,8 @@ const SIGNAL: Token = Token(usize::MAX - 1);
 /// one step runs per turn.
 const HANDSHAKE_WORK_PER_TURN: Duration = Duration::from_millis(1);
 
-/// Counters a test or an operator can read.
+/// Counters of the connections themselves. What happens to requests (upgrades, failed
+/// upgrades, calls) is counted once, in the metrics, and `GET /stats` reads it there.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub accepted: u64,
@@ -64,10 +65,6 @@ pub struct Stats {
     pub open: usize,
     /// Of those, upgraded on both sides.
     pub upgraded: usize,
-    pub upgrades_total: u64,
-    pub upgrades_failed: u64,
-    /// Plain calls (the invoke policy) answered by a backend.
-    pub calls: u64,
     /// Connections closed at accept because their network had `max-pending-per-address`
     /// connections without a complete head already.
     pub refused_pending: u64,
@@ -89,12 +86,14 @@ pub struct Gateway {
     /// Connections of each client network that have not finished their first head.
     pending: pending::PendingByNetwork,
     /// Client TLS handshakes with input to process that found this turn's handshake time used
-    /// up, first come first served: (key, epoch). A connection's events can put it here more
-    /// than once, a few times during its handshake at most; a stale entry is skipped.
+    /// up, first come first served: (key, epoch). A connection has one entry at most
+    /// (`Conn::handshake_queued`); the entry of one that ended meanwhile is skipped.
     handshakes_waiting: std::collections::VecDeque<(u32, u32)>,
     /// Time spent on client TLS handshake steps in this turn.
     handshake_work: Duration,
     pool: Pool,
+    /// Final answers larger than one buffer: the parts still to write.
+    long_answers: Vec<front::LongAnswer>,
     /// Backend connections kept open between plain calls.
     parked: keepalive::Pool,
     wheel: Wheel,
@@ -177,6 +176,7 @@ impl Gateway {
             handshakes_waiting: std::collections::VecDeque::new(),
             handshake_work: Duration::ZERO,
             pool: Pool::new(buf_size, 256),
+            long_answers: Vec::new(),
             parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
             due: Vec::new(),
@@ -380,7 +380,7 @@ impl Gateway {
 
     /// Advances a connection as far as its sockets allow.
     fn drive(&mut self, key: usize, client_vanished: bool) {
-        let Some(c) = self.conns.get(key) else {
+        let Some(c) = self.conns.get_mut(key) else {
             return;
         };
         use conn::Phase::*;
@@ -389,9 +389,14 @@ impl Gateway {
                 if !c.client.handshaking() {
                     return self.head_step(key, client_vanished);
                 }
+                if c.handshake_queued {
+                    // Its entry comes up in turn and finds the readiness this event set.
+                    return;
+                }
                 if !self.handshakes_waiting.is_empty()
                     || self.handshake_work >= HANDSHAKE_WORK_PER_TURN
                 {
+                    c.handshake_queued = true;
                     self.handshakes_waiting.push_back((key as u32, c.epoch));
                     return;
                 }
@@ -443,11 +448,16 @@ impl Gateway {
             && let Some((key, epoch)) = self.handshakes_waiting.pop_front()
         {
             let key = key as usize;
-            let Some(c) = self.conns.get(key) else {
+            let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
-            // Ended meanwhile, or an earlier entry of the same connection took it further.
-            if c.epoch != epoch || c.phase != conn::Phase::FirstHead {
+            // Ended meanwhile (the key may have a new connection by now).
+            if c.epoch != epoch {
+                continue;
+            }
+            c.handshake_queued = false;
+            // Its head timed out meanwhile: it is being answered.
+            if c.phase != conn::Phase::FirstHead {
                 continue;
             }
             // Only the client's socket is open while the handshake runs.

@@ -3,15 +3,21 @@
 //! with sockets that never say anything.
 //!
 //! The table holds one entry per network with at least one such connection, never one per
-//! connection, and an entry goes as soon as its count is back to zero: its size follows the
-//! networks pending now (at most the connection cap), however many distinct addresses come and
-//! go. A connection needs no state of its own to be counted: its peer address names the entry.
+//! connection, and an entry goes as soon as its count is back to zero. The table doubles when
+//! it is half full and halves when it is an eighth full, so its size follows the networks
+//! pending now (at most the connection cap), not the most ever pending at once, however many
+//! distinct addresses come and go. A connection needs no state of its own to be counted: its
+//! peer address names the entry. The total over all networks is kept as it changes, so that
+//! reading it costs no scan.
 //! Networks are IPv4 addresses and IPv6 /64 prefixes (one host or one LAN usually has a whole
 //! /64); IPv4-mapped IPv6 addresses count as the IPv4 address.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+
+/// The table's smallest size, in entries.
+const MIN_SLOTS: usize = 64;
 
 /// One network's entry: a keyed hash of the network (`tag`, never 0) and its count (0: empty).
 #[derive(Clone, Copy, Default)]
@@ -24,7 +30,9 @@ struct Entry {
 /// follow back, so lookups never meet tombstones.
 pub struct PendingByNetwork {
     entries: Vec<Entry>,
+    /// Entries in use (networks), and the sum of their counts (connections).
     used: usize,
+    total: usize,
     /// Keyed with random keys per process: a client cannot choose addresses that collide.
     hasher: RandomState,
 }
@@ -40,8 +48,9 @@ fn network(ip: IpAddr) -> u128 {
 impl PendingByNetwork {
     pub fn new() -> PendingByNetwork {
         PendingByNetwork {
-            entries: vec![Entry::default(); 64],
+            entries: vec![Entry::default(); MIN_SLOTS],
             used: 0,
+            total: 0,
             hasher: RandomState::new(),
         }
     }
@@ -76,13 +85,14 @@ impl PendingByNetwork {
         }
         if self.entries[i].count == 0 {
             if 2 * (self.used + 1) > self.entries.len() {
-                self.grow();
+                self.resize(2 * self.entries.len());
                 return self.admit(ip, limit);
             }
             self.entries[i].tag = tag;
             self.used += 1;
         }
         self.entries[i].count += 1;
+        self.total += 1;
         true
     }
 
@@ -96,6 +106,7 @@ impl PendingByNetwork {
             return;
         }
         e.count -= 1;
+        self.total -= 1;
         if e.count > 0 {
             return;
         }
@@ -122,11 +133,16 @@ impl PendingByNetwork {
             }
         }
         self.entries[i] = Entry::default();
+        // Halving at an eighth full leaves it a quarter full: far from both thresholds, so a
+        // count going up and down around one of them does not rebuild the table each time.
+        if self.entries.len() > MIN_SLOTS && 8 * self.used <= self.entries.len() {
+            self.resize(self.entries.len() / 2);
+        }
     }
 
-    fn grow(&mut self) {
-        let bigger = vec![Entry::default(); 2 * self.entries.len()];
-        let old = std::mem::replace(&mut self.entries, bigger);
+    fn resize(&mut self, slots: usize) {
+        let fresh = vec![Entry::default(); slots];
+        let old = std::mem::replace(&mut self.entries, fresh);
         for e in old.into_iter().filter(|e| e.count > 0) {
             let i = self.find(e.tag);
             self.entries[i] = e;
@@ -142,6 +158,11 @@ impl PendingByNetwork {
     /// Networks with a pending connection.
     pub fn networks(&self) -> usize {
         self.used
+    }
+
+    /// Pending connections, all networks together.
+    pub fn total(&self) -> usize {
+        self.total
     }
 
     /// Slots of the table (its memory is 16 bytes each).
@@ -176,7 +197,34 @@ mod tests {
             p.release(a);
         }
         p.release(v4(2));
-        assert_eq!((p.of(a), p.networks()), (0, 0));
+        assert_eq!((p.of(a), p.networks(), p.total()), (0, 0, 0));
+    }
+
+    /// A burst of many networks grows the table; once they are gone it is back to its smallest
+    /// size, and the running total always equals the sum of the counts.
+    #[test]
+    fn the_table_shrinks_back_after_a_burst_and_the_total_follows() {
+        let mut p = PendingByNetwork::new();
+        for a in 0..10_000 {
+            assert!(p.admit(v4(a), 4));
+            assert!(p.admit(v4(a), 4));
+        }
+        assert_eq!((p.networks(), p.total()), (10_000, 20_000));
+        assert!(p.capacity() >= 20_000);
+        for a in 0..10_000 {
+            p.release(v4(a));
+        }
+        assert_eq!((p.networks(), p.total()), (10_000, 10_000));
+        for a in 0..9_990 {
+            p.release(v4(a));
+        }
+        assert_eq!((p.networks(), p.total()), (10, 10));
+        assert_eq!(p.capacity(), MIN_SLOTS, "the table kept its burst size");
+        for a in 9_990..10_000 {
+            assert_eq!(p.of(v4(a)), 1, "an entry lost in a shrink");
+            p.release(v4(a));
+        }
+        assert_eq!((p.networks(), p.total(), p.capacity()), (0, 0, MIN_SLOTS));
     }
 
     #[test]
@@ -237,6 +285,7 @@ mod tests {
             if round % 10_000 == 0 {
                 expect.retain(|_, n| *n > 0);
                 assert_eq!(p.networks(), expect.len());
+                assert_eq!(p.total(), live.len());
                 for (&a, &n) in &expect {
                     assert_eq!(p.of(v4(a)), n);
                 }

@@ -264,7 +264,7 @@ fn keep_bound(old: &Settings, new: &mut Settings) -> Vec<String> {
 /// The JSON answer of `POST /reload`.
 pub(super) fn outcome_json(o: &Outcome) -> String {
     let list = |v: &[String]| {
-        let items: Vec<String> = v.iter().map(|s| super::admin::json_string(s)).collect();
+        let items: Vec<String> = v.iter().map(|s| crate::json::write::quoted(s)).collect();
         format!("[{}]", items.join(","))
     };
     let key = if o.applied { "warnings" } else { "errors" };

@@ -9,6 +9,7 @@
 
 use super::Gateway;
 use super::metrics::{BACKEND_ERRORS, BUCKETS, FAILURES, ListenerOpen, Metrics, Process};
+use crate::json::write::quoted;
 use crate::model::LimitKind;
 use crate::policy::limits::{CounterView, Counters};
 use std::fmt::Write;
@@ -22,8 +23,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 pub const SAMPLES: usize = 150;
 /// Samples in one minute: the "last minute" columns count from the sample this far back.
 const MINUTE: usize = (60 / SAMPLE_EVERY.as_secs()) as usize;
-/// At most this many live keys go into one answer, the fullest first (an answer leaves in one
-/// pool buffer; the rest is counted, and `GET /limits` lists them all).
+/// At most this many live keys go into one answer, the fullest first (the page shows what is
+/// near its limit; the rest is counted, and `GET /limits` lists them all).
 pub const MAX_KEYS: usize = 100;
 
 /// The gateway's totals at one instant. Counters only grow; the connection counts are gauges.
@@ -165,6 +166,8 @@ pub struct Inputs<'a> {
     pub listeners: &'a [ListenerRow],
     pub limits: &'a [LimitRow],
     pub accepted: u64,
+    /// Connections open now ([`totals`]), the same figures the history samples.
+    pub open: Totals,
     pub metrics: &'a Metrics,
     pub counters: &'a Counters,
     /// The live counters (`Counters::snapshot`), any order.
@@ -172,17 +175,6 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     pub buffers: [u64; 3],
     pub process: Process,
-}
-
-impl Inputs<'_> {
-    fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for l in self.listeners.iter().filter(|l| l.kind != "admin") {
-            t.connections += l.open.connections;
-            t.websockets += l.open.websockets;
-        }
-        t
-    }
 }
 
 /// Open counts of the listeners that are not the admin one.
@@ -209,16 +201,16 @@ pub fn json(v: &Inputs) -> String {
     let _ = write!(
         o,
         "{{\"version\":{},\"now\":{},\"uptime\":{},\"config\":{{\"file\":{},\"loaded\":{},\"reloads\":{},\"reload_failed\":",
-        q(v.version),
+        quoted(v.version),
         v.now,
         v.now.saturating_sub(info.started),
-        q(v.config_file),
+        quoted(v.config_file),
         info.loaded,
         info.reloads
     );
     match &info.reload_failed {
         Some((at, error)) => {
-            let _ = write!(o, "{{\"at\":{at},\"error\":{}}}", q(error));
+            let _ = write!(o, "{{\"at\":{at},\"error\":{}}}", quoted(error));
         }
         None => o.push_str("null"),
     }
@@ -228,13 +220,13 @@ pub fn json(v: &Inputs) -> String {
         let _ = write!(
             o,
             "{{\"address\":{},\"kind\":{},\"connections\":{},\"websockets\":{}}}",
-            q(&l.address),
-            q(l.kind),
+            quoted(&l.address),
+            quoted(l.kind),
             l.open.connections,
             l.open.websockets
         );
     }
-    let t = v.totals();
+    let t = v.open;
     let _ = write!(
         o,
         "],\"totals\":{{\"connections\":{},\"websockets\":{},\"accepted\":{},\"upgrades\":{},\"calls\":{},\"messages\":{},\"bytes\":{}}},\"apis\":[",
@@ -251,7 +243,7 @@ pub fn json(v: &Inputs) -> String {
         let _ = write!(
             o,
             "{{\"api\":{},\"websockets\":{},\"calls\":{},\"messages\":{},\"bytes\":{}}}",
-            q(name),
+            quoted(name),
             m.open[i],
             m.calls[i],
             pair(m.messages[i]),
@@ -397,7 +389,7 @@ fn limits(o: &mut String, v: &Inputs) {
         let _ = write!(
             o,
             "{{\"name\":{},\"kind\":\"{kind:?}\",\"rejections\":{{\"minute\":{},\"total\":{total}}},\"keys\":[",
-            q(name),
+            quoted(name),
             total.saturating_sub(before)
         );
         for (j, c) in live.iter().filter(|c| c.limit == *name).enumerate() {
@@ -409,10 +401,10 @@ fn limits(o: &mut String, v: &Inputs) {
             let _ = write!(
                 o,
                 "{{\"scope\":{},\"by\":\"{}\",\"who\":{},\"more\":{},\"value\":{},\"max\":{},\"window_start\":{window}}}",
-                q(k.scope),
+                quoted(k.scope),
                 k.by,
-                q(k.who),
-                q(k.more),
+                quoted(k.who),
+                quoted(k.more),
                 c.value,
                 c.max
             );
@@ -482,10 +474,6 @@ fn comma(o: &mut String, i: usize) {
     }
 }
 
-fn q(s: &str) -> String {
-    super::admin::json_string(s)
-}
-
 fn pair(p: [u64; 2]) -> String {
     format!("[{},{}]", p[0], p[1])
 }
@@ -535,7 +523,7 @@ impl Gateway {
         if self.now < self.status.next_sample {
             return;
         }
-        let open = totals(&self.metrics.listeners, self.admin_listener());
+        let open = self.open_now();
         self.status
             .history
             .record(&self.metrics, &self.counters, open);
@@ -554,8 +542,15 @@ impl Gateway {
         Some(timeout.map_or(left, |t| t.min(left)))
     }
 
-    fn admin_listener(&self) -> Option<usize> {
-        self.listeners.iter().position(|l| l.kind_name() == "admin")
+    /// Connections open now, for the page and its history alike.
+    fn open_now(&self) -> Totals {
+        // The admin listener is bound last, after the proxy listeners and the echo one; a
+        // reload keeps them all, and the index stays known once shutdown has closed them.
+        let s = &self.model.settings;
+        let admin = s
+            .admin
+            .map(|_| s.listeners.len() + usize::from(s.echo.is_some()));
+        totals(&self.metrics.listeners, admin)
     }
 
     /// The `/status` JSON, from the counters as they are now.
@@ -589,6 +584,7 @@ impl Gateway {
             listeners: &listeners,
             limits: &limits,
             accepted: self.stats.accepted,
+            open: self.open_now(),
             metrics: &self.metrics,
             counters: &self.counters,
             live: self.counters.snapshot(self.now_secs),
@@ -646,6 +642,7 @@ mod tests {
             listeners,
             limits,
             accepted: 4,
+            open: totals(&metrics.listeners, Some(2)),
             metrics,
             counters,
             live: counters.snapshot(NOW),
@@ -699,12 +696,12 @@ mod tests {
             !counters.inc(slot, 1).allowed,
             "the third is over the maximum"
         );
+        let mut row = 0;
         for _ in 0..2 {
-            metrics.upgraded(&model, 0, 0, Duration::from_micros(800));
+            row = metrics.upgraded(&model, 0, 0, Duration::from_micros(800));
         }
         metrics.refused(429);
         metrics.connection_closed(0, false);
-        let row = metrics.row_for(&model, 0);
         metrics.relayed(row, &model, 0, true, 3, 39);
         metrics.relayed(row, &model, 0, false, 3, 27);
         history.record(&metrics, &counters, open(&metrics));
@@ -785,6 +782,27 @@ mod tests {
 
     /// "Last minute" counts from the sample a minute old; the ring keeps [`SAMPLES`] samples
     /// and lists them oldest first.
+    /// Once shutdown has closed the listeners the page lists none, yet its totals are still the
+    /// connections open, the same figures the history samples.
+    #[test]
+    fn totals_are_the_sampled_ones_without_listener_rows() {
+        let model = seed();
+        let mut metrics = Metrics::new(&model);
+        let counters = Counters::new(&model, 64);
+        let mut history = History::default();
+        metrics.accepted(0);
+        metrics.accepted(0);
+        metrics.accepted(2); // the admin connection that asks
+        history.record(&metrics, &counters, totals(&metrics.listeners, Some(2)));
+        let info = Info::default();
+        let j = json(&inputs(&info, &[], &[], &metrics, &counters, &history));
+        assert!(
+            j.contains("\"listeners\":[],\"totals\":{\"connections\":2,"),
+            "{j}"
+        );
+        assert!(j.contains("\"every\":2,\"connections\":[2],"), "{j}");
+    }
+
     #[test]
     fn history_is_a_fixed_ring_and_the_minute_counts_from_a_minute_ago() {
         let model = seed();
@@ -866,7 +884,7 @@ mod tests {
         assert_eq!(k("plan:conns-plan:conns:app=a").scope, "plan:conns-plan");
     }
 
-    /// The page must leave in one pool buffer of the smallest size, with its headers.
+    /// The page is one self-contained file, small next to the smallest buffer.
     #[test]
     fn the_page_fits_the_smallest_buffer() {
         assert!(PAGE.starts_with("<!DOCTYPE html>"));

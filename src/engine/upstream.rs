@@ -330,12 +330,10 @@ impl Gateway {
                     super::activity::own_head_out(&mut c.activity, 101, &hs.txn, &reply, now);
                     c.flags &= !flag::UPGRADE_ASKED;
                     let took = self.now.saturating_duration_since(hs.backend_started);
-                    self.metrics.upgraded(&c.model, c.api, c.listener, took);
-                    c.metrics_row = self.metrics.row_for(&c.model, c.api);
+                    c.metrics_row = self.metrics.upgraded(&c.model, c.api, c.listener, took);
                     c.hs = None;
                     c.phase = Phase::Open;
                     self.stats.upgraded += 1;
-                    self.stats.upgrades_total += 1;
                     let idle = self.model.settings.bounds.idle_timeout;
                     self.set_timeout(key, idle);
                     self.drive_relay(key);
@@ -371,7 +369,6 @@ impl Gateway {
                     // Relay the backend's answer as it came: head and the body bytes so far.
                     c.down.out = c.down.end;
                     c.phase = Phase::Refused;
-                    self.stats.upgrades_failed += 1;
                     c.flags &= !flag::UPGRADE_ASKED;
                     self.metrics.upgrade_failed(Failure::BackendRefused);
                     if let Some(r) = c.activity.as_deref_mut() {

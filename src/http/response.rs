@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
 use super::head::is_tchar;
+use crate::json::write::{escaped, escaped_len};
 
 /// The reason phrase of a status; a generic phrase per class for statuses not listed.
 pub fn reason(status: u16) -> &'static str {
@@ -113,50 +114,6 @@ fn push_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// The JSON escape of one character, when it needs one.
-fn escape(c: char) -> Option<&'static str> {
-    Some(match c {
-        '"' => "\\\"",
-        '\\' => "\\\\",
-        '\n' => "\\n",
-        '\r' => "\\r",
-        '\t' => "\\t",
-        '\u{8}' => "\\b",
-        '\u{c}' => "\\f",
-        _ => return None,
-    })
-}
-
-/// Length of `s` as a JSON string body (without quotes).
-fn json_len(s: &str) -> usize {
-    s.chars()
-        .map(|c| match escape(c) {
-            Some(e) => e.len(),
-            None if (c as u32) < 0x20 => 6,
-            None => c.len_utf8(),
-        })
-        .sum()
-}
-
-fn push_json(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for c in s.chars() {
-        match escape(c) {
-            Some(e) => out.extend_from_slice(e.as_bytes()),
-            None if (c as u32) < 0x20 => {
-                let b = c as u8;
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
-            }
-            None => {
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
-        }
-    }
-}
-
 /// Writes a complete error response in the API Connect format (spec §4.3):
 /// `{"httpCode":"401","httpMessage":"Unauthorized","moreInformation":"..."}` with
 /// `Content-Type`, `Content-Length`, `X-Global-Transaction-ID`, `Connection: close` and then
@@ -206,9 +163,9 @@ pub fn error_with_reason(
     let body_len = A.len()
         + 3
         + B.len()
-        + json_len(reason_phrase)
+        + escaped_len(reason_phrase)
         + C.len()
-        + json_len(more_information)
+        + escaped_len(more_information)
         + D.len();
 
     status_line(out, status, reason_phrase);
@@ -224,9 +181,9 @@ pub fn error_with_reason(
     out.extend_from_slice(A.as_bytes());
     push_u64(out, u64::from(status));
     out.extend_from_slice(B.as_bytes());
-    push_json(out, reason_phrase);
+    escaped(out, reason_phrase);
     out.extend_from_slice(C.as_bytes());
-    push_json(out, more_information);
+    escaped(out, more_information);
     out.extend_from_slice(D.as_bytes());
 }
 

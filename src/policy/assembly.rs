@@ -7,8 +7,8 @@
 use super::context::{Vars, same_variable};
 use super::limits::{Consumer, Counters, Held};
 use crate::model::{
-    Assembly, LimitDef, LimitKind, LimitOp, LimitRef, LimitSource, Policy, PolicyKind, RateLimit,
-    SetOp, WebSocketUpgrade,
+    Assembly, LimitDef, LimitIdx, LimitKind, LimitOp, LimitRef, LimitSource, Policy, PolicyKind,
+    RateLimit, SetOp, WebSocketUpgrade,
 };
 
 /// An error raised in an assembly: a limit, a `throw`, a failed policy.
@@ -20,6 +20,8 @@ pub struct Raised {
     pub reason: Option<String>,
     /// `moreInformation` of the JSON answer.
     pub message: String,
+    /// The limit that said no, when a limit raised it (a catch that handles it keeps it).
+    pub limit: Option<LimitIdx>,
 }
 
 /// Where the assembly stopped.
@@ -245,6 +247,7 @@ fn exec<'m>(
                     status: 426,
                     reason: None,
                     message: "This API accepts only WebSocket upgrade requests".into(),
+                    limit: None,
                 });
             }
             PolicyKind::Invoke(i) => {
@@ -297,6 +300,7 @@ fn exec<'m>(
                     status: t.status.unwrap_or(500),
                     reason: t.reason.clone(),
                     message: vars.expand(&t.message),
+                    limit: None,
                 });
             }
             PolicyKind::Log(_) => {}
@@ -356,7 +360,7 @@ pub fn apply(
                 "limit {}: no room for its key in the table of run-time keys; refusing",
                 def.name
             );
-            return Err(keys_full());
+            return Err(keys_full(idx));
         }
         super::limits::Lookup::Counter(s) => s,
     };
@@ -384,7 +388,7 @@ pub fn apply(
             .push((prefix, def.name.clone(), verdict.limit, verdict.remaining));
     }
     if !verdict.allowed {
-        return Err(refusal(def));
+        return Err(refusal(def, idx));
     }
     if verdict.exceeded && verdict.first_in_window {
         log::warn!(
@@ -401,21 +405,23 @@ pub fn apply(
 
 /// A limit whose key the gateway cannot count: the gateway is out of room, not the caller over
 /// its limit, so 503 whatever `is-client` says.
-pub fn keys_full() -> Raised {
+pub fn keys_full(limit: LimitIdx) -> Raised {
     Raised {
         name: "AssemblyRateLimitError".into(),
         status: 503,
         reason: None,
         message: "Assembly Rate Limit exceeded".into(),
+        limit: Some(limit),
     }
 }
 
-fn refusal(def: &LimitDef) -> Raised {
+fn refusal(def: &LimitDef, limit: LimitIdx) -> Raised {
     Raised {
         name: "AssemblyRateLimitError".into(),
         status: if def.is_client { 429 } else { 503 },
         reason: None,
         message: "Assembly Rate Limit exceeded".into(),
+        limit: Some(limit),
     }
 }
 

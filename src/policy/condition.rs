@@ -163,18 +163,13 @@ pub fn expand_refs(src: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String
 
 /// Escape `value` for a JSONata string literal quoted with `quote`.
 fn push_escaped(out: &mut String, value: &str, quote: char) {
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' if quote == '"' => out.push_str("\\\""),
-            // JSONata has no `\'`; the code point escape works in both quote styles.
-            '\'' if quote == '\'' => out.push_str("\\u0027"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
+    // JSONata's escapes are JSON's, which has no `\'`: in a single-quoted literal the code
+    // point escape stands for the quote.
+    for (i, part) in value.split('\'').enumerate() {
+        if i > 0 {
+            out.push_str(if quote == '\'' { "\\u0027" } else { "'" });
         }
+        crate::json::write::escaped(out, part);
     }
 }
 
@@ -1443,7 +1438,7 @@ mod tests {
         assert_eq!(expand_refs("'v$(verb)!'", &props), "'vGET!'");
         assert_eq!(
             expand_refs("'$(api.properties.q)'", &props),
-            "'a\"b\\\\c\\u0027d\\n'"
+            "'a\\\"b\\\\c\\u0027d\\n'"
         );
         assert_eq!(
             expand_refs("\"$(api.properties.q)\"", &props),

@@ -457,8 +457,6 @@ pub struct Counters {
     /// layout, and the totals by name of the counters this one replaced at a reload.
     rejections: Vec<u64>,
     earlier_rejections: Vec<(Box<str>, u64)>,
-    /// The limit that said no last, until taken: tells a refusal's cause to the activity log.
-    last_rejected: Option<LimitIdx>,
     /// Keys that found no room in the table (a request refused, or a message failing closed),
     /// since start: reloads carry it over.
     keys_full: u64,
@@ -616,7 +614,6 @@ impl Counters {
             last_now: 0,
             rejections: vec![0; model.limits.len()],
             earlier_rejections: Vec::new(),
-            last_rejected: None,
             keys_full: 0,
             // At most one profile per connection.
             profiles: profile::Profiles::new(model.settings.bounds.max_connections),
@@ -737,7 +734,6 @@ impl Counters {
         if let Some(r) = self.rejections.get_mut(i) {
             *r += 1;
         }
-        self.last_rejected = Some(limit);
     }
 
     /// How many keys found no room in the run-time table since start.
@@ -777,11 +773,6 @@ impl Counters {
     /// The name of a limit by its index in these counters (retired definitions included).
     pub fn limit_name(&self, limit: LimitIdx) -> Option<&str> {
         self.limit_names.get(limit as usize).map(|n| &**n)
-    }
-
-    /// The limit that rejected something since the last call, if any.
-    pub fn take_last_rejected(&mut self) -> Option<LimitIdx> {
-        self.last_rejected.take()
     }
 
     /// Gives back `weight` in the current window, clamped at 0. The caller passes at most what

@@ -11,6 +11,8 @@ use crate::model::{Api, AppIdx, LimitOp, Model, Operation, PlanIdx};
 pub struct Refusal {
     pub status: u16,
     pub message: &'static str,
+    /// The limit that said no, for a refusal of one.
+    pub limit: Option<crate::model::LimitIdx>,
 }
 
 /// Who is calling, once identified.
@@ -105,6 +107,7 @@ pub fn identify(
     let invalid = Refusal {
         status: 401,
         message: "Invalid client id or secret.",
+        limit: None,
     };
     let mut found = None;
     for r in reqs {
@@ -135,6 +138,7 @@ pub fn identify(
         return Err(Refusal {
             status: 401,
             message: "Cannot find valid subscription for the incoming API request.",
+            limit: None,
         });
     }
     Ok(Caller {
@@ -152,9 +156,10 @@ pub fn plan_limits(vars: &Vars<'_>, lim: &mut Limiter<'_>) -> Result<(), Refusal
     };
     for &idx in plan.burst_limits.iter().chain(plan.rate_limits.iter()) {
         let def = &vars.model.limits[idx as usize];
-        assembly::apply(def, idx, LimitOp::Consume, vars, lim).map_err(|_| Refusal {
+        assembly::apply(def, idx, LimitOp::Consume, vars, lim).map_err(|r| Refusal {
             status: 429,
             message: "Rate Limit exceeded",
+            limit: r.limit,
         })?;
     }
     Ok(())
