@@ -151,7 +151,7 @@ pub fn main() -> i32 {
             println!("wsgate {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Command::Check => match config::load(&args.config, &args.overrides) {
+        Command::Check => match config::load_to_run(&args.config, &args.overrides) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     eprintln!("{w}");
@@ -173,7 +173,7 @@ pub fn main() -> i32 {
             }
         },
         Command::Run => {
-            let loaded = match config::load(&args.config, &args.overrides) {
+            let loaded = match config::load_to_run(&args.config, &args.overrides) {
                 Ok(l) => l,
                 Err(errors) => {
                     for e in &errors {
@@ -186,7 +186,8 @@ pub fn main() -> i32 {
                 log::warn!("{w}");
             }
             let (path, overrides) = (args.config.clone(), args.overrides);
-            let loader: crate::engine::Loader = Box::new(move || config::load(&path, &overrides));
+            let loader: crate::engine::Loader =
+                Box::new(move || config::load_to_run(&path, &overrides));
             serve(loaded.model, Some(loader))
         }
         Command::Echo => {

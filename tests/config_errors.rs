@@ -574,3 +574,27 @@ fn parse_outside_a_message_flow_is_refused() {
         ],
     );
 }
+
+/// Until the relay applies them, `parse` and `validate` compile but a gateway will not run with
+/// them (nor `wsgate check` pass): every message would go through unchecked.
+#[test]
+fn parse_and_validate_are_refused_for_running() {
+    let ds = match wsgate::config::load_to_run(&path("validate"), &Overrides::default()) {
+        Ok(_) => panic!("a config with validate and parse was accepted for running"),
+        Err(ds) => ds,
+    };
+    let refused: Vec<&Diagnostic> = ds
+        .iter()
+        .filter(|d| d.severity == Severity::Error && d.message.contains("does not yet apply"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        2,
+        "one each for validate and parse:\n{}",
+        show(&ds)
+    );
+    for (d, name) in refused.iter().zip(["validate", "parse"]) {
+        assert_eq!(d.field, name);
+        assert!(d.file.ends_with("api.yaml") && d.line > 0, "{d}");
+    }
+}

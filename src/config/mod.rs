@@ -399,3 +399,63 @@ fn applications(
     }
     out
 }
+
+/// Loads a config to run it: [`load`], and then an error for each `parse` or `validate` policy.
+/// Those compile and are checked at load, but the relay does not apply them to messages yet;
+/// a gateway that took them and let every message through would look protected and not be.
+pub fn load_to_run(path: &Path, overrides: &Overrides) -> Result<Loaded, Vec<Diagnostic>> {
+    let loaded = load(path, overrides)?;
+    let mut errors = Vec::new();
+    for api in &loaded.model.apis {
+        let a = &api.assembly;
+        let lists = a.catch.iter().map(|c| &c.execute);
+        for list in std::iter::once(&a.execute).chain(lists).chain([&a.finally]) {
+            unenforced(list, &mut errors);
+        }
+    }
+    if errors.is_empty() {
+        return Ok(loaded);
+    }
+    errors.extend(loaded.warnings);
+    Err(errors)
+}
+
+fn unenforced(list: &[crate::model::Policy], errors: &mut Vec<Diagnostic>) {
+    use crate::model::PolicyKind;
+    for p in list {
+        match &p.kind {
+            PolicyKind::WebSocketUpgrade(w) => {
+                unenforced(&w.request_assembly, errors);
+                unenforced(&w.response_assembly, errors);
+            }
+            PolicyKind::Switch(s) => {
+                for c in &s.cases {
+                    unenforced(&c.execute, errors);
+                }
+                if let Some(o) = &s.otherwise {
+                    unenforced(o, errors);
+                }
+            }
+            PolicyKind::Parse(_) | PolicyKind::Validate(_) => {
+                let name = if matches!(p.kind, PolicyKind::Parse(_)) {
+                    "parse"
+                } else {
+                    "validate"
+                };
+                let (file, line) = p.origin.rsplit_once(':').unwrap_or((&p.origin, "0"));
+                errors.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: PathBuf::from(file),
+                    line: line.parse().unwrap_or(0),
+                    column: 0,
+                    field: name.to_string(),
+                    message: format!(
+                        "{name} compiles, but this version of wsgate does not yet apply it to \
+                         WebSocket messages; remove it rather than run unprotected"
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+}
