@@ -10,7 +10,7 @@ use super::Gateway;
 use super::conn::flag;
 use crate::model::{ApiIdx, Model};
 use std::fmt::Write;
-use std::rc::{Rc, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Why an upgrade request got no 101.
@@ -104,18 +104,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(model: &Rc<Model>) -> Metrics {
+    pub fn new(model: &Arc<Model>) -> Metrics {
         let mut m = Metrics::default();
         m.rows_of(model);
         m
     }
 
     /// The rows of `model`'s indices, made when the config is new to the metrics.
-    fn rows_of(&mut self, model: &Rc<Model>) -> &Rows {
+    fn rows_of(&mut self, model: &Arc<Model>) -> &Rows {
         let at = self
             .rows
             .iter()
-            .position(|r| std::ptr::eq(r.model.as_ptr(), Rc::as_ptr(model)));
+            .position(|r| std::ptr::eq(r.model.as_ptr(), Arc::as_ptr(model)));
         let i = match at {
             Some(i) => i,
             None => {
@@ -133,7 +133,7 @@ impl Metrics {
                 self.rows.insert(
                     0,
                     Rows {
-                        model: Rc::downgrade(model),
+                        model: Arc::downgrade(model),
                         apis,
                     },
                 );
@@ -146,11 +146,11 @@ impl Metrics {
     /// The row of `api` of `model`, to keep with a connection for [`Metrics::relayed`], which
     /// then needs no lookup per read; [`NO_ROW`] when it does not fit 16 bits (only after
     /// more than 65534 distinct APIs were seen), and the lookup is made per read instead.
-    pub fn row_for(&mut self, model: &Rc<Model>, api: ApiIdx) -> u16 {
+    pub fn row_for(&mut self, model: &Arc<Model>, api: ApiIdx) -> u16 {
         u16::try_from(self.api_row(model, api)).unwrap_or(NO_ROW)
     }
 
-    fn api_row(&mut self, model: &Rc<Model>, api: ApiIdx) -> usize {
+    fn api_row(&mut self, model: &Arc<Model>, api: ApiIdx) -> usize {
         self.rows_of(model)
             .apis
             .get(api as usize)
@@ -198,7 +198,7 @@ impl Metrics {
 
     /// A 101 went to the client of listener `listener`, `took` after the gateway started to
     /// connect to the backend.
-    pub fn upgraded(&mut self, model: &Rc<Model>, api: ApiIdx, listener: u8, took: Duration) {
+    pub fn upgraded(&mut self, model: &Arc<Model>, api: ApiIdx, listener: u8, took: Duration) {
         self.upgrades += 1;
         self.listener(listener).websockets += 1;
         let r = self.api_row(model, api);
@@ -214,14 +214,14 @@ impl Metrics {
         self.handshake_sum += s;
     }
 
-    pub fn websocket_closed(&mut self, model: &Rc<Model>, api: ApiIdx) {
+    pub fn websocket_closed(&mut self, model: &Arc<Model>, api: ApiIdx) {
         let r = self.api_row(model, api);
         if let Some(n) = self.open.get_mut(r) {
             *n = n.saturating_sub(1);
         }
     }
 
-    pub fn call_done(&mut self, model: &Rc<Model>, api: ApiIdx) {
+    pub fn call_done(&mut self, model: &Arc<Model>, api: ApiIdx) {
         let r = self.api_row(model, api);
         if let Some(n) = self.calls.get_mut(r) {
             *n += 1;
@@ -233,7 +233,7 @@ impl Metrics {
     pub fn relayed(
         &mut self,
         row: u16,
-        model: &Rc<Model>,
+        model: &Arc<Model>,
         api: ApiIdx,
         up: bool,
         messages: u64,
@@ -657,7 +657,7 @@ mod tests {
     use crate::model::*;
     use std::path::PathBuf;
 
-    fn model(apis: &[&str]) -> Rc<Model> {
+    fn model(apis: &[&str]) -> Arc<Model> {
         let api = |name: &str| Api {
             name: name.into(),
             version: "1.0.0".into(),
@@ -673,7 +673,7 @@ mod tests {
             assembly: Assembly::default(),
             plans: Vec::new(),
         };
-        Rc::new(Model {
+        Arc::new(Model {
             settings: Settings {
                 source: PathBuf::new(),
                 listeners: Vec::new(),

@@ -37,7 +37,7 @@ pub use reload::Loader;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timer::{Entry, Wheel};
 
@@ -82,8 +82,8 @@ pub struct Bound {
 
 pub struct Gateway {
     poll: Poll,
-    model: Rc<Model>,
-    routes: Rc<RouteTable>,
+    model: Arc<Model>,
+    routes: Arc<RouteTable>,
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
     /// Connections of each client network that have not finished their first head.
@@ -133,12 +133,18 @@ pub struct Gateway {
     now: Instant,
 }
 
+// Another thread may build a gateway and run it (one loop per thread).
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Gateway>();
+};
+
 impl Gateway {
     /// Binds every listener of the model. Nothing is served until [`Gateway::run`].
     pub fn new(model: Model) -> io::Result<Gateway> {
         let poll = Poll::new()?;
-        let model = Rc::new(model);
-        let routes = Rc::new(RouteTable::new(&model.apis));
+        let model = Arc::new(model);
+        let routes = Arc::new(RouteTable::new(&model.apis));
         let mut listeners = Vec::new();
         for l in &model.settings.listeners {
             listeners.push(listen::Listener::bind(

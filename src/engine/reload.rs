@@ -1,7 +1,7 @@
 //! Reload (SIGHUP, `POST /reload`): load the config again from the files and arguments the
 //! process started with and, if it is valid, serve new connections with it at once.
 //!
-//! Open connections keep the `Rc<Model>` they started with, and their limit slots are rewritten
+//! Open connections keep the `Arc<Model>` they started with, and their limit slots are rewritten
 //! to the new counter layout once, here ([`crate::policy::limits::Reload`]): they keep counting
 //! in the same counters, against the maxima they started with. A plain call in flight also
 //! keeps the routes, applications and limit indices of its config ([`Past`]) for the rest of its
@@ -14,13 +14,13 @@ use crate::model::Model;
 use crate::model::{LimitIdx, Settings};
 use crate::policy::preflow::ClientIndex;
 use crate::route::RouteTable;
-use std::rc::{Rc, Weak};
+use std::sync::{Arc, Weak};
 
 /// An earlier config that a plain call in flight began on: the flow after its backend call (or
 /// its `catch`) runs on these routes, applications and limits.
 pub(super) struct Past {
     model: Weak<Model>,
-    pub routes: Rc<RouteTable>,
+    pub routes: Arc<RouteTable>,
     pub clients: ClientIndex,
     /// The config's limit indices → their retired definitions in the current counters.
     pub limits: Vec<LimitIdx>,
@@ -30,23 +30,23 @@ pub(super) struct Past {
 /// calls still use, `None` one that is gone.
 pub(super) fn config_of<'a>(
     past: &'a [Past],
-    current: &Rc<Model>,
-    model: &Rc<Model>,
+    current: &Arc<Model>,
+    model: &Arc<Model>,
 ) -> Option<Option<&'a Past>> {
-    if Rc::ptr_eq(current, model) {
+    if Arc::ptr_eq(current, model) {
         return Some(None);
     }
     past.iter().find(|p| p.is(model)).map(Some)
 }
 
 impl Past {
-    fn is(&self, model: &Rc<Model>) -> bool {
-        std::ptr::eq(self.model.as_ptr(), Rc::as_ptr(model))
+    fn is(&self, model: &Arc<Model>) -> bool {
+        std::ptr::eq(self.model.as_ptr(), Arc::as_ptr(model))
     }
 }
 
 /// Loads the config again; set by whoever started the gateway.
-pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>>>;
+pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>> + Send>;
 
 /// What a reload did.
 #[derive(Debug)]
@@ -124,9 +124,9 @@ impl Gateway {
             }
         }
         self.past = flows;
-        self.routes = Rc::new(RouteTable::new(&model.apis));
+        self.routes = Arc::new(RouteTable::new(&model.apis));
         self.clients = crate::policy::preflow::client_index(&model);
-        self.model = Rc::new(model);
+        self.model = Arc::new(model);
         out.connections = self.move_connections(&mut carry);
         out.carried = carry.carried;
         out.applied = true;
@@ -161,7 +161,7 @@ impl Gateway {
                 None => continue,
             };
             flows.push(Past {
-                model: Rc::downgrade(&c.model),
+                model: Arc::downgrade(&c.model),
                 routes,
                 clients,
                 limits,

@@ -608,13 +608,13 @@ mod tests {
     use super::*;
     use crate::model::Model;
     use crate::policy::limits::{Consumer, Lookup};
-    use std::rc::Rc;
+    use std::sync::Arc;
 
     /// The seed config as shipped: its plan limits and its demo application.
-    fn seed() -> Rc<Model> {
+    fn seed() -> Arc<Model> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/gateway.yaml");
         let loaded = crate::config::load(&path, &Default::default()).expect("the seed loads");
-        Rc::new(loaded.model)
+        Arc::new(loaded.model)
     }
 
     fn limit_rows(model: &Model) -> Vec<LimitRow> {
