@@ -1,8 +1,8 @@
 //! The client's request head: read it, route it, check the upgrade, and start the backend side.
 //! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
 
-use super::Gateway;
-use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
+use super::conn::{Call, Conn, ConnLimits, Handshake, MessageLimit, Phase, flag};
+use super::cx::{Cx, Next};
 use super::relay::{Io, read_once, write_out};
 use crate::http::body::Body;
 use crate::http::forward::{self, Forward, PlainRequest};
@@ -17,12 +17,9 @@ use crate::policy::preflow;
 use crate::route::Route;
 use crate::ws::handshake::{self, UpgradeError};
 
-impl Gateway {
-    pub(super) fn read_head(&mut self, key: usize) {
+impl Cx {
+    pub(super) fn read_head(&mut self, key: usize, c: &mut Conn) -> Next {
         loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
             // Bytes already buffered (a pipelined request after a call) come first. While the
             // head is incomplete, `out` marks how much of it was looked at.
             if let Some(id) = c.up.buf
@@ -40,50 +37,39 @@ impl Gateway {
                         c.up.out = c.up.head;
                         // A head read to its last byte leaves no reason to keep the buffer.
                         super::relay::release_if_empty(&mut self.pool, &mut c.up);
-                        self.on_request(key, head);
-                        return;
+                        return self.on_request(key, c, head);
                     }
                     Err(HeadError::TooLarge) => {
-                        self.respond(key, 431, "Request header fields too large", &[]);
-                        return;
+                        return self.respond(key, c, 431, "Request header fields too large", &[]);
                     }
                     Err(HeadError::Malformed(why)) => {
                         log::debug!("malformed request head: {why}");
-                        self.respond(key, 400, why, &[]);
-                        return;
+                        return self.respond(key, c, 400, why, &[]);
                     }
                 }
             }
             if !c.has(flag::CLIENT_READABLE) {
-                return;
+                return Next::Stay;
             }
             let io = read_once(&mut self.pool, &mut c.up, &mut c.client);
             if c.client.is_tls() && !c.has(flag::TLS_READY) && !c.client.handshaking() {
                 // The TLS handshake is done: the head timeout starts now.
                 c.set(flag::TLS_READY);
                 let t = self.model.settings.bounds.header_timeout;
-                self.set_timeout(key, t);
+                self.set_timeout(key, c, t);
             }
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
             match io {
                 Io::Blocked => {
                     c.clear(flag::CLIENT_READABLE);
-                    return;
+                    return Next::Stay;
                 }
-                Io::Eof => {
-                    self.finish(key);
-                    return;
-                }
+                Io::Eof => return Next::Finish,
                 Io::Error(e) => {
                     log::debug!("client {}: {e}", c.peer);
-                    self.finish(key);
-                    return;
+                    return Next::Finish;
                 }
                 Io::Full => {
-                    self.respond(key, 431, "Request header fields too large", &[]);
-                    return;
+                    return self.respond(key, c, 431, "Request header fields too large", &[]);
                 }
                 Io::Progress => {}
                 Io::Drained => flag::drained(&mut c.flags, flag::CLIENT_READABLE),
@@ -91,31 +77,31 @@ impl Gateway {
         }
     }
 
-    fn on_request(&mut self, key: usize, head: RequestHead) {
-        let Some(c) = self.conns.get(key) else { return };
+    fn on_request(&mut self, key: usize, c: &mut Conn, head: RequestHead) -> Next {
         if c.has(flag::ECHO) {
-            self.echo_request(key, head);
-            return;
+            return self.echo_request(key, c, head);
         }
         if c.has(flag::ADMIN) {
-            self.admin_request(key, head);
-            return;
+            return Next::Admin(head);
         }
         // A request starts on the config of the moment, even on a connection older than it.
         let model = self.model.clone();
         let secure = c.has(flag::SECURE);
         let peer = c.peer;
-        self.conns[key].model = model.clone();
-        self.request_started(key, &head);
+        c.model = model.clone();
+        self.request_started(c, &head);
         let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
-            Route::NoApi => return self.respond(key, 404, "API not found for requested URI", &[]),
+            Route::NoApi => {
+                return self.respond(key, c, 404, "API not found for requested URI", &[]);
+            }
             Route::NoResource { .. } => {
-                return self.respond(key, 404, "No resources match requested URI", &[]);
+                return self.respond(key, c, 404, "No resources match requested URI", &[]);
             }
             Route::MethodNotAllowed { .. } => {
                 return self.respond(
                     key,
+                    c,
                     405,
                     "The method is not allowed for the requested URL.",
                     &[],
@@ -131,11 +117,11 @@ impl Gateway {
             api.schemes.plain()
         };
         if !reachable {
-            return self.respond(key, 404, "API not found for requested URI", &[]);
+            return self.respond(key, c, 404, "API not found for requested URI", &[]);
         }
-        self.request_routed(key, api_idx, &head);
+        self.request_routed(c, api_idx, &head);
         if let Some(headers) = preflow::preflight(&head, api, operation) {
-            return self.respond_headers(key, 200, &headers);
+            return self.respond_headers(key, c, 200, &headers);
         }
         // A request that asks for an upgrade must be a valid one before anything is counted.
         let upgrade = if head.header("upgrade").is_some() {
@@ -144,12 +130,13 @@ impl Gateway {
                 Err(UpgradeError::Version) => {
                     return self.respond(
                         key,
+                        c,
                         426,
                         "Unsupported WebSocket version",
                         &[("Sec-WebSocket-Version", "13")],
                     );
                 }
-                Err(UpgradeError::BadRequest(why)) => return self.respond(key, 400, why, &[]),
+                Err(UpgradeError::BadRequest(why)) => return self.respond(key, c, 400, why, &[]),
             }
         } else {
             None
@@ -165,15 +152,15 @@ impl Gateway {
                         HeadError::TooLarge => "request head too large",
                     };
                     log::debug!("client {peer}: {why}");
-                    return self.respond(key, 400, why, &[]);
+                    return self.respond(key, c, 400, why, &[]);
                 }
             },
         };
         let caller = match preflow::identify(&model, &self.clients, api_idx, &head) {
             Ok(c) => c,
-            Err(r) => return self.respond(key, r.status, r.message, &[]),
+            Err(r) => return self.respond(key, c, r.status, r.message, &[]),
         };
-        self.request_identified(key, &caller);
+        super::activity::request_identified(c, &caller);
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut messages = Vec::new();
@@ -237,7 +224,7 @@ impl Gateway {
                     extra.push(("Upgrade", "websocket"));
                     extra.push(("Sec-WebSocket-Version", "13"));
                 }
-                return self.respond(key, status, &message, &extra);
+                return self.respond(key, c, status, &message, &extra);
             }
         };
         let call = backend.target();
@@ -258,12 +245,12 @@ impl Gateway {
                 retired: Vec::new(),
             })
         });
-        self.conns[key].limits = limits;
+        c.limits = limits;
         let target = match target {
             Ok(t) => t,
             Err(why) => {
                 log::error!("api {}: target-url {url:?} is not usable: {why}", api.name);
-                return self.respond(key, 500, "Invalid target-url", &[]);
+                return self.respond(key, c, 500, "Invalid target-url", &[]);
             }
         };
         let txn = self.txn.next();
@@ -318,7 +305,7 @@ impl Gateway {
                 peer.ip(),
             ),
         });
-        let port = self.listener_port(key);
+        let port = listener_port(c);
         let request = plain.as_ref().map(|(method, state)| PlainRequest {
             method,
             framing,
@@ -326,51 +313,52 @@ impl Gateway {
         });
         build_backend_request(&mut hs, api, call, secure, peer, port, request);
         hs.call = plain.map(|(_, state)| state);
-        let c = &mut self.conns[key];
         c.api = api_idx;
         c.wsu = nth;
         c.hs = Some(hs);
         c.phase = Phase::Resolving;
-        self.set_timeout(key, call.timeout);
-        self.start_connect(key);
-    }
-
-    /// The port the client connected to: its socket's own, so that a connection needs no
-    /// listener index whatever the number of listeners (one call per backend request).
-    pub(super) fn listener_port(&self, key: usize) -> u16 {
-        self.conns
-            .get(key)
-            .and_then(|c| c.client.local_addr().ok())
-            .map_or(0, |a| a.port())
+        self.set_timeout(key, c, call.timeout);
+        self.start_connect(key, c)
     }
 
     /// The backend could not be used: the documented error, or, for a call whose invoke lists
     /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
-    pub(super) fn backend_failed(&mut self, key: usize, status: u16, message: &str) {
-        if self.retry_fresh(key) {
-            return;
+    pub(super) fn backend_failed(
+        &mut self,
+        key: usize,
+        c: &mut Conn,
+        status: u16,
+        message: &str,
+    ) -> Next {
+        if let Some(next) = self.retry_fresh(key, c) {
+            return next;
         }
-        let listed = self
-            .conns
-            .get(key)
-            .and_then(|c| c.hs.as_ref())
-            .and_then(|h| h.call.as_ref())
-            .is_some_and(|call| call.stop_on.connection);
+        let listed =
+            c.hs.as_ref()
+                .and_then(|h| h.call.as_ref())
+                .is_some_and(|call| call.stop_on.connection);
         if !listed {
-            return self.respond(key, status, message, &[]);
+            return self.respond(key, c, status, message, &[]);
         }
-        self.recover(key, "ConnectionError", status, message);
+        self.recover(key, c, "ConnectionError", status, message)
     }
 
     /// Runs the assembly's `catch` for an error of the backend call and answers with its result.
-    pub(super) fn recover(&mut self, key: usize, name: &str, status: u16, message: &str) {
+    pub(super) fn recover(
+        &mut self,
+        key: usize,
+        c: &mut Conn,
+        name: &str,
+        status: u16,
+        message: &str,
+    ) -> Next {
         let raised = assembly::Raised {
             name: name.to_string(),
             status,
             reason: None,
             message: message.to_string(),
         };
-        let outcome = self.in_flow(key, |assembly, vars, lim| {
+        let outcome = self.in_flow(c, |assembly, vars, lim| {
             match assembly::recover(assembly, raised, vars, lim) {
                 Step::Fail(r) => Some((r.status, r.message)),
                 // A catch that calls another backend is not followed: the error stands.
@@ -393,25 +381,22 @@ impl Gateway {
             }
             None => (status, message.to_string()),
         };
-        if let Some(c) = self.conns.get(key) {
-            log::debug!(
-                "{name} for client {} handled by the assembly's catch: {status}",
-                c.peer
-            );
-        }
-        self.respond(key, status, &message, &[]);
+        log::debug!(
+            "{name} for client {} handled by the assembly's catch: {status}",
+            c.peer
+        );
+        self.respond(key, c, status, &message, &[])
     }
 
-    /// Runs `f` on the variables and limits of the transaction in progress on `key`, rebuilt
+    /// Runs `f` on the variables and limits of the transaction in progress on `c`, rebuilt
     /// from its request head and what its flow set before the backend call. Returns what `f`
     /// returned, the count limits it took (for the caller to hold or give back) and the limit
     /// headers it checked; `None` when the transaction or its caller is gone.
     pub(super) fn in_flow<R>(
         &mut self,
-        key: usize,
+        c: &Conn,
         f: impl FnOnce(&crate::model::Assembly, &mut Vars<'_>, &mut Limiter<'_>) -> R,
     ) -> Option<(R, Held, LimitHeaders)> {
-        let c = self.conns.get(key)?;
         let hs = c.hs.as_ref()?;
         // A call that began before a reload runs on the routes and limits of its own config.
         let Some(past) = super::reload::config_of(&self.past, &self.model, &c.model) else {
@@ -457,23 +442,31 @@ impl Gateway {
     }
 
     /// Answers the client with a JSON error and closes once it is written.
-    pub(super) fn respond(&mut self, key: usize, status: u16, more: &str, extra: &[(&str, &str)]) {
-        let txn = match self.conns.get(key).and_then(|c| c.hs.as_ref()) {
+    pub(super) fn respond(
+        &mut self,
+        key: usize,
+        c: &mut Conn,
+        status: u16,
+        more: &str,
+        extra: &[(&str, &str)],
+    ) -> Next {
+        let txn = match c.hs.as_ref() {
             Some(hs) => hs.txn.clone(),
             None => self.txn.next(),
         };
         let mut out = Vec::with_capacity(256);
         response::error(&mut out, status, more, &txn, extra);
-        self.answer(key, &out);
+        self.answer(key, c, &out)
     }
 
     /// A 200 with headers and no body (a CORS preflight).
     pub(super) fn respond_headers(
         &mut self,
         key: usize,
+        c: &mut Conn,
         status: u16,
         headers: &[(String, String)],
-    ) {
+    ) -> Next {
         let txn = self.txn.next();
         let mut out = format!(
             "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nX-Global-Transaction-ID: {txn}\r\n",
@@ -484,19 +477,16 @@ impl Gateway {
             response::write_header(&mut out, n, v);
         }
         out.extend_from_slice(b"Connection: close\r\n\r\n");
-        self.answer(key, &out);
+        self.answer(key, c, &out)
     }
 
     /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
     /// ends here: what it holds of count limits is given back now.
-    pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
-        self.answered(key, bytes);
-        self.release_limits(key);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn answer(&mut self, key: usize, c: &mut Conn, bytes: &[u8]) -> Next {
+        self.answered(c, bytes);
+        self.release_limits(c);
         if let Some(mut b) = c.backend.take() {
-            let _ = self.poll.registry().deregister(&mut b);
+            let _ = self.registry.deregister(&mut b);
         }
         // Whatever the client sent beyond its head is not needed any more.
         if let Some(id) = c.up.buf.take() {
@@ -525,24 +515,21 @@ impl Gateway {
         c.down.out = n as u32;
         c.down.end = n as u32;
         let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
-        self.drive_respond(key);
+        self.set_timeout(key, c, grace);
+        self.drive_respond(key, c)
     }
 
-    pub(super) fn drive_respond(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn drive_respond(&mut self, _key: usize, c: &mut Conn) -> Next {
         if c.phase == Phase::Respond {
             if c.has(flag::CLIENT_WRITABLE) {
                 match write_out(&mut self.pool, &mut c.down, &mut c.client) {
                     Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
-                    Io::Error(_) | Io::Eof => return self.finish(key),
+                    Io::Error(_) | Io::Eof => return Next::Finish,
                     _ => {}
                 }
             }
             if c.down.pending_out() {
-                return;
+                return Next::Stay;
             }
             c.client.shutdown_write();
             c.phase = Phase::Linger;
@@ -552,17 +539,23 @@ impl Gateway {
         loop {
             use std::io::Read;
             match c.client.read(&mut scratch) {
-                Ok(0) => return self.finish(key),
+                Ok(0) => return Next::Finish,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     c.clear(flag::CLIENT_READABLE);
-                    return;
+                    return Next::Stay;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.finish(key),
+                Err(_) => return Next::Finish,
             }
         }
     }
+}
+
+/// The port the client connected to: its socket's own, so that a connection needs no listener
+/// index whatever the number of listeners (one call per backend request).
+pub(super) fn listener_port(c: &Conn) -> u16 {
+    c.client.local_addr().map_or(0, |a| a.port())
 }
 
 /// The `nth` websocket-upgrade of a policy tree, depth first (as the assembly numbers them).

@@ -309,8 +309,8 @@ fn float(v: f64) -> String {
 impl Gateway {
     /// The whole `/metrics` page.
     pub(super) fn metrics_text(&self) -> String {
-        let m = &self.metrics;
-        let model = &self.model;
+        let m = &self.cx.metrics;
+        let model = &self.cx.model;
         let mut out = String::with_capacity(4096);
         let apis: Vec<String> = m.api_names.iter().map(|a| label(a)).collect();
 
@@ -338,7 +338,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_connections_accepted_total {}",
-            self.stats.accepted
+            self.cx.stats.accepted
         );
         family(
             &mut out,
@@ -362,7 +362,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_connections_refused_total{{reason=\"pending_per_address\"}} {}",
-            self.stats.refused_pending
+            self.cx.stats.refused_pending
         );
         family(
             &mut out,
@@ -441,7 +441,7 @@ impl Gateway {
             .map(|(n, &c)| (n.as_str(), 0, c))
             .collect();
         // Every limit of the config shows, rejected or not.
-        let rejections = self.counters.rejections_by_name();
+        let rejections = self.cx.counters.rejections_by_name();
         let names = model.limits.iter().map(|d| (d.name.as_str(), 0));
         for (name, r) in rejections.into_iter().chain(names) {
             match limits.iter_mut().find(|(n, ..)| *n == name) {
@@ -497,7 +497,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_limit_keys_full_total {}",
-            self.counters.keys_full()
+            self.cx.counters.keys_full()
         );
         family(
             &mut out,
@@ -538,17 +538,17 @@ impl Gateway {
             (
                 "wsgate_buffers_in_use",
                 "Pool buffers lent to connections now.",
-                self.pool.in_use() as u64,
+                self.cx.pool.in_use() as u64,
             ),
             (
                 "wsgate_buffers_idle",
                 "Pool buffers kept for reuse.",
-                self.pool.idle() as u64,
+                self.cx.pool.idle() as u64,
             ),
             (
                 "wsgate_buffer_size_bytes",
                 "Size of one pool buffer.",
-                self.pool.buf_size() as u64,
+                self.cx.pool.buf_size() as u64,
             ),
             (
                 "wsgate_buffered_bytes",
@@ -558,7 +558,7 @@ impl Gateway {
             (
                 "wsgate_activity_log_pending_bytes",
                 "Activity log bytes not written to the output yet.",
-                self.activity.pending() as u64,
+                self.cx.activity.pending() as u64,
             ),
         ] {
             family(&mut out, name, "gauge", help);
@@ -568,12 +568,12 @@ impl Gateway {
             (
                 "wsgate_activity_log_records_total",
                 "Activity log records written.",
-                self.activity.records,
+                self.cx.activity.records,
             ),
             (
                 "wsgate_activity_log_dropped_total",
                 "Activity log records dropped because the output did not keep up or failed.",
-                self.activity.dropped,
+                self.cx.activity.dropped,
             ),
         ] {
             family(&mut out, name, "counter", help);

@@ -85,7 +85,7 @@ impl Gateway {
         };
         log::info!(
             "reloading the config from {}",
-            self.model.settings.source.display()
+            self.cx.model.settings.source.display()
         );
         let mut model = match loader() {
             Ok(Loaded { model, warnings }) => {
@@ -109,7 +109,7 @@ impl Gateway {
                 return out;
             }
         };
-        out.restart_needed = keep_bound(&self.model.settings, &mut model.settings);
+        out.restart_needed = keep_bound(&self.cx.model.settings, &mut model.settings);
         for what in &out.restart_needed {
             log::warn!("reload: {what} changed; that takes a restart, the old value stays");
         }
@@ -117,24 +117,24 @@ impl Gateway {
         let mut flows = self.calls_in_flight();
         let mut in_use = self.limits_in_use();
         in_use.extend(flows.iter().flat_map(|f| f.limits.iter().copied()));
-        let mut carry = self.counters.reload(&model, self.now_secs, in_use);
+        let mut carry = self.cx.counters.reload(&model, self.cx.now_secs, in_use);
         for f in &mut flows {
             for l in &mut f.limits {
                 *l = carry.limit(*l);
             }
         }
-        self.past = flows;
-        self.routes = Arc::new(RouteTable::new(&model.apis));
-        self.clients = crate::policy::preflow::client_index(&model);
-        self.model = Arc::new(model);
+        self.cx.past = flows;
+        self.cx.routes = Arc::new(RouteTable::new(&model.apis));
+        self.cx.clients = crate::policy::preflow::client_index(&model);
+        self.cx.model = Arc::new(model);
         out.connections = self.move_connections(&mut carry);
         out.carried = carry.carried;
         out.applied = true;
         self.status.reloaded(super::unix_now(), Ok(()));
         log::info!(
             "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
-            self.model.apis.len(),
-            self.model.limits.len(),
+            self.cx.model.apis.len(),
+            self.cx.model.limits.len(),
             carry.carried,
             carry.dropped,
             out.connections
@@ -151,11 +151,12 @@ impl Gateway {
             if !call || flows.iter().any(|f| f.is(&c.model)) {
                 continue;
             }
-            let (routes, clients, limits) = match config_of(&self.past, &self.model, &c.model) {
+            let (routes, clients, limits) = match config_of(&self.cx.past, &self.cx.model, &c.model)
+            {
                 Some(None) => (
-                    self.routes.clone(),
-                    self.clients.clone(),
-                    (0..self.model.limits.len() as LimitIdx).collect(),
+                    self.cx.routes.clone(),
+                    self.cx.clients.clone(),
+                    (0..self.cx.model.limits.len() as LimitIdx).collect(),
                 ),
                 Some(Some(p)) => (p.routes.clone(), p.clients.clone(), p.limits.clone()),
                 None => continue,
@@ -188,7 +189,7 @@ impl Gateway {
         let mut moved = 0;
         for (_, c) in self.conns.iter_mut() {
             let flow = match c.hs.as_ref().is_some_and(|h| h.call.is_some()) {
-                true => config_of(&self.past, &self.model, &c.model).flatten(),
+                true => config_of(&self.cx.past, &self.cx.model, &c.model).flatten(),
                 false => None,
             };
             if flow.is_some() {
@@ -199,14 +200,14 @@ impl Gateway {
             };
             moved += 1;
             l.held
-                .slots_mut(|s| *s = carry.slot(&mut self.counters, *s));
+                .slots_mut(|s| *s = carry.slot(&mut self.cx.counters, *s));
             for m in &mut l.messages {
-                m.slot = carry.slot(&mut self.counters, m.slot);
+                m.slot = carry.slot(&mut self.cx.counters, m.slot);
             }
             // The pins of the old layout went with it; these are the new layout's.
             l.retired.clear();
             let mut note = |limit: LimitIdx| {
-                if self.counters.is_retired(limit) && !l.retired.contains(&limit) {
+                if self.cx.counters.is_retired(limit) && !l.retired.contains(&limit) {
                     l.retired.push(limit);
                 }
             };
@@ -218,7 +219,7 @@ impl Gateway {
                 note(r);
             }
             for &r in &l.retired {
-                self.counters.pin(r);
+                self.cx.counters.pin(r);
             }
         }
         moved
