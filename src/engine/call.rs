@@ -6,7 +6,7 @@
 
 use super::conn::{Conn, Phase, flag};
 use super::cx::{Cx, Next};
-use super::front::build_backend_request;
+use super::head::build_backend_request;
 use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::MAX_REDIRECTS;
@@ -521,7 +521,7 @@ impl Cx {
         if let Some(next) = self.retarget(key, c, location) {
             return next;
         }
-        let port = super::front::listener_port(c);
+        let port = super::head::listener_port(c);
         let model = c.model.clone();
         let api = &model.apis[c.api as usize];
         let (secure, peer) = (c.has(flag::SECURE), c.peer);

@@ -11,24 +11,25 @@
 //! | Phase ([`conn::Phase`]) | What happens | Module |
 //! |---|---|---|
 //! | accept | listening sockets, the connection cap, pending per network | [`listen`] |
-//! | `FirstHead`, `Head` | TLS handshake, the request head, routing, the policies, refusals | [`front`] |
+//! | `FirstHead`, `Head` | TLS handshake, the request head, routing, the policies | [`head`] |
 //! | `Resolving`, `Connecting`, `BackendHead` | the backend's name, connect, our upgrade request, its answer | [`upstream`] ([`resolve`]) |
 //! | `Refused` | a backend's non-101 answer relayed to the client | [`upstream`] |
 //! | `Call` | a plain call (invoke): both bodies, keep-alive, redirects, retries | [`call`] ([`keepalive`]) |
 //! | `Open` | frames both ways, message limits, the close protocol | [`relay`] |
-//! | `Respond`, `Linger` | the gateway's own answer, then a lingering close | [`front`] |
+//! | `Respond`, `Linger` | the gateway's own answer (refusals, a backend that failed), then a lingering close | [`answer`] |
 //! | `Echo` | the built-in echo backend | [`echo`] |
 //! | timeouts, shutdown, the end | what a deadline means per phase; [`cx::Cx::finish`] | [`close`] |
 //! | admin requests | `/stats`, `/metrics`, `/status`, `/reload`, run by the loop | [`admin`] ([`metrics`], [`status`], [`reload`]) |
 
 mod activity;
 mod admin;
+mod answer;
 mod call;
 mod close;
 pub mod conn;
 mod cx;
 mod echo;
-mod front;
+mod head;
 mod keepalive;
 mod listen;
 mod metrics;

@@ -332,7 +332,7 @@ impl Cx {
                     let status = resp.status();
                     let wsu = {
                         let api = &c.model.apis[c.api as usize];
-                        super::front::nth_upgrade(&api.assembly.execute, c.wsu)
+                        super::head::nth_upgrade(&api.assembly.execute, c.wsu)
                             .map(|w| w.backend.follow_redirects)
                     };
                     if wsu == Some(true)
@@ -384,15 +384,15 @@ impl Cx {
         }
         let model = c.model.clone();
         let api = &model.apis[c.api as usize];
-        let Some(wsu) = super::front::nth_upgrade(&api.assembly.execute, c.wsu) else {
+        let Some(wsu) = super::head::nth_upgrade(&api.assembly.execute, c.wsu) else {
             return Next::Stay;
         };
         let (secure, peer) = (c.has(flag::SECURE), c.peer);
-        let port = super::front::listener_port(c);
+        let port = super::head::listener_port(c);
         let Some(hs) = c.hs.as_mut() else {
             return Next::Stay;
         };
-        super::front::build_backend_request(hs, api, &wsu.backend, secure, peer, port, None);
+        super::head::build_backend_request(hs, api, &wsu.backend, secure, peer, port, None);
         self.start_connect(key, c)
     }
 

@@ -1,13 +1,12 @@
 //! The client's request head: read it, route it, check the upgrade, and start the backend side.
-//! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
+//! Every refusal is an answer of the gateway's own (see [`super::answer`]).
 
 use super::conn::{Call, Conn, ConnLimits, Handshake, MessageLimit, Phase, flag};
 use super::cx::{Cx, Next};
-use super::relay::{Io, read_once, write_out};
+use super::relay::{Io, read_once};
 use crate::http::body::Body;
 use crate::http::forward::{self, Forward, PlainRequest};
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
-use crate::http::response;
 use crate::http::url::TargetUrl;
 use crate::model::{Api, BackendTarget, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
 use crate::policy::assembly::{self, LimitHeaders, Limiter, Step};
@@ -321,73 +320,6 @@ impl Cx {
         self.start_connect(key, c)
     }
 
-    /// The backend could not be used: the documented error, or, for a call whose invoke lists
-    /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
-    pub(super) fn backend_failed(
-        &mut self,
-        key: usize,
-        c: &mut Conn,
-        status: u16,
-        message: &str,
-    ) -> Next {
-        if let Some(next) = self.retry_fresh(key, c) {
-            return next;
-        }
-        let listed =
-            c.hs.as_ref()
-                .and_then(|h| h.call.as_ref())
-                .is_some_and(|call| call.stop_on.connection);
-        if !listed {
-            return self.respond(key, c, status, message, &[]);
-        }
-        self.recover(key, c, "ConnectionError", status, message)
-    }
-
-    /// Runs the assembly's `catch` for an error of the backend call and answers with its result.
-    pub(super) fn recover(
-        &mut self,
-        key: usize,
-        c: &mut Conn,
-        name: &str,
-        status: u16,
-        message: &str,
-    ) -> Next {
-        let raised = assembly::Raised {
-            name: name.to_string(),
-            status,
-            reason: None,
-            message: message.to_string(),
-        };
-        let outcome = self.in_flow(c, |assembly, vars, lim| {
-            match assembly::recover(assembly, raised, vars, lim) {
-                Step::Fail(r) => Some((r.status, r.message)),
-                // A catch that calls another backend is not followed: the error stands.
-                _ => None,
-            }
-        });
-        let (status, message) = match outcome {
-            Some((Some(answer), mut held, _)) => {
-                // The transaction ends with this answer: what the catch counted comes back.
-                for (slot, w) in held.take_all() {
-                    self.counters.dec(slot, w);
-                }
-                answer
-            }
-            Some((None, mut held, _)) => {
-                for (slot, w) in held.take_all() {
-                    self.counters.dec(slot, w);
-                }
-                (status, message.to_string())
-            }
-            None => (status, message.to_string()),
-        };
-        log::debug!(
-            "{name} for client {} handled by the assembly's catch: {status}",
-            c.peer
-        );
-        self.respond(key, c, status, &message, &[])
-    }
-
     /// Runs `f` on the variables and limits of the transaction in progress on `c`, rebuilt
     /// from its request head and what its flow set before the backend call. Returns what `f`
     /// returned, the count limits it took (for the caller to hold or give back) and the limit
@@ -439,116 +371,6 @@ impl Cx {
         };
         let out = f(&api.assembly, &mut vars, &mut lim);
         Some((out, held, checked))
-    }
-
-    /// Answers the client with a JSON error and closes once it is written.
-    pub(super) fn respond(
-        &mut self,
-        key: usize,
-        c: &mut Conn,
-        status: u16,
-        more: &str,
-        extra: &[(&str, &str)],
-    ) -> Next {
-        let txn = match c.hs.as_ref() {
-            Some(hs) => hs.txn.clone(),
-            None => self.txn.next(),
-        };
-        let mut out = Vec::with_capacity(256);
-        response::error(&mut out, status, more, &txn, extra);
-        self.answer(key, c, &out)
-    }
-
-    /// A 200 with headers and no body (a CORS preflight).
-    pub(super) fn respond_headers(
-        &mut self,
-        key: usize,
-        c: &mut Conn,
-        status: u16,
-        headers: &[(String, String)],
-    ) -> Next {
-        let txn = self.txn.next();
-        let mut out = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nX-Global-Transaction-ID: {txn}\r\n",
-            response::reason(status)
-        )
-        .into_bytes();
-        for (n, v) in headers {
-            response::write_header(&mut out, n, v);
-        }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        self.answer(key, c, &out)
-    }
-
-    /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
-    /// ends here: what it holds of count limits is given back now.
-    pub(super) fn answer(&mut self, key: usize, c: &mut Conn, bytes: &[u8]) -> Next {
-        self.answered(c, bytes);
-        self.release_limits(c);
-        if let Some(mut b) = c.backend.take() {
-            let _ = self.registry.deregister(&mut b);
-        }
-        // Whatever the client sent beyond its head is not needed any more.
-        if let Some(id) = c.up.buf.take() {
-            self.pool.give(id);
-        }
-        c.up.head = 0;
-        c.up.out = 0;
-        c.up.end = 0;
-        // Answers come before an upgrade; past the head, they end a failed one.
-        if !matches!(c.phase, Phase::FirstHead | Phase::Head) {
-            self.stats.upgrades_failed += 1;
-        }
-        // A first head refused (400, 431) or too late (408) is over too: the connection only
-        // lingers now, for `close-grace` at most.
-        if c.phase == Phase::FirstHead {
-            self.pending.release(c.peer.ip());
-        }
-        c.phase = Phase::Respond;
-        c.down.head = 0;
-        c.down.out = 0;
-        c.down.end = 0;
-        let id = c.down.buffer(&mut self.pool);
-        let buf = self.pool.get(id);
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        c.down.out = n as u32;
-        c.down.end = n as u32;
-        let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, c, grace);
-        self.drive_respond(key, c)
-    }
-
-    pub(super) fn drive_respond(&mut self, _key: usize, c: &mut Conn) -> Next {
-        if c.phase == Phase::Respond {
-            if c.has(flag::CLIENT_WRITABLE) {
-                match write_out(&mut self.pool, &mut c.down, &mut c.client) {
-                    Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
-                    Io::Error(_) | Io::Eof => return Next::Finish,
-                    _ => {}
-                }
-            }
-            if c.down.pending_out() {
-                return Next::Stay;
-            }
-            c.client.shutdown_write();
-            c.phase = Phase::Linger;
-        }
-        // Linger: discard what the client still sends until it closes.
-        let mut scratch = [0u8; 4096];
-        loop {
-            use std::io::Read;
-            match c.client.read(&mut scratch) {
-                Ok(0) => return Next::Finish,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    c.clear(flag::CLIENT_READABLE);
-                    return Next::Stay;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return Next::Finish,
-            }
-        }
     }
 }
 
