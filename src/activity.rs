@@ -62,7 +62,7 @@ pub struct Record {
     /// A record lives as long as its WebSocket, so its fields are kept narrow.
     latency_us: u32,
     /// `METHOD path` (without the query, which may carry credentials).
-    request: Box<str>,
+    request: Text,
     /// The address `X-Forwarded-For` names when the peer is a trusted proxy; otherwise the
     /// peer is the client and this is `None`. Boxed: most gateways trust no proxy, and their
     /// records stay 8 bytes larger, not 24.
@@ -79,6 +79,48 @@ pub struct Record {
     headers: Option<Box<Headers>>,
     /// Whether the success and the error content log headers.
     headers_on: [bool; 2],
+}
+
+/// `METHOD path`, inside the record when it fits, as the paths of most WebSocket APIs do, so
+/// that a record that lives as long as its connection is one allocation; boxed otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Boxed(Box<str>),
+}
+
+/// What fits beside the tag in the room of the boxed form and the record's padding.
+const INLINE: usize = 38;
+
+impl Text {
+    fn new(method: &str, path: &str) -> Text {
+        let len = method.len() + 1 + path.len();
+        if len <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..method.len()].copy_from_slice(method.as_bytes());
+            bytes[method.len()] = b' ';
+            bytes[method.len() + 1..len].copy_from_slice(path.as_bytes());
+            return Text::Inline {
+                len: len as u8,
+                bytes,
+            };
+        }
+        let mut s = String::with_capacity(len);
+        s.push_str(method);
+        s.push(' ');
+        s.push_str(path);
+        Text::Boxed(s.into_boxed_str())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Whole `str`s went in, so the bytes are UTF-8.
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Text::Boxed(s) => s,
+        }
+    }
 }
 
 /// Header values that are secrets: logged as `[redacted]`.
@@ -126,10 +168,6 @@ impl Record {
                 response: Vec::new(),
             })
         });
-        let mut request = String::with_capacity(head.method().len() + 1 + head.path().len());
-        request.push_str(head.method());
-        request.push(' ');
-        request.push_str(head.path());
         Record {
             api,
             app: None,
@@ -142,7 +180,7 @@ impl Record {
                 .map_or(0, |d| d.as_millis() as u64),
             started: now,
             latency_us: NO_LATENCY,
-            request: request.into_boxed_str(),
+            request: Text::new(head.method(), head.path()),
             forwarded_for: forwarded_for.map(Box::new),
             bytes_in: head.raw().len() as u64,
             bytes_out: 0,
@@ -245,7 +283,7 @@ impl Record {
         use std::io::Write;
         let api = &model.apis[self.api as usize];
         let content = self.content(model);
-        let (method, path) = self.request.split_once(' ').unwrap_or(("", ""));
+        let (method, path) = self.request.as_str().split_once(' ').unwrap_or(("", ""));
         out.extend_from_slice(b"{\"timestamp\":\"");
         rfc3339(
             out,
@@ -440,7 +478,7 @@ mod tests {
             wall_ms: 0,
             started: now,
             latency_us: NO_LATENCY,
-            request: "GET /chat".into(),
+            request: Text::new("GET", "/chat"),
             forwarded_for: None,
             bytes_in: 0,
             bytes_out: 0,
@@ -485,6 +523,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn request_text_is_inline_when_short_and_whole_either_way() {
+        let short = Text::new("GET", "/test-yahel-websocket-https-api/");
+        assert!(matches!(short, Text::Inline { .. }));
+        assert_eq!(short.as_str(), "GET /test-yahel-websocket-https-api/");
+        let edge = "/".repeat(INLINE - 4);
+        assert!(matches!(Text::new("GET", &edge), Text::Inline { .. }));
+        let long = format!("/{edge}é");
+        let t = Text::new("OPTIONS", &long);
+        assert!(matches!(t, Text::Boxed(_)));
+        assert_eq!(t.as_str(), format!("OPTIONS {long}"));
+        assert_eq!(Text::new("", "").as_str(), " ");
     }
 
     #[test]

@@ -15,8 +15,12 @@ pub mod config;
 pub mod engine;
 pub mod fuzz_checks;
 pub mod http;
+pub mod json;
+#[cfg(test)]
+mod memory;
 pub mod model;
 pub mod policy;
 pub mod route;
 pub mod tls;
+pub mod validate;
 pub mod ws;

@@ -478,3 +478,99 @@ fn too_small_buffer_bound_is_raised_with_a_warning() {
         wsgate::http::head::MIN_BUFFER
     );
 }
+
+#[test]
+fn validate_and_parse_compile_into_the_message_flows_in_order() {
+    use wsgate::model::PolicyKind;
+    let l = loads("validate");
+    assert!(l.warnings.is_empty(), "{}", show(&l.warnings));
+    let PolicyKind::WebSocketUpgrade(w) = &l.model.apis[0].assembly.execute[0].kind else {
+        panic!("expected the websocket-upgrade first");
+    };
+    let [validate, limit] = w.request_assembly.as_slice() else {
+        panic!("expected validate then ratelimit");
+    };
+    let PolicyKind::Validate(check) = &validate.kind else {
+        panic!("expected validate first");
+    };
+    assert!(matches!(limit.kind, PolicyKind::RateLimit(_)));
+    assert_eq!(validate.title, "validate subscriptions");
+    assert_eq!(check.definition, "#/definitions/Subscribe");
+    assert_eq!(
+        check.check(br#"{"action":"subscribe","symbol":"IBM"}"#, true),
+        Ok(())
+    );
+    let f = check
+        .check(br#"{"action":"subscribe","symbol":"ibm"}"#, true)
+        .unwrap_err();
+    assert_eq!(f.reason(), "validate: pattern at /symbol");
+    let [parse] = w.response_assembly.as_slice() else {
+        panic!("expected one parse");
+    };
+    let PolicyKind::Parse(p) = &parse.kind else {
+        panic!("expected parse");
+    };
+    assert_eq!(p.check(b"[1,2]", true), Ok(()));
+    assert!(p.check(b"[1,2", true).is_err());
+}
+
+#[test]
+fn validate_names_an_unknown_definition() {
+    only_error(
+        "validate-unknown-definition",
+        "api.yaml",
+        46,
+        "x-ibm-configuration.assembly.execute[0].websocket-upgrade.request-assembly.execute[0].validate.definition",
+        &[
+            "definition 'Subscription' is not in the API's definitions",
+            "Subscribe, Symbol",
+        ],
+    );
+}
+
+#[test]
+fn validate_refuses_a_ref_cycle_without_progress() {
+    only_error(
+        "validate-cycle",
+        "api.yaml",
+        23,
+        "definitions.Symbol",
+        &["$ref cycle"],
+    );
+}
+
+#[test]
+fn validate_refuses_an_unsupported_keyword() {
+    only_error(
+        "validate-keyword",
+        "api.yaml",
+        26,
+        "definitions.Symbol.multipleOf",
+        &["'multipleOf' is not supported"],
+    );
+}
+
+#[test]
+fn validate_accepts_the_gateway_versions_only() {
+    only_error(
+        "validate-version",
+        "api.yaml",
+        43,
+        "x-ibm-configuration.assembly.execute[0].websocket-upgrade.request-assembly.execute[0].validate.version",
+        &["'1.0.0'", "2.0.0, 2.1.0", "2.7.0"],
+    );
+}
+
+#[test]
+fn parse_outside_a_message_flow_is_refused() {
+    only_error(
+        "validate-main-flow",
+        "api.yaml",
+        36,
+        "x-ibm-configuration.assembly.execute[0].parse",
+        &[
+            "parse runs on WebSocket messages",
+            "request-assembly or response-assembly",
+        ],
+    );
+}

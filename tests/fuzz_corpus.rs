@@ -71,6 +71,11 @@ fn condition() {
 }
 
 #[test]
+fn json() {
+    replay("json", fuzz_checks::json::parse_and_validate);
+}
+
+#[test]
 fn config() {
     replay("config", fuzz_checks::config::load);
 }

@@ -13,6 +13,9 @@ mod config_ranges;
 mod config_seed;
 mod default_config;
 
+// Message validation: the validator against an independent JSON Schema implementation.
+mod validate_crosscheck;
+
 // The engine: upgrade handshakes, the relay and its close rules, the frame codec against
 // tungstenite.
 mod backend_addresses;

@@ -585,6 +585,7 @@ pub fn compile(src: &ApiSrc, env: &Env, d: &mut Diags) -> (Api, Anchor) {
         property_origin: &property_origin,
         api_plans: &src.plans,
         env,
+        definitions: root.get("definitions"),
     };
     let assembly = match ibm.as_ref().and_then(|c| c.get("assembly")) {
         Some(a) => assembly::assembly(&ctx, &a, d),

@@ -4,6 +4,7 @@ use super::api::Env;
 use super::limits::kind_name;
 use super::node::{Diags, Node};
 use super::template::{self, Scope};
+use crate::json::parse::Limits;
 use crate::model::{
     Assembly, BackendTarget, Catch, Control, Invoke, LimitIdx, LimitKind, LimitOp, LimitRef,
     LimitSource, Log, LogContent, Methods, Part, PlanIdx, Policy, PolicyKind, RateLimit, SetAction,
@@ -11,6 +12,7 @@ use crate::model::{
 };
 use crate::policy::condition::{Condition, expand_refs};
 use crate::policy::pattern::Pattern;
+use crate::validate::MessageCheck;
 use std::time::Duration;
 
 pub struct Ctx<'a> {
@@ -20,16 +22,27 @@ pub struct Ctx<'a> {
     /// Plans that include the API being compiled.
     pub api_plans: &'a [PlanIdx],
     pub env: &'a Env<'a>,
+    /// The API's `definitions`, which `validate` compiles from.
+    pub definitions: Option<Node<'a>>,
 }
 
-/// Where a policy list runs: the transaction, or once per WebSocket message.
+/// Where a policy list runs: the transaction, or once per WebSocket message (directly in a
+/// request-assembly or response-assembly, or inside a switch there).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Main,
     Message,
+    MessageSwitch,
 }
 
-const SUPPORTED: &str = "ratelimit, websocket-upgrade, invoke, switch, set-variable, throw, log";
+impl Flow {
+    fn per_message(self) -> bool {
+        self != Flow::Main
+    }
+}
+
+const SUPPORTED: &str =
+    "ratelimit, websocket-upgrade, invoke, switch, set-variable, throw, log, parse, validate";
 const COMMON: &[&str] = &["version", "title", "description"];
 
 fn keys(extra: &[&'static str]) -> Vec<&'static str> {
@@ -121,7 +134,7 @@ fn policy(ctx: &Ctx, item: &Node, flow: Flow, d: &mut Diags) -> Option<Policy> {
     }
     let kind = match name.as_str() {
         "ratelimit" => PolicyKind::RateLimit(ratelimit(ctx, body, d)?),
-        "websocket-upgrade" | "invoke" if flow == Flow::Message => {
+        "websocket-upgrade" | "invoke" if flow.per_message() => {
             d.error(
                 body,
                 format!(
@@ -139,6 +152,25 @@ fn policy(ctx: &Ctx, item: &Node, flow: Flow, d: &mut Diags) -> Option<Policy> {
         "set-variable" => PolicyKind::SetVariable(set_variable(ctx, body, d)),
         "throw" => PolicyKind::Throw(throw(ctx, body, d)?),
         "log" => PolicyKind::Log(log(body, d)),
+        "parse" | "validate" if flow != Flow::Message => {
+            d.error(
+                body,
+                if flow == Flow::Main {
+                    format!(
+                        "{name} runs on WebSocket messages in wsgate: put it in a \
+                         websocket-upgrade's request-assembly or response-assembly"
+                    )
+                } else {
+                    format!(
+                        "{name} inside a switch of a message flow is not supported: put it \
+                         directly in the request-assembly or response-assembly"
+                    )
+                },
+            );
+            return None;
+        }
+        "parse" => PolicyKind::Parse(Box::new(parse(body, d)?)),
+        "validate" => PolicyKind::Validate(Box::new(validate(ctx, body, d)?)),
         other => {
             d.error(
                 body,
@@ -823,6 +855,11 @@ fn expand_condition(text: &str, scope: &Scope) -> (String, Vec<String>) {
 }
 
 fn switch(ctx: &Ctx, n: &Node, flow: Flow, d: &mut Diags) -> Switch {
+    let flow = if flow == Flow::Message {
+        Flow::MessageSwitch
+    } else {
+        flow
+    };
     n.known(&keys(&["case"]), false, d);
     let mut cases = Vec::new();
     let mut otherwise = None;
@@ -976,6 +1013,255 @@ fn throw(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<Throw> {
         status,
         reason: n.text_at("error-status-reason", d),
     })
+}
+
+/// The versions of `validate` and `parse` that the DataPower API Gateway accepts.
+const VALIDATE_VERSIONS: &[&str] = &[
+    "2.0.0", "2.1.0", "2.2.0", "2.3.0", "2.4.0", "2.5.0", "2.6.0", "2.7.0",
+];
+const PARSE_VERSIONS: &[&str] = &["2.0.0", "2.1.0", "2.2.0"];
+
+/// A policy's `version`, which must be one of `accepted` when it is given.
+fn version(name: &str, n: &Node, accepted: &[&str], d: &mut Diags) {
+    let Some(v) = n.get("version") else { return };
+    let text = v.text(d).unwrap_or_default();
+    if !accepted.contains(&text.as_str()) {
+        d.error(
+            &v,
+            format!(
+                "{name} version '{text}' is not one the DataPower API Gateway accepts: expected {}",
+                accepted.join(", ")
+            ),
+        );
+    }
+}
+
+/// `input` and `output` name the message being checked; a message flow has no other.
+fn message_only(name: &str, n: &Node, d: &mut Diags) {
+    for key in ["input", "output"] {
+        if let Some(v) = n.get(key)
+            && v.text(d).as_deref() != Some("message")
+        {
+            let error = key == "input";
+            let msg = format!(
+                "{key}: {name} in a message flow reads{} the WebSocket message itself",
+                if error { "" } else { " and keeps" }
+            );
+            if error {
+                d.error(&v, msg)
+            } else {
+                d.warn(&v, msg)
+            }
+        }
+    }
+}
+
+fn validate(ctx: &Ctx, n: &Node, d: &mut Diags) -> Option<MessageCheck> {
+    n.known(
+        &keys(&[
+            "validate-against",
+            "definition",
+            "input",
+            "output",
+            "compile-settings",
+            "xslt-version",
+            "strict",
+        ]),
+        false,
+        d,
+    );
+    version("validate", n, VALIDATE_VERSIONS, d);
+    message_only("validate", n, d);
+    match n.get("validate-against") {
+        Some(v) => match v.text(d).as_deref() {
+            Some("definition") => {}
+            other => {
+                d.error(
+                    &v,
+                    format!(
+                        "validate-against '{}' cannot check a WebSocket message: wsgate \
+                         validates against a definition of the API (validate-against: \
+                         definition)",
+                        other.unwrap_or("")
+                    ),
+                );
+                return None;
+            }
+        },
+        None if n.has("definition") => {}
+        None => {
+            d.missing(
+                n,
+                "validate-against",
+                "missing: expected validate-against: definition and definition: \
+                 '#/definitions/NAME'",
+            );
+            return None;
+        }
+    }
+    let def = match n.get("definition") {
+        Some(def) => def,
+        None => {
+            d.missing(
+                n,
+                "definition",
+                "missing: expected the schema, as '#/definitions/NAME'",
+            );
+            return None;
+        }
+    };
+    let reference = def.text(d)?;
+    let schema = super::schema::compile(ctx.definitions.clone(), &reference, &def, d)?;
+    Some(MessageCheck {
+        limits: Limits::DEFAULT,
+        schema: Some(Box::new(schema)),
+        definition: reference,
+    })
+}
+
+/// The name API Connect gives the gateway's default parse settings.
+const DEFAULT_PARSE_SETTINGS: &str = "apic-default-parsesettings";
+
+fn parse(n: &Node, d: &mut Diags) -> Option<MessageCheck> {
+    n.known(
+        &keys(&[
+            "parse-settings-reference",
+            "use-content-type",
+            "input",
+            "output",
+            "warn-on-empty-input",
+        ]),
+        false,
+        d,
+    );
+    version("parse", n, PARSE_VERSIONS, d);
+    message_only("parse", n, d);
+    if let Some(u) = n.get("use-content-type")
+        && u.bool(d) == Some(true)
+    {
+        d.warn(
+            &u,
+            "use-content-type is ignored: a WebSocket message has no Content-Type, and text \
+             messages are parsed as JSON",
+        );
+    }
+    let mut limits = Limits::DEFAULT;
+    if let Some(r) = n.get("parse-settings-reference") {
+        r.known(&["default", "literal", "url"], false, d);
+        if let Some(def) = r.get("default") {
+            let name = def.text(d).unwrap_or_default();
+            if name != DEFAULT_PARSE_SETTINGS {
+                d.error(
+                    &def,
+                    format!(
+                        "parse settings '{name}' are not known: wsgate has the defaults \
+                         ({DEFAULT_PARSE_SETTINGS}); give other bounds with literal"
+                    ),
+                );
+            }
+        }
+        if let Some(lit) = r.get("literal") {
+            limits = parse_settings_literal(&lit, limits, d)?;
+        }
+        if let Some(u) = r.get("url") {
+            d.error(
+                &u,
+                "parse settings from a url are not supported: give them with literal",
+            );
+        }
+    }
+    Some(MessageCheck {
+        limits,
+        schema: None,
+        definition: String::new(),
+    })
+}
+
+/// Bounds a `literal` sets over the defaults, written as the JSON form of DataPower's
+/// ParseSettings: `{"ParseSettings": {"NestingDepth": 64, "DocumentSize": 65536}}`.
+fn parse_settings_literal(n: &Node, mut limits: Limits, d: &mut Diags) -> Option<Limits> {
+    use crate::json::parse::{Kind, Tape};
+    let text = n.text(d)?;
+    let mut tape = Tape::new();
+    let doc = match tape.parse(text.as_bytes(), &Limits::DEFAULT) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.error(
+                n,
+                format!(
+                    "literal: expected the JSON form {{\"ParseSettings\": {{...}}}} ({} at byte {})",
+                    e.fault.name(),
+                    e.at
+                ),
+            );
+            return None;
+        }
+    };
+    let mut buf = String::new();
+    let settings = (doc.token(0).kind == Kind::Object)
+        .then(|| {
+            doc.children(0)
+                .find(|&(k, _)| doc.text(k, &mut buf) == "ParseSettings")
+        })
+        .flatten()
+        .map(|(_, v)| v)
+        .filter(|&v| doc.token(v).kind == Kind::Object);
+    let Some(settings) = settings else {
+        d.error(n, "literal: expected {\"ParseSettings\": {...}}");
+        return None;
+    };
+    for (k, v) in doc.children(settings) {
+        let name = doc.text(k, &mut buf).to_string();
+        let value = doc.raw(v);
+        let number = || value.parse::<u64>().ok();
+        // DataPower's own maxima for each bound.
+        let (slot, max): (Option<&mut u64>, u64) = match name.as_str() {
+            "DocumentSize" => (Some(&mut limits.document_size), 5_368_709_121),
+            "DocumentType" => {
+                let mut t = String::new();
+                let kind = doc.text(v, &mut t);
+                if !matches!(kind, "json" | "detect") {
+                    d.error(
+                        n,
+                        format!("literal: DocumentType '{kind}': WebSocket text messages are parsed as json"),
+                    );
+                }
+                continue;
+            }
+            "NestingDepth" | "Width" | "NameLength" | "ValueLength" | "NumberLength" => {
+                let (max, field) = match name.as_str() {
+                    "NestingDepth" => (4096, &mut limits.nesting_depth),
+                    "Width" => (65535, &mut limits.width),
+                    "NameLength" => (8192, &mut limits.name_length),
+                    "ValueLength" => (u64::from(u32::MAX), &mut limits.value_length),
+                    _ => (256, &mut limits.number_length),
+                };
+                match number() {
+                    Some(x @ 1..) if x <= max => *field = x as u32,
+                    _ => d.error(
+                        n,
+                        format!("literal: {name} {value} is out of range: expected 1 to {max}"),
+                    ),
+                }
+                continue;
+            }
+            _ => {
+                d.warn(
+                    n,
+                    format!("literal: {name} is not a JSON bound and is ignored"),
+                );
+                continue;
+            }
+        };
+        match (slot, number()) {
+            (Some(field), Some(x @ 1..)) if x <= max => *field = x,
+            _ => d.error(
+                n,
+                format!("literal: {name} {value} is out of range: expected 1 to {max}"),
+            ),
+        }
+    }
+    Some(limits)
 }
 
 fn log(n: &Node, d: &mut Diags) -> Log {

@@ -299,9 +299,10 @@ const MAX_SOCKET_BUFFER: u64 = 1 << 30;
 const MAX_CONNECTIONS: usize = 1 << 24;
 /// Buffer offsets are u32; a bound this large is a typo long before it is a need.
 const MAX_BUFFER_BOUND: u64 = 1 << 30;
-/// The decoder adds frame lengths in u64; this is far below any overflow and far above any
-/// message a gateway should hold open.
-const MAX_MESSAGE_SIZE: u64 = 1 << 40;
+/// Far above any message a gateway should hold open, and within the 32 bits in which the frame
+/// decoder keeps its limit.
+const MAX_MESSAGE_SIZE: u64 = 1 << 31;
+const _: () = assert!(MAX_MESSAGE_SIZE <= crate::ws::frame::MAX_MESSAGE_LIMIT);
 /// The longest idle WebSocket and the longest of the other waits (timeouts and graces).
 const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);

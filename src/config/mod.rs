@@ -10,6 +10,8 @@ mod limits;
 pub mod locate;
 mod node;
 mod product;
+mod schema;
+pub use schema::check_from_text;
 mod summary;
 pub mod template;
 pub mod units;

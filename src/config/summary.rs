@@ -204,6 +204,23 @@ fn policies(m: &Model, list: &[Policy], depth: usize, out: &mut String) {
                         .map_or(String::new(), |c| format!(", level {}", content(c)))
                 );
             }
+            PolicyKind::Parse(c) => {
+                let l = &c.limits;
+                let _ = writeln!(
+                    out,
+                    "parse \"{}\" (JSON; at most {} bytes, depth {}, width {})",
+                    p.title, l.document_size, l.nesting_depth, l.width
+                );
+            }
+            PolicyKind::Validate(c) => {
+                let _ = writeln!(
+                    out,
+                    "validate \"{}\" against {} ({} schema nodes)",
+                    p.title,
+                    c.definition,
+                    c.schema.as_ref().map_or(0, |s| s.nodes.len())
+                );
+            }
         }
     }
 }

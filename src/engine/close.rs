@@ -37,6 +37,9 @@ impl Cx {
             for (slot, w) in l.held.take_all() {
                 self.counters.dec(slot, w);
             }
+            if let Some(p) = l.profile.take() {
+                self.counters.release_profile(p);
+            }
             for r in std::mem::take(&mut l.retired) {
                 self.counters.unpin(r);
             }

@@ -7,7 +7,7 @@ use crate::http::body::Body;
 use crate::http::head::RequestHead;
 use crate::http::url::TargetUrl;
 use crate::model::{ApiIdx, Model};
-use crate::policy::limits::{Held, Slot};
+use crate::policy::limits::{Held, Profile};
 use crate::ws::frame::Decoder;
 use crate::ws::handshake::ClientUpgrade;
 use std::net::SocketAddr;
@@ -246,25 +246,16 @@ impl Call {
     }
 }
 
-/// One rate limit counted on every data message of one direction, resolved at the handshake so
-/// that a message costs one counter update and no lookup.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageLimit {
-    pub slot: Slot,
-    pub weight: u32,
-    /// Client to backend (`request-assembly`) or backend to client (`response-assembly`).
-    pub upstream: bool,
-    pub is_client: bool,
-}
+pub use crate::policy::limits::MessageLimit;
 
-/// The limit state of a connection that has any: what it holds of count limits (given back
-/// exactly once when it ends) and the message limits of both directions. Connections without
-/// limits carry none of it.
+/// The limit state of a connection that has any: what it holds of count limits and its
+/// reference to the message limits of both directions, each given back exactly once when it
+/// ends. Connections without limits carry none of it.
 #[derive(Debug, Default)]
 pub struct ConnLimits {
     pub held: Held,
-    /// Exactly as many as the connection has (a growing vector would keep room for more).
-    pub messages: Box<[MessageLimit]>,
+    /// The message limits, kept once in the counters for every connection that has the same.
+    pub profile: Option<Profile>,
     /// Retired limit definitions (from before a reload) that the slots above name, pinned in
     /// the counters until the transaction ends.
     pub retired: Vec<crate::model::LimitIdx>,
@@ -356,8 +347,9 @@ mod tests {
         assert!(flow <= 64, "Flow grew to {flow} bytes");
         // Both live as long as a WebSocket that has limits or logs activity.
         let limits = std::mem::size_of::<ConnLimits>();
-        assert!(limits <= 112, "ConnLimits grew to {limits} bytes");
+        assert!(limits <= 104, "ConnLimits grew to {limits} bytes");
         let record = std::mem::size_of::<crate::activity::Record>();
-        assert!(record <= 160, "the activity Record grew to {record} bytes");
+        // 184 with its request text inside: one 192-byte chunk instead of 176 and 48.
+        assert!(record <= 184, "the activity Record grew to {record} bytes");
     }
 }

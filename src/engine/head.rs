@@ -163,6 +163,7 @@ impl Cx {
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut messages = Vec::new();
+        let mut profile = None;
         let now = self.now_secs;
         let mut vars = Vars::new(
             &head,
@@ -191,7 +192,20 @@ impl Cx {
             Ok(()) => match assembly::run(&api.assembly, &mut vars, &mut lim) {
                 Step::Upgrade { policy, nth } => {
                     match message_limits(policy, &vars, &mut lim, &mut messages) {
-                        Ok(()) => Ok(Backend::Upgrade(policy, nth)),
+                        Ok(()) if messages.is_empty() => Ok(Backend::Upgrade(policy, nth)),
+                        Ok(()) => match lim.counters.intern_profile(&messages) {
+                            Some(p) => {
+                                profile = Some(p);
+                                Ok(Backend::Upgrade(policy, nth))
+                            }
+                            None => {
+                                log::warn!(
+                                    "message limits: no room in the table of limit profiles; refusing the upgrade"
+                                );
+                                let e = assembly::keys_full();
+                                Err((e.status, e.message))
+                            }
+                        },
                         Err(e) => Err((e.status, e.message)),
                     }
                 }
@@ -215,6 +229,9 @@ impl Cx {
                 for (slot, w) in held.take_all() {
                     self.counters.dec(slot, w);
                 }
+                if let Some(p) = profile.take() {
+                    self.counters.release_profile(p);
+                }
                 let mut extra: Vec<(&str, &str)> = reply_headers
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -237,10 +254,10 @@ impl Cx {
             _ => None,
         };
         drop(vars);
-        let limits = (!held.is_empty() || !messages.is_empty()).then(|| {
+        let limits = (!held.is_empty() || profile.is_some()).then(|| {
             Box::new(ConnLimits {
                 held,
-                messages: messages.into_boxed_slice(),
+                profile,
                 retired: Vec::new(),
             })
         });

@@ -4,13 +4,13 @@
 //! is full the loop stops reading that direction's source until the destination drains.
 
 use super::activity::closing;
-use super::conn::{Conn, Flow, MessageLimit, Phase, flag};
+use super::conn::{Conn, Flow, Phase, flag};
 use super::cx::{Cx, Next};
 use super::pool::Pool;
 use super::stream::Stream;
 use crate::activity::Closer;
 use crate::model::{LimitIdx, OverLimitAction};
-use crate::policy::limits::Counters;
+use crate::policy::limits::{Counters, Profile};
 use crate::ws::frame::{self, Role, opcode};
 use std::io::{self, Read, Write};
 
@@ -473,7 +473,10 @@ impl Cx {
         let mut admit = || {
             let a = match limits {
                 None => Admit::Forward,
-                Some(l) => admit_message(counters, &l.messages, up, now, drop_mode),
+                Some(l) => match &l.profile {
+                    Some(p) => admit_message(counters, p, up, now, drop_mode),
+                    None => Admit::Forward,
+                },
             };
             messages += u64::from(matches!(a, Admit::Forward));
             a
@@ -615,12 +618,16 @@ const CONTROL_FLOOD_REASON: &str = "too many control frames";
 /// Counts one data message against the message limits of its direction (spec decisions 6, 7).
 fn admit_message(
     counters: &mut Counters,
-    limits: &[MessageLimit],
+    profile: &Profile,
     upstream: bool,
     now: u64,
     drop_mode: bool,
 ) -> Admit {
-    for m in limits.iter().filter(|m| m.upstream == upstream) {
+    for i in 0..counters.profile_limits(profile).len() {
+        let m = counters.profile_limits(profile)[i];
+        if m.upstream != upstream {
+            continue;
+        }
         let v = counters.consume(m.slot, m.weight as u64, now);
         if !v.allowed {
             return if drop_mode {

@@ -171,11 +171,11 @@ impl Gateway {
         flows
     }
 
-    /// The limits that open connections' slots name.
+    /// The limits that open connections' slots name (their message limits are the counters'
+    /// own profiles, which a reload carries by itself).
     fn limits_in_use(&self) -> Vec<LimitIdx> {
         let mut v = Vec::new();
         for l in self.conns.iter().filter_map(|(_, c)| c.limits.as_deref()) {
-            v.extend(l.messages.iter().map(|m| m.slot.limit()));
             let mut held = l.held.clone();
             held.slots_mut(|s| v.push(s.limit()));
         }
@@ -201,9 +201,6 @@ impl Gateway {
             moved += 1;
             l.held
                 .slots_mut(|s| *s = carry.slot(&mut self.cx.counters, *s));
-            for m in &mut l.messages {
-                m.slot = carry.slot(&mut self.cx.counters, m.slot);
-            }
             // The pins of the old layout went with it; these are the new layout's.
             l.retired.clear();
             let mut note = |limit: LimitIdx| {
@@ -211,9 +208,6 @@ impl Gateway {
                     l.retired.push(limit);
                 }
             };
-            for m in &l.messages {
-                note(m.slot.limit());
-            }
             l.held.slots_mut(|s| note(s.limit()));
             for &r in flow.map_or(&[][..], |p| &p.limits) {
                 note(r);

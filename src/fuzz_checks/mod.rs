@@ -10,6 +10,7 @@ pub mod condition;
 pub mod config;
 pub mod frame;
 pub mod http;
+pub mod json;
 
 /// Read sizes taken from the front of a fuzz input, so the fuzzer chooses how a stream is split
 /// into reads. The first byte is a count `n` (modulo 16), the next `n` bytes are read sizes of

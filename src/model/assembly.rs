@@ -34,6 +34,11 @@ pub enum PolicyKind {
     SetVariable(Vec<SetAction>),
     Throw(Throw),
     Log(Log),
+    /// `parse`: a WebSocket message must be JSON within the parse limits (message flows only).
+    Parse(Box<crate::validate::MessageCheck>),
+    /// `validate`: a WebSocket message must match a definition of the API (message flows
+    /// only).
+    Validate(Box<crate::validate::MessageCheck>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -300,6 +300,8 @@ fn exec<'m>(
                 });
             }
             PolicyKind::Log(_) => {}
+            // Refused at load outside a websocket-upgrade's message flows.
+            PolicyKind::Parse(_) | PolicyKind::Validate(_) => {}
         }
         if let PolicyKind::WebSocketUpgrade(_) = p.kind {
             *nth += 1;

@@ -18,6 +18,7 @@
 mod admin;
 mod headers;
 mod held;
+mod profile;
 mod reload;
 mod table;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use std::net::IpAddr;
 pub use admin::CounterView;
 pub use headers::{write_limit_headers, write_retry_headers};
 pub use held::{Held, HeldDrain};
+pub use profile::{MessageLimit, Profile};
 pub use reload::Reload;
 
 use table::{Desc, Entry};
@@ -60,7 +62,7 @@ pub struct Consumer<'a> {
 /// A slot into the bounded table carries the key's hash, so that a slot whose entry was evicted
 /// in the meantime (expired window, count at 0, admin reset) is noticed and re-resolved instead
 /// of touching another key's counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Slot {
     cell: u32,
     limit: LimitIdx,
@@ -460,6 +462,8 @@ pub struct Counters {
     /// Keys that found no room in the table (a request refused, or a message failing closed),
     /// since start: reloads carry it over.
     keys_full: u64,
+    /// The message limits of open WebSockets, one entry per distinct set.
+    profiles: profile::Profiles,
 }
 
 impl std::fmt::Debug for Counters {
@@ -614,6 +618,8 @@ impl Counters {
             earlier_rejections: Vec::new(),
             last_rejected: None,
             keys_full: 0,
+            // At most one profile per connection.
+            profiles: profile::Profiles::new(model.settings.bounds.max_connections),
         }
     }
 

@@ -150,7 +150,12 @@ const CLOSED: u8 = 0x04;
 const HAS_CODE: u8 = 0x08;
 /// permessage-deflate was negotiated: RSV1 may mark a message's first frame.
 const DEFLATE: u8 = 0x10;
+/// Messages have a size limit: the lengths are kept in 32-bit halves (see [`Decoder`]).
+const LIMITED: u8 = 0x20;
 const DEAD: u8 = 0x80;
+
+/// The largest message limit a [`Decoder`] keeps; one above it means no limit.
+pub const MAX_MESSAGE_LIMIT: u64 = u32::MAX as u64;
 
 // Fields of the first header byte.
 const FIN: u8 = 0x80;
@@ -158,7 +163,7 @@ const RSV: u8 = 0x70;
 const RSV1: u8 = 0x40;
 const OPCODE: u8 = 0x0F;
 
-/// Incremental frame decoder for one direction of a connection. 40 bytes on 64-bit targets.
+/// Incremental frame decoder for one direction of a connection. 24 bytes on 64-bit targets.
 ///
 /// Contract for frames after a close frame: they are decoded and validated as usual, and
 /// [`Decoder::closed`] is already true when their `Header` step is returned. So the caller
@@ -170,13 +175,13 @@ const OPCODE: u8 = 0x0F;
 /// `None`.
 #[derive(Clone, Debug)]
 pub struct Decoder {
-    max_message: u64,
-    /// Sum of the declared lengths of the open data message's frames.
-    msg_len: u64,
-    /// Declared length of the current (or last) frame.
-    len: u64,
-    /// Payload bytes of the current frame not yet reported.
-    remaining: u64,
+    /// The declared length of the current (or last) frame, and the payload bytes of it not yet
+    /// reported. Without a message limit they are whole `u64`s. With a limit (at most
+    /// [`MAX_MESSAGE_LIMIT`]) no frame that gets this far is longer than the limit, so they
+    /// take the low halves, and the high halves hold the sum of the declared lengths of the
+    /// open data message's frames (`frame`) and the limit (`left`).
+    frame: u64,
+    left: u64,
     mask: [u8; 4],
     close_code: u16,
     /// First header byte of the current (or last) frame; after a violation, the fault number.
@@ -188,7 +193,7 @@ impl Decoder {
     /// `deflate`: permessage-deflate was negotiated (RFC 7692), so RSV1 may mark the first
     /// frame of a compressed message; no other RSV use is allowed. `max_message`: limit on the
     /// sum of a data message's frame lengths (compressed lengths when compressed: the gateway
-    /// never inflates).
+    /// never inflates); above [`MAX_MESSAGE_LIMIT`] messages have no limit.
     pub fn new(role: Role, deflate: bool, max_message: u64) -> Decoder {
         let mut flags = 0;
         if role == Role::Client {
@@ -197,15 +202,50 @@ impl Decoder {
         if deflate {
             flags |= DEFLATE;
         }
+        let mut left = 0;
+        if max_message <= MAX_MESSAGE_LIMIT {
+            flags |= LIMITED;
+            left = max_message << 32;
+        }
         Decoder {
-            max_message,
-            msg_len: 0,
-            len: 0,
-            remaining: 0,
+            frame: 0,
+            left,
             mask: [0; 4],
             close_code: 0,
             b0: 0,
             flags,
+        }
+    }
+
+    /// The bits of `frame` and `left` that hold the frame's lengths.
+    fn low(&self) -> u64 {
+        if self.flags & LIMITED != 0 {
+            MAX_MESSAGE_LIMIT
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Declared length of the current (or last) frame.
+    fn len(&self) -> u64 {
+        self.frame & self.low()
+    }
+
+    fn left(&self) -> u64 {
+        self.left & self.low()
+    }
+
+    fn set_left(&mut self, n: u64) {
+        let low = self.low();
+        self.left = (self.left & !low) | (n & low);
+    }
+
+    /// Sum of the declared lengths of the open data message's frames (0 without a limit).
+    fn msg_len(&self) -> u64 {
+        if self.flags & LIMITED != 0 {
+            self.frame >> 32
+        } else {
+            0
         }
     }
 
@@ -216,7 +256,7 @@ impl Decoder {
         if self.flags & DEAD != 0 {
             return Fault::from_u8(self.b0).next();
         }
-        if self.remaining > 0 {
+        if self.left() > 0 {
             self.payload(input)
         } else {
             self.header(input)
@@ -227,12 +267,14 @@ impl Decoder {
         if input.is_empty() {
             return Next::NeedMore;
         }
-        let n = usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
+        let left = self.left();
+        let n = usize::try_from(left).map_or(input.len(), |r| r.min(input.len()));
         if self.b0 & OPCODE == opcode::CLOSE && self.flags & CLOSED == 0 {
             self.capture_close_code(&input[..n]);
         }
-        self.remaining = self.remaining.saturating_sub(n as u64);
-        if self.remaining == 0 {
+        let left = left.saturating_sub(n as u64);
+        self.set_left(left);
+        if left == 0 {
             self.frame_done();
         }
         Next::Payload { len: n }
@@ -241,7 +283,7 @@ impl Decoder {
     /// Picks the status code out of the first two payload bytes of a close frame, which may
     /// arrive in separate steps.
     fn capture_close_code(&mut self, bytes: &[u8]) {
-        let pos = self.len.saturating_sub(self.remaining);
+        let pos = self.len().saturating_sub(self.left());
         for (i, &b) in bytes.iter().enumerate() {
             let p = pos.saturating_add(i as u64);
             if p >= 2 {
@@ -273,7 +315,7 @@ impl Decoder {
     fn fail(&mut self, fault: Fault) -> Next {
         self.flags |= DEAD;
         self.b0 = fault as u8;
-        self.remaining = 0;
+        self.set_left(0);
         fault.next()
     }
 
@@ -336,20 +378,20 @@ impl Decoder {
         if len >> 63 != 0 {
             return self.fail(Fault::LengthHighBit);
         }
-        let msg_len = if control {
-            self.msg_len
-        } else {
+        let mut msg_len = self.msg_len();
+        if !control && self.flags & LIMITED != 0 {
             // Checked at the header so that no payload past the limit is ever forwarded.
+            // Both terms are below 2^63 and 2^32, so the sum cannot overflow.
             let base = if op == opcode::CONTINUATION {
-                self.msg_len
+                msg_len
             } else {
                 0
             };
-            match base.checked_add(len) {
-                Some(total) if total <= self.max_message => total,
-                _ => return self.fail(Fault::TooBig),
+            msg_len = base + len;
+            if msg_len > self.left >> 32 {
+                return self.fail(Fault::TooBig);
             }
-        };
+        }
         let mask = if client {
             match input.get(header_len..).and_then(<[u8]>::first_chunk::<4>) {
                 Some(m) => {
@@ -363,10 +405,14 @@ impl Decoder {
         };
 
         self.b0 = b0;
-        self.len = len;
-        self.remaining = len;
+        // With a limit, `len` and `msg_len` are at most the limit, which fits 32 bits.
+        self.frame = if self.flags & LIMITED != 0 {
+            msg_len << 32 | len
+        } else {
+            len
+        };
+        self.set_left(len);
         self.mask = mask;
-        self.msg_len = msg_len;
         if !control {
             self.flags |= IN_MESSAGE;
         }
@@ -386,12 +432,12 @@ impl Decoder {
             rsv: (self.b0 & RSV) >> 4,
             opcode: self.b0 & OPCODE,
             mask: (self.flags & CLIENT != 0).then_some(self.mask),
-            len: self.len,
+            len: self.len(),
         }
     }
 
     fn live_frame(&self) -> bool {
-        self.flags & DEAD == 0 && self.remaining > 0
+        self.flags & DEAD == 0 && self.left() > 0
     }
 
     /// A text or binary message is open: its first frame was seen, its final frame has not
@@ -413,14 +459,14 @@ impl Decoder {
 
     /// Payload bytes of the current frame still to come.
     pub fn remaining(&self) -> u64 {
-        if self.live_frame() { self.remaining } else { 0 }
+        if self.live_frame() { self.left() } else { 0 }
     }
 
     /// Payload bytes of the current frame already reported. Read it before `next` to get the
     /// `offset` for [`apply_mask`] on the bytes of the coming `Payload` step.
     pub fn payload_offset(&self) -> u64 {
         if self.live_frame() {
-            self.len.saturating_sub(self.remaining)
+            self.len().saturating_sub(self.left())
         } else {
             0
         }
@@ -429,7 +475,7 @@ impl Decoder {
     /// The last step (a `Header` of an empty frame or a `Payload`) ended the final frame of
     /// a text or binary message. Stays true until the next frame's header.
     pub fn message_done(&self) -> bool {
-        self.flags & DEAD == 0 && self.remaining == 0 && self.b0 & FIN != 0 && self.b0 & 0x08 == 0
+        self.flags & DEAD == 0 && self.left() == 0 && self.b0 & FIN != 0 && self.b0 & 0x08 == 0
     }
 
     /// Status code of the first close frame, once its payload has passed; `None` when that
@@ -1152,6 +1198,68 @@ mod tests {
         );
     }
 
+    /// A limit is kept in 32 bits: the largest one still counts every byte of a message, and
+    /// one above it is no limit at all.
+    #[test]
+    fn limits_up_to_four_gib() {
+        let big = Some((1009, "message too big"));
+        let header = |b0: u8, len: u64| {
+            let mut h = vec![b0, 127];
+            h.extend_from_slice(&len.to_be_bytes());
+            h
+        };
+        // Reports a frame's whole payload in 1 MiB steps; the buffer is reused.
+        let drain = |d: &mut Decoder, len: u64| {
+            let chunk = vec![0u8; 1 << 20];
+            let mut seen = 0u64;
+            while seen < len {
+                assert_eq!(d.payload_offset(), seen);
+                let Next::Payload { len: n } = d.next(&chunk) else {
+                    panic!("no payload at {seen}");
+                };
+                seen += n as u64;
+            }
+            assert_eq!((seen, d.remaining()), (len, 0));
+        };
+        let max = MAX_MESSAGE_LIMIT;
+        let mut d = Decoder::new(Role::Server, false, max);
+        let Next::Header { head, .. } = d.next(&header(0x02, max - 1)) else {
+            panic!("first frame refused");
+        };
+        assert_eq!(head.len, max - 1);
+        assert_eq!(d.current().map(|h| h.len), Some(max - 1));
+        drain(&mut d, max - 1);
+        assert!(d.in_message() && !d.message_done());
+        // The last byte the limit allows, then a message one byte over it.
+        assert!(matches!(d.next(&[0x80, 1]), Next::Header { .. }));
+        assert_eq!(d.next(&[7]), Next::Payload { len: 1 });
+        assert!(d.message_done());
+        let over = d.next(&header(0x82, max + 1));
+        assert_eq!(
+            Some(over),
+            big.map(|(code, reason)| Next::Violation { code, reason })
+        );
+
+        // Over the limit by a continuation, at its header.
+        let mut d = Decoder::new(Role::Server, false, max);
+        assert!(matches!(d.next(&header(0x02, max)), Next::Header { .. }));
+        drain(&mut d, max);
+        let over = d.next(&[0x80, 1]);
+        assert_eq!(
+            Some(over),
+            big.map(|(code, reason)| Next::Violation { code, reason })
+        );
+
+        // Above the largest limit there is none: a 1 TiB frame is only streamed.
+        let mut d = Decoder::new(Role::Server, false, max + 1);
+        let Next::Header { head, .. } = d.next(&header(0x82, 1 << 40)) else {
+            panic!("no limit refused a frame");
+        };
+        assert_eq!((head.len, d.remaining()), (1 << 40, 1 << 40));
+        assert_eq!(d.next(&[0; 9]), Next::Payload { len: 9 });
+        assert_eq!(d.payload_offset(), 9);
+    }
+
     #[test]
     fn write_header_round_trips() {
         for role in [Role::Client, Role::Server] {
@@ -1266,6 +1374,6 @@ mod tests {
     fn decoder_is_small() {
         let size = std::mem::size_of::<Decoder>();
         println!("size_of::<Decoder>() = {size}");
-        assert!(size <= 40, "Decoder grew to {size} bytes");
+        assert!(size <= 24, "Decoder grew to {size} bytes");
     }
 }

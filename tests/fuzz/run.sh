@@ -15,7 +15,7 @@ export RUSTC_BOOTSTRAP=1
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(http_head http_body ws_frame condition config)
+[ ${#targets[@]} -eq 0 ] && targets=(http_head http_body ws_frame condition config json)
 cargo fuzz build --fuzz-dir tests/fuzz || exit 1
 for t in "${targets[@]}"; do
   echo "==> $t for ${seconds}s"

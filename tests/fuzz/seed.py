@@ -154,3 +154,25 @@ for lit in re.findall(r'\(\s*"((?:[^"\\]|\\.)*)"', tests):
 for c in sorted(conditions):
     if c:
         put("condition", c.encode())
+
+# JSON messages: the first byte picks the schema (low 7 bits) and the bounds (top bit: the
+# small ones of src/fuzz_checks/json.rs); then the message.
+MESSAGES = [
+    b'{"action":"subscribe","symbol":"IBM"}',
+    b'{"action":"subscribe","symbol":"ibm","extra":1}',
+    b'[1,"2026-12-02T15:04:05Z",1,1.5,"x",[1,{"a":null}],{"k":[true]}]',
+    b'[-5,"",9007199254740993]',
+    b'{"id":3,"x-a":"123e4567-e89b-12d3-a456-426614174000","m1":"a@b.c"}',
+    b'[[[[[[]]]]]]',
+    b'[[[[[[0]]]]]]',
+    b'{"a":{"b":{"c":[1,2,{"d":"\\u00e9\\ud83d\\ude00"}]}}}',
+    b'{"a":1,"a":2}',
+    b'[1,1.0,10e-1]',
+    b'{"a": tru}',
+    b'"\\ud800"',
+    b' -0.0e+00 ',
+    b'[' * 600,
+]
+for i, m in enumerate(MESSAGES):
+    for pick in (i % 5, 0x80 | (i % 5)):
+        put("json", bytes([pick]) + m)

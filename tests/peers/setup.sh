@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the virtualenv with the Python WebSocket peer and prints its python path on
-# the last line of stdout. Quick when the venv already holds the pinned version.
+# Creates (or reuses) the virtualenv with the Python peers (the WebSocket peer, and jsonschema
+# for the validator's cross-check) and prints its python path on the last line of stdout. Quick
+# when the venv already holds the pinned versions.
 set -euo pipefail
 
 WEBSOCKETS_VERSION="${WEBSOCKETS_VERSION:-17.4}"
+JSONSCHEMA_VERSION="${JSONSCHEMA_VERSION:-4.26.0}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${WSGATE_PY_VENV:-$(cd "$here/.." && pwd)/.venv}"
 
@@ -22,7 +24,11 @@ find_python() {
 }
 
 py="$venv/bin/python"
-if [ -x "$py" ] && "$py" -c "import websockets, sys; sys.exit(0 if websockets.__version__ == '$WEBSOCKETS_VERSION' else 1)" >/dev/null 2>&1; then
+pinned() {
+    "$py" -c "import sys, websockets, importlib.metadata as m; sys.exit(0 if websockets.__version__ == '$WEBSOCKETS_VERSION' and m.version('jsonschema') == '$JSONSCHEMA_VERSION' else 1)" >/dev/null 2>&1
+}
+
+if [ -x "$py" ] && pinned; then
     echo "$py"
     exit 0
 fi
@@ -36,8 +42,9 @@ fi
 mkdir -p "$venv"
 exec 9>"$venv/.setup.lock"
 flock 9
-if ! { [ -x "$py" ] && "$py" -c "import websockets, sys; sys.exit(0 if websockets.__version__ == '$WEBSOCKETS_VERSION' else 1)" >/dev/null 2>&1; }; then
+if ! { [ -x "$py" ] && pinned; }; then
     [ -x "$py" ] || "$base" -m venv "$venv" >&2
-    "$py" -m pip install --disable-pip-version-check -q "websockets==$WEBSOCKETS_VERSION" >&2
+    "$py" -m pip install --disable-pip-version-check -q "websockets==$WEBSOCKETS_VERSION" \
+        "jsonschema==$JSONSCHEMA_VERSION" >&2
 fi
 echo "$py"

@@ -105,12 +105,15 @@ impl Counters {
             }
         }
         let mut used: Vec<LimitIdx> = in_use.into_iter().collect();
+        used.extend(r.old.profiles.limits());
         used.sort_unstable();
         used.dedup();
         for i in used {
             r.retire(self, i);
         }
         r.carry(self, now);
+        let profiles = std::mem::take(&mut r.old.profiles);
+        self.take_profiles(profiles, &mut r);
         r
     }
 
