@@ -8,8 +8,8 @@
 //! dropped and counted. The descriptor itself stays blocking, since standard error often shares
 //! it. A file is opened for appending and reopened on SIGUSR1, after logrotate renamed it.
 
-use super::Gateway;
-use super::conn::{Phase, flag};
+use super::conn::{Conn, Phase, flag};
+use super::cx::Cx;
 use super::metrics::Failure;
 use crate::activity::{Closer, Record};
 use crate::http::head::RequestHead;
@@ -296,21 +296,19 @@ pub(super) fn closing(
     }
 }
 
-impl Gateway {
+impl Cx {
     /// A proxy client's request head was read (before routing).
-    pub(super) fn request_started(&mut self, key: usize, head: &RequestHead) {
-        if let Some(c) = self.conns.get_mut(key) {
-            c.activity = None;
-            if head.header("upgrade").is_some() {
-                c.set(flag::UPGRADE_ASKED);
-            } else {
-                c.clear(flag::UPGRADE_ASKED);
-            }
+    pub(super) fn request_started(&mut self, c: &mut Conn, head: &RequestHead) {
+        c.activity = None;
+        if head.header("upgrade").is_some() {
+            c.set(flag::UPGRADE_ASKED);
+        } else {
+            c.clear(flag::UPGRADE_ASKED);
         }
     }
 
     /// The request is for `api`: its record starts if the API logs activity.
-    pub(super) fn request_routed(&mut self, key: usize, api: ApiIdx, head: &RequestHead) {
+    pub(super) fn request_routed(&mut self, c: &mut Conn, api: ApiIdx, head: &RequestHead) {
         let log = &self.model.apis[api as usize].activity_log;
         let wanted = self.activity.enabled()
             && log.enabled
@@ -318,37 +316,18 @@ impl Gateway {
         if !wanted {
             return;
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         let trusted = &self.model.settings.trusted_proxies;
         let peer = c.peer.ip();
         let forwarded_for = crate::http::forwarded::trusted(trusted, peer).then(|| {
             crate::http::forwarded::client_address(trusted, peer, head.headers("x-forwarded-for"))
         });
         let record = Record::new(&self.model, api, head, forwarded_for, self.now);
-        if let Some(c) = self.conns.get_mut(key) {
-            c.activity = Some(Box::new(record));
-        }
-    }
-
-    /// The client was identified (or the API is keyless).
-    pub(super) fn request_identified(&mut self, key: usize, caller: &Caller) {
-        if let Some(r) = self
-            .conns
-            .get_mut(key)
-            .and_then(|c| c.activity.as_deref_mut())
-        {
-            r.caller(caller.app, caller.plan);
-        }
+        c.activity = Some(Box::new(record));
     }
 
     /// The gateway's own final answer (`bytes`, head and body) is queued for the client: the
     /// request's transaction ends here.
-    pub(super) fn answered(&mut self, key: usize, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn answered(&mut self, c: &mut Conn, bytes: &[u8]) {
         let status = status_of(bytes);
         if status >= 400 && !c.has(flag::ADMIN) {
             self.metrics.refused(status);
@@ -366,26 +345,20 @@ impl Gateway {
             r.response_head(bytes, self.now);
             r.bytes_out += bytes.len() as u64;
         }
-        self.activity_end(key);
+        self.activity_end(c);
     }
 
     /// A limit refuses the request with `status`, about to be answered: an upgrade it asked for
     /// failed because of that limit (unless a catch turned the refusal into another answer).
-    pub(super) fn refused_by_limit(&mut self, key: usize, status: u16) {
-        if let Some(c) = self.conns.get_mut(key)
-            && c.has(flag::UPGRADE_ASKED)
-            && matches!(status, 429 | 503)
-        {
+    pub(super) fn refused_by_limit(&mut self, c: &mut Conn, status: u16) {
+        if c.has(flag::UPGRADE_ASKED) && matches!(status, 429 | 503) {
             c.clear(flag::UPGRADE_ASKED);
             self.metrics.upgrade_failed(Failure::Limit);
         }
     }
 
     /// Writes the connection's record, if it has one, and drops it.
-    pub(super) fn activity_end(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn activity_end(&mut self, c: &mut Conn) {
         let Some(record) = c.activity.take() else {
             return;
         };
@@ -398,10 +371,7 @@ impl Gateway {
     }
 
     /// The end of a connection, for the metrics and the activity log.
-    pub(super) fn connection_ended(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn connection_ended(&mut self, c: &mut Conn) {
         let waiting = matches!(
             c.phase,
             Phase::FirstHead
@@ -425,28 +395,26 @@ impl Gateway {
             };
             closing(&mut c.activity, gone, 1006, None);
         }
-        self.activity_end(key);
+        self.activity_end(c);
     }
 
     /// A plain call is over: its answer went to the client.
-    pub(super) fn call_ended(&mut self, key: usize) {
-        if let Some(c) = self.conns.get(key) {
-            self.metrics.call_done(&c.model, c.api);
-        }
-        self.activity_end(key);
+    pub(super) fn call_ended(&mut self, c: &mut Conn) {
+        self.metrics.call_done(&c.model, c.api);
+        self.activity_end(c);
     }
+}
 
-    /// Notes who ends an open WebSocket first, and with which code.
-    pub(super) fn note_close(&mut self, key: usize, by: Closer, code: u16) {
-        if let Some(c) = self.conns.get_mut(key) {
-            closing(&mut c.activity, by, code, None);
-        }
+/// The client was identified (or the API is keyless).
+pub(super) fn request_identified(c: &mut Conn, caller: &Caller) {
+    if let Some(r) = c.activity.as_deref_mut() {
+        r.caller(caller.app, caller.plan);
     }
+}
 
-    /// SIGUSR1.
-    pub(super) fn reopen_logs(&mut self) {
-        self.activity.reopen();
-    }
+/// Notes who ends an open WebSocket first, and with which code.
+pub(super) fn note_close(c: &mut Conn, by: Closer, code: u16) {
+    closing(&mut c.activity, by, code, None);
 }
 
 /// The status code of an HTTP/1.x answer's first line (0 if it has none).

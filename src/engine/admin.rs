@@ -6,24 +6,37 @@
 //! `/healthz` and `/metrics` needs the token; POST and DELETE refuse other sites' pages.
 
 use super::Gateway;
+use super::cx::Next;
 use crate::http::head::RequestHead;
 use crate::json::write::quoted;
+use std::net::SocketAddr;
 
 impl Gateway {
-    pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) {
+    /// Answers a request on the admin listener. Its answer may read every connection and
+    /// reload the config, so the loop runs it, not a step of the connection.
+    pub(super) fn admin_request(&mut self, key: usize, head: RequestHead) -> Next {
+        let Some(c) = self.conns.get_mut(key) else {
+            return Next::Stay;
+        };
         // The request's own buffer is not part of what the answer reports.
-        if let Some(c) = self.conns.get_mut(key) {
-            if let Some(id) = c.up.buf.take() {
-                self.pool.give(id);
-            }
-            c.up.head = 0;
-            c.up.out = 0;
-            c.up.end = 0;
+        if let Some(id) = c.up.buf.take() {
+            self.cx.pool.give(id);
         }
-        if let Some(refusal) = self.admin_refusal(key, &head) {
-            self.answer(key, &refusal);
-            return;
-        }
+        c.up.head = 0;
+        c.up.out = 0;
+        c.up.end = 0;
+        let local = c.client.local_addr().ok();
+        let reply = match self.admin_refusal(local, &head) {
+            Some(refusal) => refusal,
+            None => self.admin_answer(&head).into_bytes(),
+        };
+        let Some(c) = self.conns.get_mut(key) else {
+            return Next::Stay;
+        };
+        self.cx.answer(key, c, &reply)
+    }
+
+    fn admin_answer(&mut self, head: &RequestHead) -> String {
         let (status, body) = match (head.method(), head.path()) {
             ("GET", "/") => (200, super::status::PAGE.to_string()),
             ("GET", "/status") => (200, self.status_json()),
@@ -44,6 +57,7 @@ impl Gateway {
                     None => (rest, None),
                 };
                 let n = self
+                    .cx
                     .counters
                     .reset(&percent_decode(name), key_text.as_deref());
                 (200, format!("{{\"reset\":{n}}}\n"))
@@ -55,7 +69,7 @@ impl Gateway {
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
                 self.clock_offset += secs;
-                self.now_secs += secs;
+                self.cx.now_secs += secs;
                 (200, format!("{{\"offset\":{}}}\n", self.clock_offset))
             }
             (_, "/" | "/status" | "/healthz" | "/stats" | "/limits" | "/metrics" | "/reload") => {
@@ -79,20 +93,20 @@ impl Gateway {
             crate::http::response::reason(status),
             body.len()
         );
-        self.answer(key, reply.as_bytes());
+        reply
     }
 
     /// The answer to a request that the admin listener must not serve: a state-changing
     /// request from a page of another site (403), or, with a token, one without it (401).
     /// `/healthz` and `/metrics` stay open for health checks and scrapers.
-    fn admin_refusal(&mut self, key: usize, head: &RequestHead) -> Option<Vec<u8>> {
+    fn admin_refusal(&mut self, local: Option<SocketAddr>, head: &RequestHead) -> Option<Vec<u8>> {
         let changes_state = matches!(head.method(), "POST" | "DELETE");
         if changes_state
             && let Some(origin) = head.header("origin")
-            && !self.admin_own_origin(key, origin)
+            && !own_origin(local, origin)
         {
             let mut out = Vec::new();
-            let txn = self.txn.next();
+            let txn = self.cx.txn.next();
             crate::http::response::error(
                 &mut out,
                 403,
@@ -102,7 +116,7 @@ impl Gateway {
             );
             return Some(out);
         }
-        let token = self.model.settings.admin_token.as_ref()?;
+        let token = self.cx.model.settings.admin_token.as_ref()?;
         if matches!(head.path(), "/healthz" | "/metrics") {
             return None;
         }
@@ -113,7 +127,7 @@ impl Gateway {
             return None;
         }
         let mut out = Vec::new();
-        let txn = self.txn.next();
+        let txn = self.cx.txn.next();
         crate::http::response::error(
             &mut out,
             401,
@@ -131,29 +145,16 @@ impl Gateway {
         Some(out)
     }
 
-    /// Whether an `Origin` names the address this connection reached (or `localhost` at its
-    /// port, for a loopback address). Never the request's `Host`: a page of a name that
-    /// resolves to this address sends a matching `Host` and `Origin` of its own.
-    fn admin_own_origin(&self, key: usize, origin: &str) -> bool {
-        let Some((host, port)) = crate::http::auth::origin_host_port(origin) else {
-            return false;
-        };
-        let Some(local) = self.conns.get(key).and_then(|c| c.client.local_addr().ok()) else {
-            return false;
-        };
-        if port != local.port() {
-            return false;
-        }
-        let ip = local.ip().to_canonical();
-        host.parse::<std::net::IpAddr>()
-            .is_ok_and(|h| h.to_canonical() == ip)
-            || (host == "localhost" && ip.is_loopback())
-    }
-
     /// Every live counter: limit, key, window, value and maximum.
     fn limits_json(&self) -> String {
         let mut out = String::from("[");
-        for (i, v) in self.counters.snapshot(self.now_secs).iter().enumerate() {
+        for (i, v) in self
+            .cx
+            .counters
+            .snapshot(self.cx.now_secs)
+            .iter()
+            .enumerate()
+        {
             if i > 0 {
                 out.push(',');
             }
@@ -175,9 +176,9 @@ impl Gateway {
     }
 
     fn stats_json(&self) -> String {
-        let s = &self.stats;
+        let s = &self.cx.stats;
         // Requests are counted once, in the metrics: `/stats` and `/metrics` cannot disagree.
-        let m = &self.metrics;
+        let m = &self.cx.metrics;
         // Bytes held in gateway buffers, per connection at most two buffers.
         let mut buffered = 0u64;
         let mut max_conn = 0u64;
@@ -205,17 +206,36 @@ impl Gateway {
             m.upgrades,
             m.failed.iter().sum::<u64>(),
             m.calls.iter().sum::<u64>(),
-            self.pool.in_use(),
-            self.pool.idle(),
-            self.pool.buf_size(),
+            self.cx.pool.in_use(),
+            self.cx.pool.idle(),
+            self.cx.pool.buf_size(),
             buffered,
             max_conn,
             std::mem::size_of::<super::conn::Conn>(),
-            self.pending.total(),
-            self.pending.networks(),
+            self.cx.pending.total(),
+            self.cx.pending.networks(),
             s.refused_pending,
         )
     }
+}
+
+/// Whether an `Origin` names the address the admin connection reached (`local`) (or `localhost` at its
+/// port, for a loopback address). Never the request's `Host`: a page of a name that
+/// resolves to this address sends a matching `Host` and `Origin` of its own.
+fn own_origin(local: Option<SocketAddr>, origin: &str) -> bool {
+    let Some((host, port)) = crate::http::auth::origin_host_port(origin) else {
+        return false;
+    };
+    let Some(local) = local else {
+        return false;
+    };
+    if port != local.port() {
+        return false;
+    }
+    let ip = local.ip().to_canonical();
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|h| h.to_canonical() == ip)
+        || (host == "localhost" && ip.is_loopback())
 }
 
 /// The status page's headers: its inline script and style run, it fetches from its own origin

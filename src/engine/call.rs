@@ -4,9 +4,9 @@
 //! the WebSocket relay; [`Body`] says where each ends, so that what follows a request is the
 //! client's next one. With keep-alive the connection then waits for that next request.
 
-use super::Gateway;
-use super::conn::{Phase, flag};
-use super::front::build_backend_request;
+use super::conn::{Conn, Phase, flag};
+use super::cx::{Cx, Next};
+use super::head::build_backend_request;
 use super::keepalive;
 use super::relay::{Io, read_leaving, read_once, splice_head, write_out};
 use super::upstream::MAX_REDIRECTS;
@@ -23,46 +23,40 @@ enum Round {
     Moved,
     /// Nothing can move until a socket is ready.
     Idle,
-    /// The call is out of this round's hands: answered, closed, or sent to another target.
-    Ended,
+    /// The call is out of this round's hands: answered, closed, or sent to another target;
+    /// what that left for the loop.
+    Ended(Next),
 }
 
-impl Gateway {
+impl Cx {
     /// Advances a call as far as the sockets allow, and ends it when both bodies are through.
-    pub(super) fn drive_call(&mut self, key: usize) {
+    pub(super) fn drive_call(&mut self, key: usize, c: &mut Conn) -> Next {
         let mut moved = false;
         loop {
-            let up = self.call_request(key);
-            if matches!(up, Round::Ended) {
-                return;
+            let up = self.call_request(key, c);
+            if let Round::Ended(next) = up {
+                return next;
             }
-            let down = self.call_response(key);
+            let down = self.call_response(key, c);
             match (up, down) {
-                (_, Round::Ended) => return,
+                (_, Round::Ended(next)) => return next,
                 (Round::Idle, Round::Idle) => break,
                 _ => moved = true,
             }
         }
         // A long body is not cut off while it flows: the timeout counts from the last bytes
         // that moved, not from the start of the call.
-        let flowing = self
-            .conns
-            .get(key)
-            .and_then(|c| c.hs.as_ref())
-            .and_then(|h| h.call.as_ref());
+        let flowing = c.hs.as_ref().and_then(|h| h.call.as_ref());
         if moved && let Some(t) = flowing.map(|call| call.timeout) {
-            self.set_timeout(key, t);
+            self.set_timeout(key, c, t);
         }
-        self.call_done(key);
+        self.call_done(key, c)
     }
 
     /// Client to backend: the request body, up to its end.
-    fn call_request(&mut self, key: usize) -> Round {
-        let Some(c) = self.conns.get_mut(key) else {
-            return Round::Ended;
-        };
+    fn call_request(&mut self, key: usize, c: &mut Conn) -> Round {
         let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
-            return Round::Ended;
+            return Round::Ended(Next::Stay);
         };
         let mut moved = false;
         if !call.request.done()
@@ -79,17 +73,15 @@ impl Gateway {
                     log::debug!("client {}: request body: {}", c.peer, e.reason());
                     // Refused while the answer has not started; cut off once it has.
                     if call.response.is_none() {
-                        self.respond(key, 400, e.reason(), &[]);
-                    } else {
-                        self.finish(key);
+                        return Round::Ended(self.respond(key, c, 400, e.reason(), &[]));
                     }
-                    return Round::Ended;
+                    return Round::Ended(Next::Finish);
                 }
             }
         }
         if c.up.pending_out() && (c.flags & flag::BACKEND_WRITABLE != 0) && !call.request_broken {
             let Some(b) = c.backend.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             match write_out(&mut self.pool, &mut c.up, b) {
                 Io::Progress | Io::Drained => moved = true,
@@ -114,8 +106,7 @@ impl Gateway {
                 Io::Full => {}
                 Io::Eof | Io::Error(_) => {
                     log::debug!("client {} left in the middle of its request", c.peer);
-                    self.finish(key);
-                    return Round::Ended;
+                    return Round::Ended(Next::Finish);
                 }
             }
         }
@@ -123,17 +114,14 @@ impl Gateway {
     }
 
     /// Backend to client: the answer's head, rewritten, then its body.
-    fn call_response(&mut self, key: usize) -> Round {
-        let Some(c) = self.conns.get_mut(key) else {
-            return Round::Ended;
-        };
+    fn call_response(&mut self, key: usize, c: &mut Conn) -> Round {
         let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
-            return Round::Ended;
+            return Round::Ended(Next::Stay);
         };
         let mut moved = false;
         if (c.flags & flag::BACKEND_READABLE != 0) && !call.response_done() {
             let Some(b) = c.backend.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             // Room for the rewritten head in front of the body bytes read with it.
             let reserve = if call.response.is_none() {
@@ -150,8 +138,12 @@ impl Gateway {
                 Io::Blocked => c.flags &= !flag::BACKEND_READABLE,
                 Io::Full if call.response.is_none() => {
                     log::warn!("backend answer head too large");
-                    self.backend_failed(key, 502, "Invalid response from backend");
-                    return Round::Ended;
+                    return Round::Ended(self.backend_failed(
+                        key,
+                        c,
+                        502,
+                        "Invalid response from backend",
+                    ));
                 }
                 Io::Full => {}
                 Io::Eof => {
@@ -162,35 +154,34 @@ impl Gateway {
                         .is_some_and(|r| r.done() || r.until_close());
                     if call.response.is_none() {
                         log::warn!("backend closed the connection before answering");
-                        self.backend_failed(key, 502, "Invalid response from backend");
-                        return Round::Ended;
+                        return Round::Ended(self.backend_failed(
+                            key,
+                            c,
+                            502,
+                            "Invalid response from backend",
+                        ));
                     }
                     if !whole {
                         log::warn!("backend closed the connection in the middle of its answer");
-                        self.finish(key);
-                        return Round::Ended;
+                        return Round::Ended(Next::Finish);
                     }
                 }
                 Io::Error(e) => {
                     if call.response.is_none() {
                         log::warn!("backend for client {}: {e}", c.peer);
-                        self.backend_failed(key, 502, "Invalid response from backend");
-                    } else {
-                        self.finish(key);
+                        let why = "Invalid response from backend";
+                        return Round::Ended(self.backend_failed(key, c, 502, why));
                     }
-                    return Round::Ended;
+                    return Round::Ended(Next::Finish);
                 }
             }
         }
         loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return Round::Ended;
-            };
             let Some(hs) = c.hs.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             let Some(call) = hs.call.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             if call.response.is_some() {
                 break;
@@ -212,8 +203,12 @@ impl Gateway {
                 }
                 Err(e) => {
                     log::warn!("backend answered with a malformed head: {e}");
-                    self.backend_failed(key, 502, "Invalid response from backend");
-                    return Round::Ended;
+                    return Round::Ended(self.backend_failed(
+                        key,
+                        c,
+                        502,
+                        "Invalid response from backend",
+                    ));
                 }
             };
             let status = resp.status();
@@ -222,30 +217,28 @@ impl Gateway {
             if status == 101 {
                 log::warn!("backend answered a plain call with 101 Switching Protocols");
                 drop(resp);
-                self.backend_failed(key, 502, "Invalid response from backend");
-                return Round::Ended;
+                return Round::Ended(self.backend_failed(
+                    key,
+                    c,
+                    502,
+                    "Invalid response from backend",
+                ));
             }
             let informational = status < 200;
             if status >= 400 && call.stop_on.operation {
                 drop(resp);
-                self.recover(
-                    key,
-                    "OperationError",
-                    status,
-                    "The backend reported an error",
-                );
-                return Round::Ended;
+                let why = "The backend reported an error";
+                return Round::Ended(self.recover(key, c, "OperationError", status, why));
             }
-            if !informational && let Some(location) = self.redirect_to(key, &resp) {
+            if !informational && let Some(location) = redirect_to(c, &resp) {
                 drop(resp);
-                self.follow_redirect(key, &location, status == 303);
-                return Round::Ended;
+                return Round::Ended(self.follow_redirect(key, c, &location, status == 303));
             }
-            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
-                return Round::Ended;
+            let Some(hs) = c.hs.as_mut() else {
+                return Round::Ended(Next::Stay);
             };
             let Some(call) = hs.call.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             // How the backend's body ends, from what it was asked and answered.
             let framing = if call.head_only || informational {
@@ -257,8 +250,12 @@ impl Gateway {
                 Ok(f) => f,
                 Err(e) => {
                     log::warn!("backend answer: {e}");
-                    self.backend_failed(key, 502, "Invalid response from backend");
-                    return Round::Ended;
+                    return Round::Ended(self.backend_failed(
+                        key,
+                        c,
+                        502,
+                        "Invalid response from backend",
+                    ));
                 }
             };
             if !informational {
@@ -274,24 +271,28 @@ impl Gateway {
             let edited = if informational || call.resume.is_none() {
                 None
             } else {
-                let Some(edited) = self.after_invoke(key, &resp) else {
-                    return Round::Ended;
-                };
-                Some(edited)
+                match self.after_invoke(key, c, &resp) {
+                    Ok(edited) => Some(edited),
+                    Err(next) => return Round::Ended(next),
+                }
             };
-            let Some(hs) = self.conns.get_mut(key).and_then(|c| c.hs.as_mut()) else {
-                return Round::Ended;
+            let Some(hs) = c.hs.as_mut() else {
+                return Round::Ended(Next::Stay);
             };
             let Some(call) = hs.call.as_mut() else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             // What the client gets follows the status the flow left.
             let status = edited.as_ref().map_or(status, |e| e.status);
             let Some(to_client) = answer::for_client(client, status, framing, coded) else {
                 drop(resp);
                 log::warn!("backend answer has a transfer coding an HTTP/1.0 client cannot take");
-                self.backend_failed(key, 502, "Invalid response from backend");
-                return Round::Ended;
+                return Round::Ended(self.backend_failed(
+                    key,
+                    c,
+                    502,
+                    "Invalid response from backend",
+                ));
             };
             call.keep_alive &= !to_client.close;
             let mut head = Vec::with_capacity(used + 128);
@@ -319,19 +320,20 @@ impl Gateway {
                 );
             }
             drop(resp);
-            let Some(c) = self.conns.get_mut(key) else {
-                return Round::Ended;
-            };
             if !head.is_empty() {
                 super::activity::head_out(&mut c.activity, &head, self.now);
             }
             if !splice_head(&mut self.pool, &mut c.down, start, used, &head) {
-                self.backend_failed(key, 502, "Invalid response from backend");
-                return Round::Ended;
+                return Round::Ended(self.backend_failed(
+                    key,
+                    c,
+                    502,
+                    "Invalid response from backend",
+                ));
             }
             moved = true;
             let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
-                return Round::Ended;
+                return Round::Ended(Next::Stay);
             };
             if !informational {
                 // A body the client does not get and that only a close would end is not
@@ -344,11 +346,8 @@ impl Gateway {
                 call.pass = to_client.pass;
             }
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return Round::Ended;
-        };
         let Some(call) = c.hs.as_mut().and_then(|h| h.call.as_mut()) else {
-            return Round::Ended;
+            return Round::Ended(Next::Stay);
         };
         if let Some(body) = call.response.as_mut()
             && c.down.out < c.down.end
@@ -374,8 +373,7 @@ impl Gateway {
                 }
                 Err(e) => {
                     log::warn!("backend answer body: {}", e.reason());
-                    self.finish(key);
-                    return Round::Ended;
+                    return Round::Ended(Next::Finish);
                 }
             }
         }
@@ -384,8 +382,7 @@ impl Gateway {
                 Io::Progress => moved = true,
                 Io::Blocked => c.flags &= !flag::CLIENT_WRITABLE,
                 _ => {
-                    self.finish(key);
-                    return Round::Ended;
+                    return Round::Ended(Next::Finish);
                 }
             }
         }
@@ -396,15 +393,21 @@ impl Gateway {
     /// made, or `None` when the flow raised an error and the client has been answered with it.
     /// Count limits the flow takes are held until the call ends; the headers of the limits it
     /// checked go to the client.
-    fn after_invoke(&mut self, key: usize, resp: &ResponseHead) -> Option<Edited> {
-        let at = self
-            .conns
-            .get(key)
-            .and_then(|c| c.hs.as_ref())
-            .and_then(|h| h.call.as_ref())
-            .map(|call| call.at.clone())?;
+    fn after_invoke(
+        &mut self,
+        key: usize,
+        c: &mut Conn,
+        resp: &ResponseHead,
+    ) -> Result<Edited, Next> {
+        let at =
+            c.hs.as_ref()
+                .and_then(|h| h.call.as_ref())
+                .map(|call| call.at.clone());
+        let Some(at) = at else {
+            return Err(Next::Stay);
+        };
         let status = resp.status();
-        let outcome = self.in_flow(key, |assembly, vars, lim| {
+        let outcome = self.in_flow(c, |assembly, vars, lim| {
             vars.answer(status, resp.reason(), end_to_end(resp));
             match assembly::after_invoke(assembly, &at, vars, lim) {
                 Some(raised) => Err(raised),
@@ -450,7 +453,7 @@ impl Gateway {
         });
         let Some((result, mut held, checked)) = outcome else {
             // The caller is gone from the config: the answer passes as it came.
-            return Some(Edited {
+            return Ok(Edited {
                 status,
                 reason: resp.reason().to_string(),
                 headers: end_to_end(resp)
@@ -458,7 +461,6 @@ impl Gateway {
                     .collect(),
             });
         };
-        let c = self.conns.get_mut(key)?;
         if !held.is_empty() {
             let limits = c.limits.get_or_insert_with(Default::default);
             for (slot, w) in held.take_all() {
@@ -469,7 +471,7 @@ impl Gateway {
             hs.reply_headers.extend(preflow::limit_headers(&checked));
         }
         match result {
-            Ok(edited) => Some(edited),
+            Ok(edited) => Ok(edited),
             Err(raised) => {
                 log::debug!(
                     "{} after the invoke for client {}: {}",
@@ -479,53 +481,36 @@ impl Gateway {
                 );
                 // The backend's answer is not wanted any more, nor its connection.
                 if let Some(mut b) = c.backend.take() {
-                    let _ = self.poll.registry().deregister(&mut b);
+                    let _ = self.registry.deregister(&mut b);
                 }
-                self.respond(key, raised.status, &raised.message, &[]);
-                None
+                Err(self.respond(key, c, raised.status, &raised.message, &[]))
             }
         }
     }
 
-    /// Where to go instead, when `resp` is a redirect the invoke follows (`follow-redirects`,
-    /// at most [`MAX_REDIRECTS`] times). Only a request without a body is sent again, since the
-    /// body was streamed and is not kept; a 303 is followed once the body is through, as a GET.
-    fn redirect_to(&self, key: usize, resp: &ResponseHead) -> Option<String> {
-        let c = self.conns.get(key)?;
-        let hs = c.hs.as_ref()?;
-        let call = hs.call.as_ref()?;
-        let status = resp.status();
-        if !matches!(status, 301 | 302 | 303 | 307 | 308) || hs.redirects >= MAX_REDIRECTS {
-            return None;
-        }
-        let invoke = assembly::invoke_at(&c.model.apis[c.api as usize].assembly, &call.at)?;
-        if !invoke.backend.follow_redirects {
-            return None;
-        }
-        let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
-        if !(bodiless || status == 303 && call.request.done()) {
-            return None;
-        }
-        let location = resp.header("location").filter(|l| !l.is_empty())?;
-        Some(location.to_string())
-    }
-
     /// Sends the call again to `location`; after a 303 as a GET without a body.
-    fn follow_redirect(&mut self, key: usize, location: &str, see_other: bool) {
-        if !self.retarget(key, location) {
-            return;
+    fn follow_redirect(
+        &mut self,
+        key: usize,
+        c: &mut Conn,
+        location: &str,
+        see_other: bool,
+    ) -> Next {
+        if let Some(next) = self.retarget(key, c, location) {
+            return next;
         }
-        let port = self.listener_port(key);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+        let port = super::head::listener_port(self, c);
         let model = c.model.clone();
         let api = &model.apis[c.api as usize];
         let (secure, peer) = (c.has(flag::SECURE), c.peer);
-        let Some(hs) = c.hs.as_mut() else { return };
-        let Some(call) = hs.call.as_mut() else { return };
+        let Some(hs) = c.hs.as_mut() else {
+            return Next::Stay;
+        };
+        let Some(call) = hs.call.as_mut() else {
+            return Next::Stay;
+        };
         let Some(invoke) = assembly::invoke_at(&api.assembly, &call.at) else {
-            return;
+            return Next::Stay;
         };
         let method = invoke.verb.as_deref().unwrap_or(hs.head.method());
         let method = if see_other && !method.eq_ignore_ascii_case("HEAD") {
@@ -546,24 +531,17 @@ impl Gateway {
         build_backend_request(hs, api, &invoke.backend, secure, peer, port, Some(plain));
         hs.deadline = self.now + timeout;
         c.phase = Phase::Resolving;
-        self.set_timeout(key, timeout);
-        self.start_connect(key);
+        self.set_timeout(key, c, timeout);
+        self.start_connect(key, c)
     }
 
     /// A call on a reused connection that failed before any of the answer came: the backend
     /// closed the connection while it was parked. A request that can be sent again safely
     /// (its method as sent is idempotent, and it has no body) goes again on a new connection.
-    /// True when it did.
-    pub(super) fn retry_fresh(&mut self, key: usize) -> bool {
-        let Some(c) = self.conns.get_mut(key) else {
-            return false;
-        };
-        let Some(hs) = c.hs.as_mut() else {
-            return false;
-        };
-        let Some(call) = hs.call.as_mut() else {
-            return false;
-        };
+    /// What that led to, when it did.
+    pub(super) fn retry_fresh(&mut self, key: usize, c: &mut Conn) -> Option<Next> {
+        let hs = c.hs.as_mut()?;
+        let call = hs.call.as_mut()?;
         // The backend got the method of our request line (the invoke's `verb`, or GET after
         // a 303), not necessarily the client's.
         let idempotent = matches!(
@@ -573,7 +551,7 @@ impl Gateway {
         let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
         let nothing_came = call.response.is_none() && c.down.is_empty();
         if !(call.reused && !call.retried && nothing_came && idempotent && bodiless) {
-            return false;
+            return None;
         }
         log::debug!("a kept backend connection failed before answering; trying a new one");
         call.reused = false;
@@ -582,26 +560,20 @@ impl Gateway {
         call.request_broken = false;
         hs.written = 0;
         hs.addrs = Default::default();
-        self.drop_backend(key);
-        if let Some(c) = self.conns.get_mut(key) {
-            c.phase = Phase::Resolving;
-        }
-        self.start_connect(key);
-        true
+        self.drop_backend(c);
+        c.phase = Phase::Resolving;
+        Some(self.start_connect(key, c))
     }
 
     /// Ends the call once the answer is out and the request body is through: the backend
     /// connection closes, counts come back, and the client sends its next request or goes.
-    fn call_done(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    fn call_done(&mut self, key: usize, c: &mut Conn) -> Next {
         let Some(call) = c.hs.as_ref().and_then(|h| h.call.as_ref()) else {
-            return;
+            return Next::Stay;
         };
         let request_over = call.request.done() || call.request_broken;
         if !(call.response_done() && request_over && c.down.is_empty()) {
-            return;
+            return Next::Stay;
         }
         let keep_alive = call.keep_alive && call.request.done();
         // The backend connection can carry another call when both messages went through
@@ -619,38 +591,53 @@ impl Gateway {
             match origin {
                 Some(origin) => self.park(origin, b),
                 None => {
-                    let _ = self.poll.registry().deregister(&mut b);
+                    let _ = self.registry.deregister(&mut b);
                 }
             }
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         c.clear(flag::BACKEND_READABLE | flag::BACKEND_WRITABLE | flag::BACKEND_EOF);
         c.hs = None;
-        self.call_ended(key);
-        self.release_limits(key);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+        self.call_ended(c);
+        self.release_limits(c);
         if !keep_alive {
             // Nothing more is read as a request: answer done, close as after an error.
             c.up.head = c.up.end;
             super::relay::release_if_empty(&mut self.pool, &mut c.up);
             c.phase = Phase::Respond;
             let grace = self.model.settings.bounds.close_grace;
-            self.set_timeout(key, grace);
-            self.drive_respond(key);
-            return;
+            self.set_timeout(key, c, grace);
+            return self.drive_respond(key, c);
         }
         c.phase = Phase::Head;
         // What follows the request in the buffer is the start of the next one.
         c.up.head = c.up.out;
         super::relay::release_if_empty(&mut self.pool, &mut c.up);
         let t = self.model.settings.bounds.header_timeout;
-        self.set_timeout(key, t);
-        self.read_head(key);
+        self.set_timeout(key, c, t);
+        self.read_head(key, c)
     }
+}
+
+/// Where to go instead, when `resp` is a redirect the invoke follows (`follow-redirects`,
+/// at most [`MAX_REDIRECTS`] times). Only a request without a body is sent again, since the
+/// body was streamed and is not kept; a 303 is followed once the body is through, as a GET.
+fn redirect_to(c: &Conn, resp: &ResponseHead) -> Option<String> {
+    let hs = c.hs.as_ref()?;
+    let call = hs.call.as_ref()?;
+    let status = resp.status();
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) || hs.redirects >= MAX_REDIRECTS {
+        return None;
+    }
+    let invoke = assembly::invoke_at(&c.model.apis[c.api as usize].assembly, &call.at)?;
+    if !invoke.backend.follow_redirects {
+        return None;
+    }
+    let bodiless = matches!(hs.head.body_framing(), Ok(BodyFraming::None));
+    if !(bodiless || status == 303 && call.request.done()) {
+        return None;
+    }
+    let location = resp.header("location").filter(|l| !l.is_empty())?;
+    Some(location.to_string())
 }
 
 /// The method of a request written for the backend: its request line's first word.

@@ -11,7 +11,7 @@ use crate::policy::limits::{Held, Profile};
 use crate::ws::frame::Decoder;
 use crate::ws::handshake::ClientUpgrade;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -284,7 +284,7 @@ pub struct Conn {
     /// that will look at it.
     pub deadline: u32,
     pub armed: u32,
-    pub model: Rc<Model>,
+    pub model: Arc<Model>,
     /// Client to backend.
     pub up: Flow,
     /// Backend to client.

@@ -3,16 +3,16 @@
 //! HTTP requests get their request line and headers back as text. It makes the shipped config
 //! work end to end on its own, and gives tests and benchmarks a backend without extra programs.
 
-use super::Gateway;
-use super::conn::{Flow, Phase, flag};
+use super::conn::{Conn, Flow, Phase, flag};
+use super::cx::{Cx, Next};
 use super::pool::Pool;
 use super::relay::{Io, discard, inject, read_once, release_if_empty, write_out};
 use crate::http::head::RequestHead;
-use crate::ws::frame::{self, Next, opcode};
+use crate::ws::frame::{self, opcode};
 use crate::ws::handshake::{self, Negotiated};
 
-impl Gateway {
-    pub(super) fn echo_request(&mut self, key: usize, head: RequestHead) {
+impl Cx {
+    pub(super) fn echo_request(&mut self, key: usize, c: &mut Conn, head: RequestHead) -> Next {
         let txn = self.txn.next();
         if !handshake::is_websocket_request(&head) {
             let mut body = format!(
@@ -36,20 +36,21 @@ impl Gateway {
             } else {
                 reply
             };
-            return self.answer(key, reply.as_bytes());
+            return self.answer(key, c, reply.as_bytes());
         }
         let upgrade = match handshake::validate_client(&head) {
             Ok(u) => u,
             Err(handshake::UpgradeError::Version) => {
                 return self.respond(
                     key,
+                    c,
                     426,
                     "Unsupported WebSocket version",
                     &[("Sec-WebSocket-Version", "13")],
                 );
             }
             Err(handshake::UpgradeError::BadRequest(why)) => {
-                return self.respond(key, 400, why, &[]);
+                return self.respond(key, c, 400, why, &[]);
             }
         };
         // Choose the first subprotocol offered, so that negotiation can be tested end to end.
@@ -64,26 +65,20 @@ impl Gateway {
         };
         let mut reply = Vec::with_capacity(200);
         handshake::client_101(&mut reply, &upgrade.key, &neg, &txn, &[]);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         if !inject(&mut self.pool, &mut c.down, &reply) {
-            return self.finish(key);
+            return Next::Finish;
         }
         c.phase = Phase::Echo;
         let idle = self.model.settings.bounds.idle_timeout;
-        self.set_timeout(key, idle);
-        self.drive_echo(key);
+        self.set_timeout(key, c, idle);
+        self.drive_echo(key, c)
     }
 
     /// The 101 goes out through the backward flow; after that, echoed frames go out through the
     /// forward flow's buffer, rewritten in place.
-    pub(super) fn drive_echo(&mut self, key: usize) {
+    pub(super) fn drive_echo(&mut self, key: usize, c: &mut Conn) -> Next {
         let mut moved = false;
         loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
             let mut progress = false;
             for flow in [&mut c.down, &mut c.up] {
                 if flow.pending_out() && c.flags & flag::CLIENT_WRITABLE != 0 {
@@ -95,12 +90,12 @@ impl Gateway {
                 }
             }
             if c.has(flag::CLIENT_EOF) && c.has(flag::FAILING) {
-                return self.finish(key);
+                return Next::Finish;
             }
             let flushed = !c.up.pending_out() && !c.down.pending_out();
             if c.has(flag::FAILING) {
                 if c.has(flag::CLIENT_EOF) {
-                    return self.finish(key);
+                    return Next::Finish;
                 }
                 if flushed && !c.has(flag::SHUT) {
                     // Our close is out: shut our side and drop what the client still sends
@@ -116,16 +111,16 @@ impl Gateway {
                         flag::CLIENT_EOF,
                     );
                     if c.has(flag::CLIENT_EOF) {
-                        return self.finish(key);
+                        return Next::Finish;
                     }
                 }
-                return;
+                return Next::Stay;
             }
             if c.has(flag::CLIENT_READABLE) && !c.down.pending_out() {
                 match read_once(&mut self.pool, &mut c.up, &mut c.client) {
                     Io::Blocked => c.clear(flag::CLIENT_READABLE),
                     Io::Full => {}
-                    Io::Eof | Io::Error(_) => return self.finish(key),
+                    Io::Eof | Io::Error(_) => return Next::Finish,
                     io @ (Io::Progress | Io::Drained) => {
                         if matches!(io, Io::Drained) {
                             flag::drained(&mut c.flags, flag::CLIENT_READABLE);
@@ -135,13 +130,13 @@ impl Gateway {
                         echo_frames(&mut self.pool, &mut c.up, &mut verdict);
                         release_if_empty(&mut self.pool, &mut c.up);
                         if let Some((code, reason)) = verdict.violation {
-                            return self.echo_close(key, code, reason);
+                            return self.echo_close(key, c, code, reason);
                         }
                         if verdict.closed {
                             // Our close reply is queued: send it, then close.
                             c.set(flag::FAILING);
                             let grace = self.model.settings.bounds.close_grace;
-                            self.set_timeout(key, grace);
+                            self.set_timeout(key, c, grace);
                         }
                     }
                 }
@@ -151,26 +146,22 @@ impl Gateway {
             }
             moved = true;
         }
-        if moved {
+        if moved && !c.has(flag::FAILING) {
             let idle = self.model.settings.bounds.idle_timeout;
-            if self.conns.get(key).is_some_and(|c| !c.has(flag::FAILING)) {
-                self.set_timeout(key, idle);
-            }
+            self.set_timeout(key, c, idle);
         }
+        Next::Stay
     }
 
-    pub(super) fn echo_close(&mut self, key: usize, code: u16, reason: &str) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    pub(super) fn echo_close(&mut self, key: usize, c: &mut Conn, code: u16, reason: &str) -> Next {
         let mut frame_bytes = [0u8; 131];
         let n = frame::write_close(&mut frame_bytes, code, reason, None);
         c.up.dec = frame::Decoder::new(frame::Role::Client, false, 0);
         inject(&mut self.pool, &mut c.up, &frame_bytes[..n]);
         c.set(flag::FAILING);
         let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
-        self.drive_echo(key);
+        self.set_timeout(key, c, grace);
+        self.drive_echo(key, c)
     }
 }
 
@@ -197,13 +188,13 @@ fn echo_frames(pool: &mut Pool, flow: &mut Flow, verdict: &mut Echoed) {
         let offset = flow.dec.payload_offset() as usize;
         let mask = flow.dec.current().and_then(|h| h.mask);
         match flow.dec.next(&buf[r..end]) {
-            Next::NeedMore => break,
-            Next::Violation { code, reason } => {
+            frame::Next::NeedMore => break,
+            frame::Next::Violation { code, reason } => {
                 verdict.violation = Some((code, reason));
                 r = end;
                 break;
             }
-            Next::Header {
+            frame::Next::Header {
                 head, header_len, ..
             } => {
                 flow.dropping = head.opcode == opcode::PONG;
@@ -220,7 +211,7 @@ fn echo_frames(pool: &mut Pool, flow: &mut Flow, verdict: &mut Echoed) {
                 }
                 r += header_len;
             }
-            Next::Payload { len } => {
+            frame::Next::Payload { len } => {
                 if !flow.dropping {
                     if let Some(mask) = mask {
                         frame::apply_mask(&mut buf[r..r + len], mask, offset);

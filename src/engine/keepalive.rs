@@ -97,12 +97,12 @@ impl Default for Pool {
     }
 }
 
-impl super::Gateway {
+impl super::cx::Cx {
     /// A parked backend connection has news: most likely the backend closed it.
     pub(super) fn on_parked(&mut self, idx: usize) {
         if let Some(mut gone) = self.parked.check(idx) {
             log::debug!("a kept backend connection closed");
-            let _ = self.poll.registry().deregister(&mut gone);
+            let _ = self.registry.deregister(&mut gone);
         }
     }
 
@@ -113,11 +113,7 @@ impl super::Gateway {
             Ok(idx) => {
                 let token = mio::Token(super::PARKED_BASE + idx);
                 let s = self.parked.get_mut(idx);
-                match s.map(|s| {
-                    self.poll
-                        .registry()
-                        .reregister(s, token, mio::Interest::READABLE)
-                }) {
+                match s.map(|s| self.registry.reregister(s, token, mio::Interest::READABLE)) {
                     Some(Ok(())) => return,
                     _ => match self.parked.remove(idx) {
                         Some(s) => s,
@@ -127,7 +123,7 @@ impl super::Gateway {
             }
             Err(s) => s,
         };
-        let _ = self.poll.registry().deregister(&mut stream);
+        let _ = self.registry.deregister(&mut stream);
     }
 
     /// A kept connection to `origin`, registered as connection `key`'s backend.
@@ -135,20 +131,16 @@ impl super::Gateway {
         let mut closed = Vec::new();
         let found = self.parked.take(origin, &mut closed);
         for mut gone in closed {
-            let _ = self.poll.registry().deregister(&mut gone);
+            let _ = self.registry.deregister(&mut gone);
         }
         let mut stream = found?;
         let token = mio::Token(key * 2 + 1);
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-        match self
-            .poll
-            .registry()
-            .reregister(&mut stream, token, interest)
-        {
+        match self.registry.reregister(&mut stream, token, interest) {
             Ok(()) => Some(stream),
             Err(e) => {
                 log::debug!("cannot reuse a kept backend connection: {e}");
-                let _ = self.poll.registry().deregister(&mut stream);
+                let _ = self.registry.deregister(&mut stream);
                 None
             }
         }

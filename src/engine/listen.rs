@@ -70,7 +70,7 @@ impl Gateway {
         if self.stopping.is_some() {
             return;
         }
-        let max = self.model.settings.bounds.max_connections;
+        let max = self.cx.model.settings.bounds.max_connections;
         // The admin listener stays reachable at the cap: that is when an operator needs it.
         let capped = !matches!(
             self.listeners.get(index).map(|l| &l.kind),
@@ -101,9 +101,9 @@ impl Gateway {
             // Only API clients are counted: the admin listener is the operator's, and the echo
             // backend's clients are the gateway's own backend connections.
             let pending = matches!(l.kind, Kind::Proxy { .. });
-            let limit = self.model.settings.bounds.max_pending_per_address;
-            if pending && !self.pending.admit(peer.ip(), limit) {
-                self.stats.refused_pending += 1;
+            let limit = self.cx.model.settings.bounds.max_pending_per_address;
+            if pending && !self.cx.pending.admit(peer.ip(), limit) {
+                self.cx.stats.refused_pending += 1;
                 log::debug!(
                     "refused {peer}: {limit} connections of its network have not sent a head yet"
                 );
@@ -118,7 +118,10 @@ impl Gateway {
             }
             let _ = tcp.set_nodelay(true);
             if matches!(l.kind, Kind::Proxy { .. }) {
-                super::stream::cap_kernel_buffers(&tcp, self.model.settings.bounds.socket_buffer);
+                super::stream::cap_kernel_buffers(
+                    &tcp,
+                    self.cx.model.settings.bounds.socket_buffer,
+                );
             }
             let mut stream = match &l.tls {
                 None => Stream::plain(tcp),
@@ -127,13 +130,13 @@ impl Gateway {
                     Err(e) => {
                         log::warn!("cannot start TLS for {peer}: {e}");
                         if pending {
-                            self.pending.release(peer.ip());
+                            self.cx.pending.release(peer.ip());
                         }
                         continue;
                     }
                 },
             };
-            let bounds = &self.model.settings.bounds;
+            let bounds = &self.cx.model.settings.bounds;
             let max_msg = bounds.max_message_size;
             let entry = self.conns.vacant_entry();
             let key = entry.key();
@@ -144,13 +147,13 @@ impl Gateway {
             ) {
                 log::warn!("cannot register a connection from {peer}: {e}");
                 if pending {
-                    self.pending.release(peer.ip());
+                    self.cx.pending.release(peer.ip());
                 }
                 continue;
             }
             let epoch = self.next_epoch;
             self.next_epoch = self.next_epoch.wrapping_add(1);
-            entry.insert(Conn {
+            let c = entry.insert(Conn {
                 client: stream,
                 backend: None,
                 peer,
@@ -168,26 +171,27 @@ impl Gateway {
                 epoch,
                 deadline: 0,
                 armed: 0,
-                model: self.model.clone(),
+                model: self.cx.model.clone(),
                 up: Flow::new(Decoder::new(Role::Client, false, max_msg)),
                 down: Flow::new(Decoder::new(Role::Server, false, max_msg)),
                 hs: None,
                 limits: None,
                 activity: None,
             });
-            self.stats.accepted += 1;
-            self.metrics
-                .accepted(u16::try_from(index).unwrap_or(u16::MAX));
-            self.stats.open = self.conns.len();
             // A TLS client first has the handshake timeout; the head timeout starts once the
             // handshake is done (see `read_head`).
-            let b = &self.model.settings.bounds;
-            let t = if self.listeners[index].tls.is_some() {
+            let b = &self.cx.model.settings.bounds;
+            let t = if l.tls.is_some() {
                 b.handshake_timeout
             } else {
                 b.header_timeout
             };
-            self.set_timeout(key, t);
+            self.cx.set_timeout(key, c, t);
+            self.cx.stats.accepted += 1;
+            self.cx
+                .metrics
+                .accepted(u16::try_from(index).unwrap_or(u16::MAX));
+            self.cx.stats.open = self.conns.len();
         }
     }
 }

@@ -10,7 +10,7 @@ use super::Gateway;
 use super::conn::flag;
 use crate::model::{ApiIdx, Model};
 use std::fmt::Write;
-use std::rc::{Rc, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Why an upgrade request got no 101.
@@ -105,18 +105,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(model: &Rc<Model>) -> Metrics {
+    pub fn new(model: &Arc<Model>) -> Metrics {
         let mut m = Metrics::default();
         m.rows_of(model);
         m
     }
 
     /// The rows of `model`'s indices, made when the config is new to the metrics.
-    fn rows_of(&mut self, model: &Rc<Model>) -> &Rows {
+    fn rows_of(&mut self, model: &Arc<Model>) -> &Rows {
         let at = self
             .rows
             .iter()
-            .position(|r| std::ptr::eq(r.model.as_ptr(), Rc::as_ptr(model)));
+            .position(|r| std::ptr::eq(r.model.as_ptr(), Arc::as_ptr(model)));
         let i = match at {
             Some(i) => i,
             None => {
@@ -134,7 +134,7 @@ impl Metrics {
                 self.rows.insert(
                     0,
                     Rows {
-                        model: Rc::downgrade(model),
+                        model: Arc::downgrade(model),
                         apis,
                     },
                 );
@@ -144,7 +144,7 @@ impl Metrics {
         &self.rows[i]
     }
 
-    fn api_row(&mut self, model: &Rc<Model>, api: ApiIdx) -> usize {
+    fn api_row(&mut self, model: &Arc<Model>, api: ApiIdx) -> usize {
         self.rows_of(model)
             .apis
             .get(api as usize)
@@ -195,7 +195,7 @@ impl Metrics {
     /// so that [`Metrics::relayed`] needs no lookup per read.
     pub fn upgraded(
         &mut self,
-        model: &Rc<Model>,
+        model: &Arc<Model>,
         api: ApiIdx,
         listener: u16,
         took: Duration,
@@ -216,14 +216,14 @@ impl Metrics {
         u16::try_from(r).unwrap_or(NO_ROW)
     }
 
-    pub fn websocket_closed(&mut self, model: &Rc<Model>, api: ApiIdx) {
+    pub fn websocket_closed(&mut self, model: &Arc<Model>, api: ApiIdx) {
         let r = self.api_row(model, api);
         if let Some(n) = self.open.get_mut(r) {
             *n = n.saturating_sub(1);
         }
     }
 
-    pub fn call_done(&mut self, model: &Rc<Model>, api: ApiIdx) {
+    pub fn call_done(&mut self, model: &Arc<Model>, api: ApiIdx) {
         let r = self.api_row(model, api);
         if let Some(n) = self.calls.get_mut(r) {
             *n += 1;
@@ -235,7 +235,7 @@ impl Metrics {
     pub fn relayed(
         &mut self,
         row: u16,
-        model: &Rc<Model>,
+        model: &Arc<Model>,
         api: ApiIdx,
         up: bool,
         messages: u64,
@@ -311,8 +311,8 @@ fn float(v: f64) -> String {
 impl Gateway {
     /// The whole `/metrics` page.
     pub(super) fn metrics_text(&self) -> String {
-        let m = &self.metrics;
-        let model = &self.model;
+        let m = &self.cx.metrics;
+        let model = &self.cx.model;
         let mut out = String::with_capacity(4096);
         let apis: Vec<String> = m.api_names.iter().map(|a| label(a)).collect();
 
@@ -340,7 +340,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_connections_accepted_total {}",
-            self.stats.accepted
+            self.cx.stats.accepted
         );
         family(
             &mut out,
@@ -348,7 +348,11 @@ impl Gateway {
             "gauge",
             "Client connections still in their TLS handshake or first request head.",
         );
-        let _ = writeln!(out, "wsgate_connections_pending {}", self.pending.total());
+        let _ = writeln!(
+            out,
+            "wsgate_connections_pending {}",
+            self.cx.pending.total()
+        );
         family(
             &mut out,
             "wsgate_connections_refused_total",
@@ -359,7 +363,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_connections_refused_total{{reason=\"pending_per_address\"}} {}",
-            self.stats.refused_pending
+            self.cx.stats.refused_pending
         );
         family(
             &mut out,
@@ -438,7 +442,7 @@ impl Gateway {
             .map(|(n, &c)| (n.as_str(), 0, c))
             .collect();
         // Every limit of the config shows, rejected or not.
-        let rejections = self.counters.rejections_by_name();
+        let rejections = self.cx.counters.rejections_by_name();
         let names = model.limits.iter().map(|d| (d.name.as_str(), 0));
         for (name, r) in rejections.into_iter().chain(names) {
             match limits.iter_mut().find(|(n, ..)| *n == name) {
@@ -494,7 +498,7 @@ impl Gateway {
         let _ = writeln!(
             out,
             "wsgate_limit_keys_full_total {}",
-            self.counters.keys_full()
+            self.cx.counters.keys_full()
         );
         family(
             &mut out,
@@ -535,17 +539,17 @@ impl Gateway {
             (
                 "wsgate_buffers_in_use",
                 "Pool buffers lent to connections now.",
-                self.pool.in_use() as u64,
+                self.cx.pool.in_use() as u64,
             ),
             (
                 "wsgate_buffers_idle",
                 "Pool buffers kept for reuse.",
-                self.pool.idle() as u64,
+                self.cx.pool.idle() as u64,
             ),
             (
                 "wsgate_buffer_size_bytes",
                 "Size of one pool buffer.",
-                self.pool.buf_size() as u64,
+                self.cx.pool.buf_size() as u64,
             ),
             (
                 "wsgate_buffered_bytes",
@@ -555,7 +559,7 @@ impl Gateway {
             (
                 "wsgate_activity_log_pending_bytes",
                 "Activity log bytes not written to the output yet.",
-                self.activity.pending() as u64,
+                self.cx.activity.pending() as u64,
             ),
         ] {
             family(&mut out, name, "gauge", help);
@@ -565,12 +569,12 @@ impl Gateway {
             (
                 "wsgate_activity_log_records_total",
                 "Activity log records written.",
-                self.activity.records,
+                self.cx.activity.records,
             ),
             (
                 "wsgate_activity_log_dropped_total",
                 "Activity log records dropped because the output did not keep up or failed.",
-                self.activity.dropped,
+                self.cx.activity.dropped,
             ),
         ] {
             family(&mut out, name, "counter", help);
@@ -654,7 +658,7 @@ mod tests {
     use crate::model::*;
     use std::path::PathBuf;
 
-    fn model(apis: &[&str]) -> Rc<Model> {
+    fn model(apis: &[&str]) -> Arc<Model> {
         let api = |name: &str| Api {
             name: name.into(),
             version: "1.0.0".into(),
@@ -670,7 +674,7 @@ mod tests {
             assembly: Assembly::default(),
             plans: Vec::new(),
         };
-        Rc::new(Model {
+        Arc::new(Model {
             settings: Settings {
                 source: PathBuf::new(),
                 listeners: Vec::new(),

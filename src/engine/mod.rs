@@ -1,18 +1,35 @@
 //! The driver: one mio poll loop on one thread. It moves bytes between sockets and the sans-I/O
 //! state machines of [`crate::http`] and [`crate::ws`]; nothing here parses or decides on its own.
 //!
-//! The path of a connection: [`listen`] accepts it, [`front`] reads the request head and decides
-//! what to do, [`upstream`] connects to the backend and performs the upgrade there, [`relay`]
-//! moves frames both ways, [`close`] ends it. [`echo`] is the built-in echo backend on the same
-//! loop.
+//! The loop ([`Gateway`]) owns the poll, the listeners and the slab of connections. What the
+//! steps of a connection share (pool, counters, metrics, timers and clock, config) is the
+//! [`cx::Cx`]. Each event looks its connection up once and runs the step of its phase, a `Cx`
+//! method over `(key, &mut Conn)`; the step returns a [`cx::Next`] for what only the loop may do
+//! (end the connection, answer an admin request). LIFECYCLE.md beside this file has the
+//! transitions and the invariants.
+//!
+//! | Phase ([`conn::Phase`]) | What happens | Module |
+//! |---|---|---|
+//! | accept | listening sockets, the connection cap, pending per network | [`listen`] |
+//! | `FirstHead`, `Head` | TLS handshake, the request head, routing, the policies | [`head`] |
+//! | `Resolving`, `Connecting`, `BackendHead` | the backend's name, connect, our upgrade request, its answer | [`upstream`] ([`resolve`]) |
+//! | `Refused` | a backend's non-101 answer relayed to the client | [`upstream`] |
+//! | `Call` | a plain call (invoke): both bodies, keep-alive, redirects, retries | [`call`] ([`keepalive`]) |
+//! | `Open` | frames both ways, message limits, the close protocol | [`relay`] |
+//! | `Respond`, `Linger` | the gateway's own answer (refusals, a backend that failed), then a lingering close | [`answer`] |
+//! | `Echo` | the built-in echo backend | [`echo`] |
+//! | timeouts, shutdown, the end | what a deadline means per phase; [`cx::Cx::finish`] | [`close`] |
+//! | admin requests | `/stats`, `/metrics`, `/status`, `/reload`, run by the loop | [`admin`] ([`metrics`], [`status`], [`reload`]) |
 
 mod activity;
 mod admin;
+mod answer;
 mod call;
 mod close;
 pub mod conn;
+mod cx;
 mod echo;
-mod front;
+mod head;
 mod keepalive;
 mod listen;
 mod metrics;
@@ -31,13 +48,14 @@ use crate::http::response::TxnIds;
 use crate::model::Model;
 use crate::route::RouteTable;
 use conn::Conn;
+use cx::{Cx, Next};
 use mio::{Events, Interest, Poll, Token};
 use pool::Pool;
 pub use reload::Loader;
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timer::{Entry, Wheel};
 
@@ -77,48 +95,27 @@ pub struct Bound {
     pub kind: &'static str,
 }
 
+/// The loop: the poll, the listeners and the connections. Everything a connection's steps
+/// share is in [`Cx`]; the loop looks a connection up once per event, hands it to its step with
+/// the `Cx`, and does what the step returns ([`Next`]).
 pub struct Gateway {
     poll: Poll,
-    model: Rc<Model>,
-    routes: Rc<RouteTable>,
     listeners: Vec<listen::Listener>,
     conns: Slab<Conn>,
-    /// Connections of each client network that have not finished their first head.
-    pending: pending::PendingByNetwork,
+    cx: Cx,
     /// Client TLS handshakes with input to process that found this turn's handshake time used
     /// up, first come first served: (key, epoch). A connection has one entry at most
     /// (`Conn::handshake_queued`); the entry of one that ended meanwhile is skipped.
     handshakes_waiting: std::collections::VecDeque<(u32, u32)>,
     /// Time spent on client TLS handshake steps in this turn.
     handshake_work: Duration,
-    pool: Pool,
-    /// Final answers larger than one buffer: the parts still to write.
-    long_answers: Vec<front::LongAnswer>,
-    /// Backend connections kept open between plain calls.
-    parked: keepalive::Pool,
-    wheel: Wheel,
     due: Vec<Entry>,
     next_epoch: u32,
-    rng: u64,
-    txn: TxnIds,
-    resolver: resolve::Resolver,
     signals: signals::Signals,
-    stats: Stats,
-    metrics: metrics::Metrics,
     /// The status page's history ring and what it says about the config.
     status: status::Status,
-    /// Where the activity log goes.
-    activity: activity::Sink,
-    /// Applications by client id.
-    clients: crate::policy::preflow::ClientIndex,
     /// Loads the config again on SIGHUP or `POST /reload`.
     loader: Option<Loader>,
-    /// Earlier configs that plain calls in flight still run their flows on.
-    past: Vec<reload::Past>,
-    /// Every limit counter of the gateway.
-    counters: crate::policy::limits::Counters,
-    /// Unix time in seconds, read once per loop turn; limit windows use it.
-    now_secs: u64,
     /// Seconds added to the clock; moved only through the admin listener when the gateway runs
     /// with `WSGATE_TEST_CLOCK=1`, so tests can cross a limit window without waiting.
     clock_offset: u64,
@@ -129,15 +126,20 @@ pub struct Gateway {
     paused: bool,
     /// Shutting down since this instant.
     stopping: Option<Instant>,
-    now: Instant,
 }
+
+// Another thread may build a gateway and run it (one loop per thread).
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Gateway>();
+};
 
 impl Gateway {
     /// Binds every listener of the model. Nothing is served until [`Gateway::run`].
     pub fn new(model: Model) -> io::Result<Gateway> {
         let poll = Poll::new()?;
-        let model = Rc::new(model);
-        let routes = Rc::new(RouteTable::new(&model.apis));
+        let model = Arc::new(model);
+        let routes = Arc::new(RouteTable::new(&model.apis));
         let mut listeners = Vec::new();
         for l in &model.settings.listeners {
             listeners.push(listen::Listener::bind(
@@ -167,43 +169,48 @@ impl Gateway {
 
         let buf_size = bounds.buffer_bound.max(crate::http::head::MIN_BUFFER);
         let now = Instant::now();
-        Ok(Gateway {
-            poll,
+        let cx = Cx {
+            registry: poll.registry().try_clone()?,
             routes,
-            listeners,
-            conns: Slab::with_capacity(1024),
+            clients: crate::policy::preflow::client_index(&model),
+            past: Vec::new(),
             pending: pending::PendingByNetwork::new(),
-            handshakes_waiting: std::collections::VecDeque::new(),
-            handshake_work: Duration::ZERO,
             pool: Pool::new(buf_size, 256),
             long_answers: Vec::new(),
+            listener_ports: listeners.iter().map(|l| l.addr.port()).collect(),
             parked: keepalive::Pool::new(),
             wheel: Wheel::new(now),
-            due: Vec::new(),
-            next_epoch: 1,
             rng: seed(),
             txn: TxnIds::random(),
             resolver,
-            signals,
             stats: Stats::default(),
             metrics: metrics::Metrics::new(&model),
-            status: status::Status::new(now, unix_now()),
             activity: activity::Sink::open(&model.settings.activity_log)?,
             counters: crate::policy::limits::Counters::new(
                 &model,
                 model.settings.bounds.max_limit_keys,
             ),
-            clients: crate::policy::preflow::client_index(&model),
-            loader: None,
-            past: Vec::new(),
             now_secs: unix_now(),
+            now,
+            model,
+        };
+        Ok(Gateway {
+            poll,
+            listeners,
+            conns: Slab::with_capacity(1024),
+            cx,
+            handshakes_waiting: std::collections::VecDeque::new(),
+            handshake_work: Duration::ZERO,
+            due: Vec::new(),
+            next_epoch: 1,
+            signals,
+            status: status::Status::new(now, unix_now()),
+            loader: None,
             clock_offset: 0,
             test_clock: std::env::var_os("WSGATE_TEST_CLOCK").is_some_and(|v| v == "1"),
             ready_listeners: Vec::new(),
             paused: false,
             stopping: None,
-            now,
-            model,
         })
     }
 
@@ -219,7 +226,7 @@ impl Gateway {
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.cx.stats
     }
 
     /// Runs until SIGTERM or SIGINT, then closes every connection (close 1001 on open
@@ -230,16 +237,16 @@ impl Gateway {
         }
         let mut events = Events::with_capacity(1024);
         loop {
-            self.now = Instant::now();
-            let mut timeout = self.status_sleep(self.wheel.sleep(self.now));
+            self.cx.now = Instant::now();
+            let mut timeout = self.status_sleep(self.cx.wheel.sleep(self.cx.now));
             if let Some(since) = self.stopping {
                 if self.conns.is_empty() {
                     log::info!("all connections closed, exiting");
-                    self.activity.flush_all();
+                    self.cx.activity.flush_all();
                     return Ok(());
                 }
-                let grace = self.model.settings.bounds.shutdown_grace;
-                let left = grace.saturating_sub(self.now.duration_since(since));
+                let grace = self.cx.model.settings.bounds.shutdown_grace;
+                let left = grace.saturating_sub(self.cx.now.duration_since(since));
                 if left.is_zero() {
                     log::warn!(
                         "shutdown grace period over, dropping {} connections",
@@ -249,7 +256,7 @@ impl Gateway {
                     for k in keys {
                         self.finish(k);
                     }
-                    self.activity.flush_all();
+                    self.cx.activity.flush_all();
                     return Ok(());
                 }
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -257,7 +264,7 @@ impl Gateway {
             if !self.handshakes_waiting.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
-            if self.activity.pending() > 0 {
+            if self.cx.activity.pending() > 0 {
                 // The output was not ready: try again soon even if nothing else happens.
                 let retry = Duration::from_millis(50);
                 timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
@@ -268,8 +275,8 @@ impl Gateway {
                 }
                 return Err(e);
             }
-            self.now = Instant::now();
-            self.now_secs = unix_now() + self.clock_offset;
+            self.cx.now = Instant::now();
+            self.cx.now_secs = unix_now() + self.clock_offset;
             self.handshake_work = Duration::ZERO;
             // Accepting waits until the batch is done: a connection that ends in this batch
             // frees its slab key, and a connection accepted into that key at once would get
@@ -284,7 +291,7 @@ impl Gateway {
                         ready.push(t - LISTENER_BASE)
                     }
                     Token(t) if (PARKED_BASE..LISTENER_BASE).contains(&t) => {
-                        self.on_parked(t - PARKED_BASE)
+                        self.cx.on_parked(t - PARKED_BASE)
                     }
                     Token(t) => self.on_event(t >> 1, t & 1 == 1, ev),
                 }
@@ -296,9 +303,10 @@ impl Gateway {
             ready.clear();
             self.ready_listeners = ready;
             self.expire_timers();
+            self.prune_timers();
             self.sample_status();
-            self.activity.flush();
-            if self.paused && self.conns.len() < self.model.settings.bounds.max_connections {
+            self.cx.activity.flush();
+            if self.paused && self.conns.len() < self.cx.model.settings.bounds.max_connections {
                 self.paused = false;
                 log::info!("below the connection cap again, accepting");
                 for i in 0..self.listeners.len() {
@@ -317,7 +325,7 @@ impl Gateway {
                         self.reload();
                     }
                 }
-                signals::Signal::ReopenLogs => self.reopen_logs(),
+                signals::Signal::ReopenLogs => self.cx.activity.reopen(),
             }
         }
     }
@@ -327,14 +335,32 @@ impl Gateway {
             return;
         }
         log::info!("shutting down: closing {} connections", self.conns.len());
-        self.stopping = Some(self.now);
+        self.stopping = Some(self.cx.now);
         for l in &mut self.listeners {
             let _ = self.poll.registry().deregister(&mut l.socket);
         }
         self.listeners.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
-            self.shutdown_conn(k);
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            let next = self.cx.shutdown_conn(k, c);
+            self.settle(k, next);
+        }
+    }
+
+    /// The resolver answered; connections waiting for those names go on.
+    fn on_resolved(&mut self) {
+        for (key, epoch, result) in self.cx.resolver.drain(self.cx.now) {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if c.epoch != epoch || c.phase != conn::Phase::Resolving {
+                continue;
+            }
+            let next = self.cx.resolved(key, c, result);
+            self.settle(key, next);
         }
     }
 
@@ -375,20 +401,9 @@ impl Gateway {
             c.set(HUP_SEEN);
         }
         let vanished = !backend && (ev.is_read_closed() || ev.is_error());
-        self.drive(key, vanished);
-    }
-
-    /// Advances a connection as far as its sockets allow.
-    fn drive(&mut self, key: usize, client_vanished: bool) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         use conn::Phase::*;
-        match c.phase {
-            FirstHead | Head => {
-                if !c.client.handshaking() {
-                    return self.head_step(key, client_vanished);
-                }
+        let next = match c.phase {
+            FirstHead | Head if c.client.handshaking() => {
                 if c.handshake_queued {
                     // Its entry comes up in turn and finds the readiness this event set.
                     return;
@@ -400,45 +415,35 @@ impl Gateway {
                     self.handshakes_waiting.push_back((key as u32, c.epoch));
                     return;
                 }
-                self.handshake_step(key, client_vanished);
+                // A client's TLS handshake runs as far as its input goes (and the head, if it
+                // came along), on the turn's handshake time.
+                let started = Instant::now();
+                let next = self.cx.head_step(key, c, vanished);
+                self.handshake_work += started.elapsed();
+                next
             }
-            Resolving | Connecting | BackendHead => {
-                if client_vanished {
-                    log::debug!("client {} left during the backend handshake", c.peer);
-                    self.finish(key);
-                    return;
-                }
-                self.drive_upstream(key)
+            _ => self.cx.drive(key, c, vanished),
+        };
+        self.settle(key, next);
+    }
+
+    /// Does what a step of connection `key` left for the loop.
+    fn settle(&mut self, key: usize, mut next: Next) {
+        loop {
+            match next {
+                Next::Stay => return,
+                Next::Finish => return self.finish(key),
+                Next::Admin(head) => next = self.admin_request(key, head),
             }
-            Refused => self.drive_refused(key),
-            // A client that half-closes after its request still gets the answer.
-            Call => self.drive_call(key),
-            Open => self.drive_relay(key),
-            Respond | Linger => self.drive_respond(key),
-            Echo => self.drive_echo(key),
         }
     }
 
-    fn head_step(&mut self, key: usize, client_vanished: bool) {
-        self.read_head(key);
-        // The head and the client's goodbye can come in one event; edge-triggered readiness
-        // will not report the goodbye again.
-        let waiting = self.conns.get(key).is_some_and(|c| {
-            use conn::Phase::*;
-            matches!(c.phase, Resolving | Connecting | BackendHead)
-        });
-        if client_vanished && waiting {
-            log::debug!("client left right after its request");
-            self.finish(key);
+    /// Takes connection `key` out of the slab and closes it.
+    fn finish(&mut self, key: usize) {
+        if let Some(c) = self.conns.try_remove(key) {
+            self.cx.finish(c);
         }
-    }
-
-    /// Runs a client's TLS handshake as far as its input goes (and the head, if it came along),
-    /// on the turn's handshake time.
-    fn handshake_step(&mut self, key: usize, client_vanished: bool) {
-        let started = Instant::now();
-        self.head_step(key, client_vanished);
-        self.handshake_work += started.elapsed();
+        self.cx.stats.open = self.conns.len();
     }
 
     /// Handshakes that waited for a turn run first come first served, as long as the turn's
@@ -462,45 +467,20 @@ impl Gateway {
             }
             // Only the client's socket is open while the handshake runs.
             let vanished = c.has(conn::flag::HUP_SEEN);
-            self.handshake_step(key, vanished);
+            let started = Instant::now();
+            let next = self.cx.head_step(key, c, vanished);
+            self.handshake_work += started.elapsed();
+            self.settle(key, next);
         }
         if self.handshakes_waiting.is_empty() && self.handshakes_waiting.capacity() > 1024 {
             self.handshakes_waiting.shrink_to(1024);
         }
     }
 
-    /// Sets the connection's timeout `after` from now.
-    fn set_timeout(&mut self, key: usize, after: Duration) {
-        let at = self.wheel.deadline(self.now, after);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        c.deadline = at;
-        if c.armed == 0 || at < c.armed {
-            c.armed = at;
-            self.wheel.insert(Entry {
-                key: key as u32,
-                epoch: c.epoch,
-                at,
-            });
-            // Entries of ended connections stay until their tick comes up (an idle timeout's:
-            // an hour), so under churn they would grow with the connections made, not the
-            // connections open. Once they outnumber the open ones, drop those that cannot fire.
-            if self.wheel.len() > 2 * self.conns.len() + 4096 {
-                let conns = &self.conns;
-                self.wheel.retain(|e| {
-                    conns
-                        .get(e.key as usize)
-                        .is_some_and(|c| c.epoch == e.epoch && c.armed == e.at)
-                });
-            }
-        }
-    }
-
     fn expire_timers(&mut self) {
         let mut due = std::mem::take(&mut self.due);
-        self.wheel.expire(self.now, &mut due);
-        let now = self.wheel.now_tick(self.now);
+        self.cx.wheel.expire(self.cx.now, &mut due);
+        let now = self.cx.wheel.now_tick(self.cx.now);
         for e in due.drain(..) {
             let key = e.key as usize;
             let Some(c) = self.conns.get_mut(key) else {
@@ -516,7 +496,7 @@ impl Gateway {
             if c.deadline > now {
                 // The deadline moved later since this entry was made.
                 c.armed = c.deadline;
-                self.wheel.insert(Entry {
+                self.cx.wheel.insert(Entry {
                     key: e.key,
                     epoch: e.epoch,
                     at: c.deadline,
@@ -525,26 +505,60 @@ impl Gateway {
             }
             c.armed = 0;
             c.deadline = 0;
-            self.on_timeout(key);
+            let next = self.cx.on_timeout(key, c);
+            self.settle(key, next);
         }
         self.due = due;
     }
 
-    fn random(&mut self) -> u64 {
-        // splitmix64: fast, and good enough for masking keys and handshake nonces, which only
-        // need to be unpredictable to the peers, not cryptographically strong. Seeded from the OS.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    /// Entries of ended connections stay until their tick comes up (an idle timeout's: an
+    /// hour), so under churn they would grow with the connections made, not the connections
+    /// open. Once they outnumber the open ones, drop those that cannot fire.
+    fn prune_timers(&mut self) {
+        if self.cx.wheel.len() > 2 * self.conns.len() + 4096 {
+            let conns = &self.conns;
+            self.cx.wheel.retain(|e| {
+                conns
+                    .get(e.key as usize)
+                    .is_some_and(|c| c.epoch == e.epoch && c.armed == e.at)
+            });
+        }
+    }
+}
+
+impl Cx {
+    /// Advances a connection as far as its sockets allow.
+    fn drive(&mut self, key: usize, c: &mut Conn, client_vanished: bool) -> Next {
+        use conn::Phase::*;
+        match c.phase {
+            FirstHead | Head => self.head_step(key, c, client_vanished),
+            Resolving | Connecting | BackendHead => {
+                if client_vanished {
+                    log::debug!("client {} left during the backend handshake", c.peer);
+                    return Next::Finish;
+                }
+                self.drive_upstream(key, c)
+            }
+            Refused => self.drive_refused(key, c),
+            // A client that half-closes after its request still gets the answer.
+            Call => self.drive_call(key, c),
+            Open => self.drive_relay(key, c),
+            Respond | Linger => self.drive_respond(key, c),
+            Echo => self.drive_echo(key, c),
+        }
     }
 
-    fn random16(&mut self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.random().to_le_bytes());
-        out[8..].copy_from_slice(&self.random().to_le_bytes());
-        out
+    fn head_step(&mut self, key: usize, c: &mut Conn, client_vanished: bool) -> Next {
+        let next = self.read_head(key, c);
+        // The head and the client's goodbye can come in one event; edge-triggered readiness
+        // will not report the goodbye again.
+        use conn::Phase::*;
+        let waiting = matches!(c.phase, Resolving | Connecting | BackendHead);
+        if matches!(next, Next::Stay) && client_vanished && waiting {
+            log::debug!("client left right after its request");
+            return Next::Finish;
+        }
+        next
     }
 }
 

@@ -3,15 +3,15 @@
 //! message boundaries and protocol errors. A direction buffers at most one pool buffer; when it
 //! is full the loop stops reading that direction's source until the destination drains.
 
-use super::Gateway;
 use super::activity::closing;
-use super::conn::{Flow, Phase, flag};
+use super::conn::{Conn, Flow, Phase, flag};
+use super::cx::{Cx, Next};
 use super::pool::Pool;
 use super::stream::Stream;
 use crate::activity::Closer;
 use crate::model::{LimitIdx, OverLimitAction};
 use crate::policy::limits::{Counters, Profile};
-use crate::ws::frame::{self, Next, Role, opcode};
+use crate::ws::frame::{self, Role, opcode};
 use std::io::{self, Read, Write};
 
 pub(super) enum Io {
@@ -197,8 +197,8 @@ pub(super) fn decode(
         }
         let control_payload = flow.dec.in_control();
         let (n, keep) = match flow.dec.next(&buf[r..end]) {
-            Next::NeedMore => break,
-            Next::Header {
+            frame::Next::NeedMore => break,
+            frame::Next::Header {
                 head,
                 header_len,
                 message_start,
@@ -224,8 +224,8 @@ pub(super) fn decode(
                 }
                 (header_len, !flow.dropping || head.is_control())
             }
-            Next::Payload { len } => (len, !flow.dropping || control_payload),
-            Next::Violation { code, reason } => {
+            frame::Next::Payload { len } => (len, !flow.dropping || control_payload),
+            frame::Next::Violation { code, reason } => {
                 seen.violation = Some((code, reason));
                 r = end;
                 break;
@@ -281,93 +281,96 @@ pub(super) fn inject(pool: &mut Pool, flow: &mut Flow, frame: &[u8]) -> bool {
     true
 }
 
-impl Gateway {
-    pub(super) fn drive_relay(&mut self, key: usize) {
+impl Cx {
+    pub(super) fn drive_relay(&mut self, key: usize, c: &mut Conn) -> Next {
         let mut moved = false;
+        // A pump that failed the relay has driven it already; what is left of this round then
+        // finds nothing to do, unless the connection is over.
+        let pumped = |p: Result<bool, Next>| match p {
+            Ok(moved) => Ok(moved),
+            Err(Next::Stay) => Ok(false),
+            Err(next) => Err(next),
+        };
         loop {
-            let a = self.pump(key, true);
-            let b = self.pump(key, false);
+            let a = match pumped(self.pump(key, c, true)) {
+                Ok(a) => a,
+                Err(next) => return next,
+            };
+            let b = match pumped(self.pump(key, c, false)) {
+                Ok(b) => b,
+                Err(next) => return next,
+            };
             if !(a || b) {
                 break;
             }
             moved = true;
         }
-        let Some(c) = self.conns.get(key) else { return };
         if c.phase != Phase::Open {
-            return;
+            return Next::Stay;
         }
         let flushed = !c.up.pending_out() && !c.down.pending_out();
         let both_closed = c.has(flag::CLIENT_CLOSED) && c.has(flag::BACKEND_CLOSED);
         if flushed && (c.has(flag::FAILING) || both_closed) {
-            return self.wind_down(key);
+            return self.wind_down(key, c);
         }
         if c.has(flag::FAILING) {
-            return;
+            return Next::Stay;
         }
         if c.has(flag::BACKEND_EOF) {
             if c.has(flag::BACKEND_CLOSED) || c.has(flag::CLIENT_CLOSED) {
                 // The backend closed properly, or answered the client's close by closing the
                 // connection: once what it sent reached the client we are done.
                 if flushed {
-                    return self.wind_down(key);
+                    return self.wind_down(key, c);
                 }
-                return;
+                return Next::Stay;
             }
             // Gone without a close frame (FIN or reset, perhaps inside a frame): the client
             // sees the same, once what was relayed has reached it. A close frame of ours would
             // tell it of a clean close that never happened.
             log::debug!("backend of {} went away without a close frame", c.peer);
-            self.note_close(key, Closer::Backend, 1006);
-            return self.fail(key, None, None);
+            super::activity::note_close(c, Closer::Backend, 1006);
+            return self.fail(key, c, None, None);
         }
         if c.has(flag::CLIENT_EOF) {
             if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
                 if flushed {
-                    return self.wind_down(key);
+                    return self.wind_down(key, c);
                 }
-                return;
+                return Next::Stay;
             }
             log::debug!("client {} went away without a close frame", c.peer);
-            self.note_close(key, Closer::Client, 1006);
-            return self.fail(key, None, None);
+            super::activity::note_close(c, Closer::Client, 1006);
+            return self.fail(key, c, None, None);
         }
         if moved {
-            let c = &self.conns[key];
             let t = if c.has(flag::CLIENT_CLOSED) || c.has(flag::BACKEND_CLOSED) {
                 self.model.settings.bounds.close_grace
             } else {
                 self.model.settings.bounds.idle_timeout
             };
-            self.set_timeout(key, t);
+            self.set_timeout(key, c, t);
         }
+        Next::Stay
     }
 
     /// Everything is said and written. Our write side of both sockets is shut and what the
     /// peers still send is read and dropped until each has closed its side or sent its close
     /// frame (or `close-grace` passes): closing a socket with unread bytes would reset the
     /// connection, and a reset can destroy our last frames before the peer reads them.
-    fn wind_down(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    fn wind_down(&mut self, key: usize, c: &mut Conn) -> Next {
         if !c.has(flag::SHUT) {
             // The WebSocket is over: this is where its transaction ends.
-            self.release_limits(key);
-            self.activity_end(key);
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
+            self.release_limits(c);
+            self.activity_end(c);
             c.set(flag::SHUT | flag::FAILING);
             c.client.shutdown_write();
             if let Some(b) = c.backend.as_mut() {
                 b.shutdown_write();
             }
             let grace = self.model.settings.bounds.close_grace;
-            self.set_timeout(key, grace);
+            self.set_timeout(key, c, grace);
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         if c.has(flag::CLIENT_READABLE) && !c.has(flag::CLIENT_EOF) {
             discard(
                 &mut c.client,
@@ -386,17 +389,16 @@ impl Gateway {
         let client_done = c.has(flag::CLIENT_EOF) || c.has(flag::CLIENT_CLOSED);
         let backend_done = c.has(flag::BACKEND_EOF) || c.has(flag::BACKEND_CLOSED);
         if client_done && backend_done {
-            self.finish(key);
+            return Next::Finish;
         }
+        Next::Stay
     }
 
-    /// Moves bytes one way: client to backend when `up`. Returns whether anything moved.
-    fn pump(&mut self, key: usize, up: bool) -> bool {
-        let Some(c) = self.conns.get_mut(key) else {
-            return false;
-        };
+    /// Moves bytes one way: client to backend when `up`. Returns whether anything moved, or
+    /// what failing the relay led to.
+    fn pump(&mut self, key: usize, c: &mut Conn, up: bool) -> Result<bool, Next> {
         let Some(backend) = c.backend.as_mut() else {
-            return false;
+            return Ok(false);
         };
         let (flow, src, dst) = if up {
             (&mut c.up, &mut c.client, backend)
@@ -437,7 +439,7 @@ impl Gateway {
             if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
                 discard(src, &mut c.flags, src_readable, src_eof);
             }
-            return moved;
+            return Ok(moved);
         }
         if c.flags & src_readable != 0 && c.flags & src_eof == 0 {
             match read_once(&mut self.pool, flow, src) {
@@ -457,7 +459,7 @@ impl Gateway {
         }
         // Decode what is new, and what came along with the handshake before it.
         if flow.out == flow.end {
-            return moved;
+            return Ok(moved);
         }
         let before = flow.out;
         let mut seen = Seen::default();
@@ -513,8 +515,12 @@ impl Gateway {
                 if up { "client" } else { "backend" },
                 c.peer
             );
-            self.fail(key, Some((code, "Rate Limit exceeded")), Some((1001, "")));
-            return false;
+            return Err(self.fail(
+                key,
+                c,
+                Some((code, "Rate Limit exceeded")),
+                Some((1001, "")),
+            ));
         }
         if seen.control_flood {
             self.metrics.control_flood_closed(up);
@@ -535,12 +541,11 @@ impl Gateway {
                 self.model.settings.bounds.max_control_frames
             );
             let (flooder, other) = ((1008, CONTROL_FLOOD_REASON), (1001, ""));
-            if up {
-                self.fail(key, Some(flooder), Some(other));
+            return Err(if up {
+                self.fail(key, c, Some(flooder), Some(other))
             } else {
-                self.fail(key, Some(other), Some(flooder));
-            }
-            return false;
+                self.fail(key, c, Some(other), Some(flooder))
+            });
         }
         if seen.close {
             let by = if up { Closer::Client } else { Closer::Backend };
@@ -560,14 +565,13 @@ impl Gateway {
             );
             // The connection fails at once (RFC 6455 §7.1.7): what the other side sends from
             // now on is not relayed, not even answers to messages before the fault.
-            if up {
-                self.fail(key, Some((code, close_reason(code))), Some((1001, "")));
+            return Err(if up {
+                self.fail(key, c, Some((code, close_reason(code))), Some((1001, "")))
             } else {
-                self.fail(key, Some((1001, "")), Some((code, reason)));
-            }
-            return false;
+                self.fail(key, c, Some((1001, "")), Some((code, reason)))
+            });
         }
-        moved
+        Ok(moved)
     }
 
     /// Ends a relay from the gateway's side: sends each side the given close frame (or nothing),
@@ -575,13 +579,11 @@ impl Gateway {
     pub(super) fn fail(
         &mut self,
         key: usize,
+        c: &mut Conn,
         to_client: Option<(u16, &str)>,
         to_backend: Option<(u16, &str)>,
-    ) {
+    ) -> Next {
         let mask = self.random().to_le_bytes();
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
         c.set(flag::FAILING);
         let mut frame = [0u8; 131];
         if let Some((code, reason)) = to_client
@@ -603,9 +605,9 @@ impl Gateway {
             inject(&mut self.pool, &mut c.up, &frame[..n]);
         }
         let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
+        self.set_timeout(key, c, grace);
         // Write what can be written now; the rest waits for writable events or the grace timer.
-        self.drive_relay(key);
+        self.drive_relay(key, c)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reload (SIGHUP, `POST /reload`): load the config again from the files and arguments the
 //! process started with and, if it is valid, serve new connections with it at once.
 //!
-//! Open connections keep the `Rc<Model>` they started with, and their limit slots are rewritten
+//! Open connections keep the `Arc<Model>` they started with, and their limit slots are rewritten
 //! to the new counter layout once, here ([`crate::policy::limits::Reload`]): they keep counting
 //! in the same counters, against the maxima they started with. A plain call in flight also
 //! keeps the routes, applications and limit indices of its config ([`Past`]) for the rest of its
@@ -14,13 +14,13 @@ use crate::model::Model;
 use crate::model::{LimitIdx, Settings};
 use crate::policy::preflow::ClientIndex;
 use crate::route::RouteTable;
-use std::rc::{Rc, Weak};
+use std::sync::{Arc, Weak};
 
 /// An earlier config that a plain call in flight began on: the flow after its backend call (or
 /// its `catch`) runs on these routes, applications and limits.
 pub(super) struct Past {
     model: Weak<Model>,
-    pub routes: Rc<RouteTable>,
+    pub routes: Arc<RouteTable>,
     pub clients: ClientIndex,
     /// The config's limit indices → their retired definitions in the current counters.
     pub limits: Vec<LimitIdx>,
@@ -30,23 +30,23 @@ pub(super) struct Past {
 /// calls still use, `None` one that is gone.
 pub(super) fn config_of<'a>(
     past: &'a [Past],
-    current: &Rc<Model>,
-    model: &Rc<Model>,
+    current: &Arc<Model>,
+    model: &Arc<Model>,
 ) -> Option<Option<&'a Past>> {
-    if Rc::ptr_eq(current, model) {
+    if Arc::ptr_eq(current, model) {
         return Some(None);
     }
     past.iter().find(|p| p.is(model)).map(Some)
 }
 
 impl Past {
-    fn is(&self, model: &Rc<Model>) -> bool {
-        std::ptr::eq(self.model.as_ptr(), Rc::as_ptr(model))
+    fn is(&self, model: &Arc<Model>) -> bool {
+        std::ptr::eq(self.model.as_ptr(), Arc::as_ptr(model))
     }
 }
 
 /// Loads the config again; set by whoever started the gateway.
-pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>>>;
+pub type Loader = Box<dyn FnMut() -> Result<Loaded, Vec<Diagnostic>> + Send>;
 
 /// What a reload did.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ impl Gateway {
         };
         log::info!(
             "reloading the config from {}",
-            self.model.settings.source.display()
+            self.cx.model.settings.source.display()
         );
         let mut model = match loader() {
             Ok(Loaded { model, warnings }) => {
@@ -109,7 +109,7 @@ impl Gateway {
                 return out;
             }
         };
-        out.restart_needed = keep_bound(&self.model.settings, &mut model.settings);
+        out.restart_needed = keep_bound(&self.cx.model.settings, &mut model.settings);
         for what in &out.restart_needed {
             log::warn!("reload: {what} changed; that takes a restart, the old value stays");
         }
@@ -117,24 +117,24 @@ impl Gateway {
         let mut flows = self.calls_in_flight();
         let mut in_use = self.limits_in_use();
         in_use.extend(flows.iter().flat_map(|f| f.limits.iter().copied()));
-        let mut carry = self.counters.reload(&model, self.now_secs, in_use);
+        let mut carry = self.cx.counters.reload(&model, self.cx.now_secs, in_use);
         for f in &mut flows {
             for l in &mut f.limits {
                 *l = carry.limit(*l);
             }
         }
-        self.past = flows;
-        self.routes = Rc::new(RouteTable::new(&model.apis));
-        self.clients = crate::policy::preflow::client_index(&model);
-        self.model = Rc::new(model);
+        self.cx.past = flows;
+        self.cx.routes = Arc::new(RouteTable::new(&model.apis));
+        self.cx.clients = crate::policy::preflow::client_index(&model);
+        self.cx.model = Arc::new(model);
         out.connections = self.move_connections(&mut carry);
         out.carried = carry.carried;
         out.applied = true;
         self.status.reloaded(super::unix_now(), Ok(()));
         log::info!(
             "config reloaded: {} APIs, {} limits; {} counters carried over, {} dropped; {} open connections keep the limits they started with",
-            self.model.apis.len(),
-            self.model.limits.len(),
+            self.cx.model.apis.len(),
+            self.cx.model.limits.len(),
             carry.carried,
             carry.dropped,
             out.connections
@@ -151,17 +151,18 @@ impl Gateway {
             if !call || flows.iter().any(|f| f.is(&c.model)) {
                 continue;
             }
-            let (routes, clients, limits) = match config_of(&self.past, &self.model, &c.model) {
+            let (routes, clients, limits) = match config_of(&self.cx.past, &self.cx.model, &c.model)
+            {
                 Some(None) => (
-                    self.routes.clone(),
-                    self.clients.clone(),
-                    (0..self.model.limits.len() as LimitIdx).collect(),
+                    self.cx.routes.clone(),
+                    self.cx.clients.clone(),
+                    (0..self.cx.model.limits.len() as LimitIdx).collect(),
                 ),
                 Some(Some(p)) => (p.routes.clone(), p.clients.clone(), p.limits.clone()),
                 None => continue,
             };
             flows.push(Past {
-                model: Rc::downgrade(&c.model),
+                model: Arc::downgrade(&c.model),
                 routes,
                 clients,
                 limits,
@@ -188,7 +189,7 @@ impl Gateway {
         let mut moved = 0;
         for (_, c) in self.conns.iter_mut() {
             let flow = match c.hs.as_ref().is_some_and(|h| h.call.is_some()) {
-                true => config_of(&self.past, &self.model, &c.model).flatten(),
+                true => config_of(&self.cx.past, &self.cx.model, &c.model).flatten(),
                 false => None,
             };
             if flow.is_some() {
@@ -199,11 +200,11 @@ impl Gateway {
             };
             moved += 1;
             l.held
-                .slots_mut(|s| *s = carry.slot(&mut self.counters, *s));
+                .slots_mut(|s| *s = carry.slot(&mut self.cx.counters, *s));
             // The pins of the old layout went with it; these are the new layout's.
             l.retired.clear();
             let mut note = |limit: LimitIdx| {
-                if self.counters.is_retired(limit) && !l.retired.contains(&limit) {
+                if self.cx.counters.is_retired(limit) && !l.retired.contains(&limit) {
                     l.retired.push(limit);
                 }
             };
@@ -212,7 +213,7 @@ impl Gateway {
                 note(r);
             }
             for &r in &l.retired {
-                self.counters.pin(r);
+                self.cx.counters.pin(r);
             }
         }
         moved

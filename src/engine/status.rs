@@ -520,25 +520,28 @@ impl Status {
 impl Gateway {
     /// Takes a history sample when one is due; called once per loop turn.
     pub(super) fn sample_status(&mut self) {
-        if self.now < self.status.next_sample {
+        if self.cx.now < self.status.next_sample {
             return;
         }
         let open = self.open_now();
         self.status
             .history
-            .record(&self.metrics, &self.counters, open);
+            .record(&self.cx.metrics, &self.cx.counters, open);
         // Keep the cadence; after a stall, start again from now rather than catch up.
         let next = self.status.next_sample + SAMPLE_EVERY;
-        self.status.next_sample = if next > self.now {
+        self.status.next_sample = if next > self.cx.now {
             next
         } else {
-            self.now + SAMPLE_EVERY
+            self.cx.now + SAMPLE_EVERY
         };
     }
 
     /// How long the loop may sleep, given the next history sample.
     pub(super) fn status_sleep(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let left = self.status.next_sample.saturating_duration_since(self.now);
+        let left = self
+            .status
+            .next_sample
+            .saturating_duration_since(self.cx.now);
         Some(timeout.map_or(left, |t| t.min(left)))
     }
 
@@ -546,11 +549,11 @@ impl Gateway {
     fn open_now(&self) -> Totals {
         // The admin listener is bound last, after the proxy listeners and the echo one; a
         // reload keeps them all, and the index stays known once shutdown has closed them.
-        let s = &self.model.settings;
+        let s = &self.cx.model.settings;
         let admin = s
             .admin
             .map(|_| s.listeners.len() + usize::from(s.echo.is_some()));
-        totals(&self.metrics.listeners, admin)
+        totals(&self.cx.metrics.listeners, admin)
     }
 
     /// The `/status` JSON, from the counters as they are now.
@@ -562,10 +565,17 @@ impl Gateway {
             .map(|(i, l)| ListenerRow {
                 address: l.addr.to_string(),
                 kind: l.kind_name(),
-                open: self.metrics.listeners.get(i).copied().unwrap_or_default(),
+                open: self
+                    .cx
+                    .metrics
+                    .listeners
+                    .get(i)
+                    .copied()
+                    .unwrap_or_default(),
             })
             .collect();
         let limits: Vec<LimitRow> = self
+            .cx
             .model
             .limits
             .iter()
@@ -574,7 +584,7 @@ impl Gateway {
                 kind: d.kind,
             })
             .collect();
-        let file = self.model.settings.source.display().to_string();
+        let file = self.cx.model.settings.source.display().to_string();
         json(&Inputs {
             version: env!("CARGO_PKG_VERSION"),
             config_file: &file,
@@ -583,16 +593,16 @@ impl Gateway {
             info: &self.status.info,
             listeners: &listeners,
             limits: &limits,
-            accepted: self.stats.accepted,
+            accepted: self.cx.stats.accepted,
             open: self.open_now(),
-            metrics: &self.metrics,
-            counters: &self.counters,
-            live: self.counters.snapshot(self.now_secs),
+            metrics: &self.cx.metrics,
+            counters: &self.cx.counters,
+            live: self.cx.counters.snapshot(self.cx.now_secs),
             history: &self.status.history,
             buffers: [
-                self.pool.in_use() as u64,
-                self.pool.idle() as u64,
-                self.pool.buf_size() as u64,
+                self.cx.pool.in_use() as u64,
+                self.cx.pool.idle() as u64,
+                self.cx.pool.buf_size() as u64,
             ],
             process: Process::read(),
         })
@@ -604,13 +614,13 @@ mod tests {
     use super::*;
     use crate::model::Model;
     use crate::policy::limits::{Consumer, Lookup};
-    use std::rc::Rc;
+    use std::sync::Arc;
 
     /// The seed config as shipped: its plan limits and its demo application.
-    fn seed() -> Rc<Model> {
+    fn seed() -> Arc<Model> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/gateway.yaml");
         let loaded = crate::config::load(&path, &Default::default()).expect("the seed loads");
-        Rc::new(loaded.model)
+        Arc::new(loaded.model)
     }
 
     fn limit_rows(model: &Model) -> Vec<LimitRow> {

@@ -1,13 +1,12 @@
 //! The client's request head: read it, route it, check the upgrade, and start the backend side.
-//! Every refusal is a JSON answer (spec §4.3) followed by a lingering close.
+//! Every refusal is an answer of the gateway's own (see [`super::answer`]).
 
-use super::Gateway;
-use super::conn::{Call, ConnLimits, Handshake, MessageLimit, Phase, flag};
-use super::relay::{Io, read_once, write_out};
+use super::conn::{Call, Conn, ConnLimits, Handshake, MessageLimit, Phase, flag};
+use super::cx::{Cx, Next};
+use super::relay::{Io, read_once};
 use crate::http::body::Body;
 use crate::http::forward::{self, Forward, PlainRequest};
 use crate::http::head::{BodyFraming, HeadError, RequestHead, parse_request_more};
-use crate::http::response;
 use crate::http::url::TargetUrl;
 use crate::model::{Api, BackendTarget, Invoke, LimitOp, Policy, PolicyKind, WebSocketUpgrade};
 use crate::policy::assembly::{self, LimitHeaders, Limiter, Step};
@@ -17,12 +16,9 @@ use crate::policy::preflow;
 use crate::route::Route;
 use crate::ws::handshake::{self, UpgradeError};
 
-impl Gateway {
-    pub(super) fn read_head(&mut self, key: usize) {
+impl Cx {
+    pub(super) fn read_head(&mut self, key: usize, c: &mut Conn) -> Next {
         loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
             // Bytes already buffered (a pipelined request after a call) come first. While the
             // head is incomplete, `out` marks how much of it was looked at.
             if let Some(id) = c.up.buf
@@ -40,50 +36,39 @@ impl Gateway {
                         c.up.out = c.up.head;
                         // A head read to its last byte leaves no reason to keep the buffer.
                         super::relay::release_if_empty(&mut self.pool, &mut c.up);
-                        self.on_request(key, head);
-                        return;
+                        return self.on_request(key, c, head);
                     }
                     Err(HeadError::TooLarge) => {
-                        self.respond(key, 431, "Request header fields too large", &[]);
-                        return;
+                        return self.respond(key, c, 431, "Request header fields too large", &[]);
                     }
                     Err(HeadError::Malformed(why)) => {
                         log::debug!("malformed request head: {why}");
-                        self.respond(key, 400, why, &[]);
-                        return;
+                        return self.respond(key, c, 400, why, &[]);
                     }
                 }
             }
             if !c.has(flag::CLIENT_READABLE) {
-                return;
+                return Next::Stay;
             }
             let io = read_once(&mut self.pool, &mut c.up, &mut c.client);
             if c.client.is_tls() && !c.has(flag::TLS_READY) && !c.client.handshaking() {
                 // The TLS handshake is done: the head timeout starts now.
                 c.set(flag::TLS_READY);
                 let t = self.model.settings.bounds.header_timeout;
-                self.set_timeout(key, t);
+                self.set_timeout(key, c, t);
             }
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
             match io {
                 Io::Blocked => {
                     c.clear(flag::CLIENT_READABLE);
-                    return;
+                    return Next::Stay;
                 }
-                Io::Eof => {
-                    self.finish(key);
-                    return;
-                }
+                Io::Eof => return Next::Finish,
                 Io::Error(e) => {
                     log::debug!("client {}: {e}", c.peer);
-                    self.finish(key);
-                    return;
+                    return Next::Finish;
                 }
                 Io::Full => {
-                    self.respond(key, 431, "Request header fields too large", &[]);
-                    return;
+                    return self.respond(key, c, 431, "Request header fields too large", &[]);
                 }
                 Io::Progress => {}
                 Io::Drained => flag::drained(&mut c.flags, flag::CLIENT_READABLE),
@@ -91,31 +76,31 @@ impl Gateway {
         }
     }
 
-    fn on_request(&mut self, key: usize, head: RequestHead) {
-        let Some(c) = self.conns.get(key) else { return };
+    fn on_request(&mut self, key: usize, c: &mut Conn, head: RequestHead) -> Next {
         if c.has(flag::ECHO) {
-            self.echo_request(key, head);
-            return;
+            return self.echo_request(key, c, head);
         }
         if c.has(flag::ADMIN) {
-            self.admin_request(key, head);
-            return;
+            return Next::Admin(head);
         }
         // A request starts on the config of the moment, even on a connection older than it.
         let model = self.model.clone();
         let secure = c.has(flag::SECURE);
         let peer = c.peer;
-        self.conns[key].model = model.clone();
-        self.request_started(key, &head);
+        c.model = model.clone();
+        self.request_started(c, &head);
         let (api_idx, op) = match self.routes.lookup(head.path(), head.method()) {
             Route::Found { api, operation } => (api, operation),
-            Route::NoApi => return self.respond(key, 404, "API not found for requested URI", &[]),
+            Route::NoApi => {
+                return self.respond(key, c, 404, "API not found for requested URI", &[]);
+            }
             Route::NoResource { .. } => {
-                return self.respond(key, 404, "No resources match requested URI", &[]);
+                return self.respond(key, c, 404, "No resources match requested URI", &[]);
             }
             Route::MethodNotAllowed { .. } => {
                 return self.respond(
                     key,
+                    c,
                     405,
                     "The method is not allowed for the requested URL.",
                     &[],
@@ -131,11 +116,11 @@ impl Gateway {
             api.schemes.plain()
         };
         if !reachable {
-            return self.respond(key, 404, "API not found for requested URI", &[]);
+            return self.respond(key, c, 404, "API not found for requested URI", &[]);
         }
-        self.request_routed(key, api_idx, &head);
+        self.request_routed(c, api_idx, &head);
         if let Some(headers) = preflow::preflight(&head, api, operation) {
-            return self.respond_headers(key, 200, &headers);
+            return self.respond_headers(key, c, 200, &headers);
         }
         // A request that asks for an upgrade must be a valid one before anything is counted.
         let upgrade = if head.header("upgrade").is_some() {
@@ -144,12 +129,13 @@ impl Gateway {
                 Err(UpgradeError::Version) => {
                     return self.respond(
                         key,
+                        c,
                         426,
                         "Unsupported WebSocket version",
                         &[("Sec-WebSocket-Version", "13")],
                     );
                 }
-                Err(UpgradeError::BadRequest(why)) => return self.respond(key, 400, why, &[]),
+                Err(UpgradeError::BadRequest(why)) => return self.respond(key, c, 400, why, &[]),
             }
         } else {
             None
@@ -165,15 +151,15 @@ impl Gateway {
                         HeadError::TooLarge => "request head too large",
                     };
                     log::debug!("client {peer}: {why}");
-                    return self.respond(key, 400, why, &[]);
+                    return self.respond(key, c, 400, why, &[]);
                 }
             },
         };
         let caller = match preflow::identify(&model, &self.clients, api_idx, &head) {
             Ok(c) => c,
-            Err(r) => return self.respond(key, r.status, r.message, &[]),
+            Err(r) => return self.respond(key, c, r.status, r.message, &[]),
         };
-        self.request_identified(key, &caller);
+        super::activity::request_identified(c, &caller);
         let mut held = Held::new();
         let mut checked: LimitHeaders = Vec::new();
         let mut messages = Vec::new();
@@ -252,7 +238,7 @@ impl Gateway {
                     self.counters.release_profile(p);
                 }
                 if limit.is_some() {
-                    self.refused_by_limit(key, status);
+                    self.refused_by_limit(c, status);
                 }
                 let mut extra: Vec<(&str, &str)> = reply_headers
                     .iter()
@@ -262,7 +248,7 @@ impl Gateway {
                     extra.push(("Upgrade", "websocket"));
                     extra.push(("Sec-WebSocket-Version", "13"));
                 }
-                return self.respond(key, status, &message, &extra);
+                return self.respond(key, c, status, &message, &extra);
             }
         };
         let call = backend.target();
@@ -283,12 +269,12 @@ impl Gateway {
                 retired: Vec::new(),
             })
         });
-        self.conns[key].limits = limits;
+        c.limits = limits;
         let target = match target {
             Ok(t) => t,
             Err(why) => {
                 log::error!("api {}: target-url {url:?} is not usable: {why}", api.name);
-                return self.respond(key, 500, "Invalid target-url", &[]);
+                return self.respond(key, c, 500, "Invalid target-url", &[]);
             }
         };
         let txn = self.txn.next();
@@ -343,7 +329,7 @@ impl Gateway {
                 peer.ip(),
             ),
         });
-        let port = self.listener_port(key);
+        let port = listener_port(self, c);
         let request = plain.as_ref().map(|(method, state)| PlainRequest {
             method,
             framing,
@@ -351,96 +337,23 @@ impl Gateway {
         });
         build_backend_request(&mut hs, api, call, secure, peer, port, request);
         hs.call = plain.map(|(_, state)| state);
-        let c = &mut self.conns[key];
         c.api = api_idx;
         c.wsu = nth;
         c.hs = Some(hs);
         c.phase = Phase::Resolving;
-        self.set_timeout(key, call.timeout);
-        self.start_connect(key);
+        self.set_timeout(key, c, call.timeout);
+        self.start_connect(key, c)
     }
 
-    /// The port the client connected to: the one its listener is bound to (no system call).
-    /// Only a connection whose index did not fit `Conn::listener` asks its own socket.
-    pub(super) fn listener_port(&self, key: usize) -> u16 {
-        let Some(c) = self.conns.get(key) else {
-            return 0;
-        };
-        match self.listeners.get(usize::from(c.listener)) {
-            Some(l) if c.listener != u16::MAX => l.addr.port(),
-            _ => c.client.local_addr().map_or(0, |a| a.port()),
-        }
-    }
-
-    /// The backend could not be used: the documented error, or, for a call whose invoke lists
-    /// the error in `stop-on-error`, what the assembly's `catch` makes of it.
-    pub(super) fn backend_failed(&mut self, key: usize, status: u16, message: &str) {
-        if self.retry_fresh(key) {
-            return;
-        }
-        let listed = self
-            .conns
-            .get(key)
-            .and_then(|c| c.hs.as_ref())
-            .and_then(|h| h.call.as_ref())
-            .is_some_and(|call| call.stop_on.connection);
-        if !listed {
-            return self.respond(key, status, message, &[]);
-        }
-        self.recover(key, "ConnectionError", status, message);
-    }
-
-    /// Runs the assembly's `catch` for an error of the backend call and answers with its result.
-    pub(super) fn recover(&mut self, key: usize, name: &str, status: u16, message: &str) {
-        let raised = assembly::Raised {
-            name: name.to_string(),
-            status,
-            reason: None,
-            message: message.to_string(),
-            limit: None,
-        };
-        let outcome = self.in_flow(key, |assembly, vars, lim| {
-            match assembly::recover(assembly, raised, vars, lim) {
-                Step::Fail(r) => Some((r.status, r.message)),
-                // A catch that calls another backend is not followed: the error stands.
-                _ => None,
-            }
-        });
-        let (status, message) = match outcome {
-            Some((Some(answer), mut held, _)) => {
-                // The transaction ends with this answer: what the catch counted comes back.
-                for (slot, w) in held.take_all() {
-                    self.counters.dec(slot, w);
-                }
-                answer
-            }
-            Some((None, mut held, _)) => {
-                for (slot, w) in held.take_all() {
-                    self.counters.dec(slot, w);
-                }
-                (status, message.to_string())
-            }
-            None => (status, message.to_string()),
-        };
-        if let Some(c) = self.conns.get(key) {
-            log::debug!(
-                "{name} for client {} handled by the assembly's catch: {status}",
-                c.peer
-            );
-        }
-        self.respond(key, status, &message, &[]);
-    }
-
-    /// Runs `f` on the variables and limits of the transaction in progress on `key`, rebuilt
+    /// Runs `f` on the variables and limits of the transaction in progress on `c`, rebuilt
     /// from its request head and what its flow set before the backend call. Returns what `f`
     /// returned, the count limits it took (for the caller to hold or give back) and the limit
     /// headers it checked; `None` when the transaction or its caller is gone.
     pub(super) fn in_flow<R>(
         &mut self,
-        key: usize,
+        c: &Conn,
         f: impl FnOnce(&crate::model::Assembly, &mut Vars<'_>, &mut Limiter<'_>) -> R,
     ) -> Option<(R, Held, LimitHeaders)> {
-        let c = self.conns.get(key)?;
         let hs = c.hs.as_ref()?;
         // A call that began before a reload runs on the routes and limits of its own config.
         let Some(past) = super::reload::config_of(&self.past, &self.model, &c.model) else {
@@ -484,159 +397,15 @@ impl Gateway {
         let out = f(&api.assembly, &mut vars, &mut lim);
         Some((out, held, checked))
     }
-
-    /// Answers the client with a JSON error and closes once it is written.
-    pub(super) fn respond(&mut self, key: usize, status: u16, more: &str, extra: &[(&str, &str)]) {
-        let txn = match self.conns.get(key).and_then(|c| c.hs.as_ref()) {
-            Some(hs) => hs.txn.clone(),
-            None => self.txn.next(),
-        };
-        let mut out = Vec::with_capacity(256);
-        response::error(&mut out, status, more, &txn, extra);
-        self.answer(key, &out);
-    }
-
-    /// A 200 with headers and no body (a CORS preflight).
-    pub(super) fn respond_headers(
-        &mut self,
-        key: usize,
-        status: u16,
-        headers: &[(String, String)],
-    ) {
-        let txn = self.txn.next();
-        let mut out = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nX-Global-Transaction-ID: {txn}\r\n",
-            response::reason(status)
-        )
-        .into_bytes();
-        for (n, v) in headers {
-            response::write_header(&mut out, n, v);
-        }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        self.answer(key, &out);
-    }
-
-    /// Sends `bytes` as the client's final answer, then lingers and closes. The transaction
-    /// ends here: what it holds of count limits is given back now. An answer larger than one
-    /// buffer goes out whole, a buffer at a time.
-    pub(super) fn answer(&mut self, key: usize, bytes: &[u8]) {
-        self.answered(key, bytes);
-        self.release_limits(key);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if let Some(mut b) = c.backend.take() {
-            let _ = self.poll.registry().deregister(&mut b);
-        }
-        // Whatever the client sent beyond its head is not needed any more.
-        if let Some(id) = c.up.buf.take() {
-            self.pool.give(id);
-        }
-        c.up.head = 0;
-        c.up.out = 0;
-        c.up.end = 0;
-        // A first head refused (400, 431) or too late (408) is over too: the connection only
-        // lingers now, for `close-grace` at most.
-        if c.phase == Phase::FirstHead {
-            self.pending.release(c.peer.ip());
-        }
-        c.phase = Phase::Respond;
-        c.down.head = 0;
-        c.down.out = 0;
-        c.down.end = 0;
-        let n = fill(&mut self.pool, &mut c.down, bytes);
-        if n < bytes.len() {
-            // Rare (an admin page of a large config): the rest waits here, not in `Conn`.
-            // Entries of connections that ended before their answer was out go now.
-            let epoch = c.epoch;
-            let conns = &self.conns;
-            self.long_answers.retain(|a| {
-                conns
-                    .get(a.key as usize)
-                    .is_some_and(|c| c.epoch == a.epoch && c.phase == Phase::Respond)
-            });
-            self.long_answers.push(LongAnswer {
-                key: key as u32,
-                epoch,
-                rest: bytes[n..].to_vec(),
-                sent: 0,
-            });
-        }
-        let grace = self.model.settings.bounds.close_grace;
-        self.set_timeout(key, grace);
-        self.drive_respond(key);
-    }
-
-    pub(super) fn drive_respond(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if c.phase == Phase::Respond {
-            loop {
-                if c.has(flag::CLIENT_WRITABLE) {
-                    match write_out(&mut self.pool, &mut c.down, &mut c.client) {
-                        Io::Blocked => c.clear(flag::CLIENT_WRITABLE),
-                        Io::Error(_) | Io::Eof => return self.finish(key),
-                        _ => {}
-                    }
-                }
-                if c.down.pending_out() {
-                    return;
-                }
-                // The buffer is out: the next part of a long answer, if this is one.
-                let Some(i) = self
-                    .long_answers
-                    .iter()
-                    .position(|a| a.key as usize == key && a.epoch == c.epoch)
-                else {
-                    break;
-                };
-                let a = &mut self.long_answers[i];
-                a.sent += fill(&mut self.pool, &mut c.down, &a.rest[a.sent..]);
-                if a.sent == a.rest.len() {
-                    self.long_answers.swap_remove(i);
-                }
-            }
-            c.client.shutdown_write();
-            c.phase = Phase::Linger;
-        }
-        // Linger: discard what the client still sends until it closes.
-        let mut scratch = [0u8; 4096];
-        loop {
-            use std::io::Read;
-            match c.client.read(&mut scratch) {
-                Ok(0) => return self.finish(key),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    c.clear(flag::CLIENT_READABLE);
-                    return;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.finish(key),
-            }
-        }
-    }
 }
 
-/// The part of an answer that did not fit the connection's buffer, written as the socket takes
-/// the parts before it.
-pub(super) struct LongAnswer {
-    key: u32,
-    epoch: u32,
-    rest: Vec<u8>,
-    sent: usize,
-}
-
-/// Puts as much of `bytes` as fits into the empty flow's buffer, ready to write; how much.
-fn fill(pool: &mut super::pool::Pool, flow: &mut super::conn::Flow, bytes: &[u8]) -> usize {
-    let id = flow.buffer(pool);
-    let buf = pool.get(id);
-    let n = bytes.len().min(buf.len());
-    buf[..n].copy_from_slice(&bytes[..n]);
-    flow.head = 0;
-    flow.out = n as u32;
-    flow.end = n as u32;
-    n
+/// The port the client connected to: the one its listener is bound to (no system call).
+/// Only a connection whose index did not fit `Conn::listener` asks its own socket.
+pub(super) fn listener_port(cx: &Cx, c: &Conn) -> u16 {
+    match cx.listener_ports.get(usize::from(c.listener)) {
+        Some(&port) if c.listener != u16::MAX => port,
+        _ => c.client.local_addr().map_or(0, |a| a.port()),
+    }
 }
 
 /// The `nth` websocket-upgrade of a policy tree, depth first (as the assembly numbers them).
