@@ -61,7 +61,7 @@ impl Cx {
         let mut moved = false;
         if !call.request.done()
             && c.up.out < c.up.end
-            && let Some(id) = c.up.buf
+            && let Some(id) = &c.up.buf
         {
             let bytes = &self.pool.get(id)[c.up.out as usize..c.up.end as usize];
             match call.request.feed(bytes) {
@@ -186,7 +186,7 @@ impl Cx {
             if call.response.is_some() {
                 break;
             }
-            let Some(id) = c.down.buf else { break };
+            let Some(id) = &c.down.buf else { break };
             // Bytes before `out` are heads already rewritten (an interim 100 Continue).
             let (start, end) = (c.down.out as usize, c.down.end as usize);
             let buf = self.pool.get(id);
@@ -351,7 +351,7 @@ impl Cx {
         };
         if let Some(body) = call.response.as_mut()
             && c.down.out < c.down.end
-            && let Some(id) = c.down.buf
+            && let Some(id) = &c.down.buf
         {
             let bytes = &mut self.pool.get(id)[c.down.out as usize..c.down.end as usize];
             let fed = match call.pass {

@@ -142,18 +142,13 @@ impl Flow {
         }
     }
     /// The flow's buffer, taken from the pool (empty) if it has none.
-    pub fn buffer(&mut self, pool: &mut super::pool::Pool) -> BufId {
-        match self.buf {
-            Some(id) => id,
-            None => {
-                let id = pool.take();
-                self.buf = Some(id);
-                self.head = 0;
-                self.out = 0;
-                self.end = 0;
-                id
-            }
+    pub fn buffer(&mut self, pool: &mut super::pool::Pool) -> &BufId {
+        if self.buf.is_none() {
+            self.head = 0;
+            self.out = 0;
+            self.end = 0;
         }
+        self.buf.get_or_insert_with(|| pool.take())
     }
 
     pub fn pending_out(&self) -> bool {

@@ -175,7 +175,7 @@ struct Echoed {
 /// turned into pongs, pongs left out. The output is never longer than the input (a header
 /// loses its 4-byte mask), so the rewrite needs no second buffer.
 fn echo_frames(pool: &mut Pool, flow: &mut Flow, verdict: &mut Echoed) {
-    let Some(id) = flow.buf else { return };
+    let Some(id) = &flow.buf else { return };
     let buf = pool.get(id);
     let end = flow.end as usize;
     let (mut r, mut w) = (flow.out as usize, flow.out as usize);

@@ -21,7 +21,7 @@ impl Cx {
         loop {
             // Bytes already buffered (a pipelined request after a call) come first. While the
             // head is incomplete, `out` marks how much of it was looked at.
-            if let Some(id) = c.up.buf
+            if let Some(id) = &c.up.buf
                 && c.up.head < c.up.end
             {
                 let buf = &self.pool.get(id)[c.up.head as usize..c.up.end as usize];

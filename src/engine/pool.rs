@@ -5,15 +5,24 @@
 use std::num::NonZeroU32;
 
 /// Handle of a buffer lent out by the pool: its slot plus one, so that `Option<BufId>` takes
-/// no more room than the handle (it sits in every connection's two flows).
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+/// no more room than the handle (it sits in every connection's two flows). Neither `Copy` nor
+/// `Clone`: [`Pool::give`] takes the handle, so one buffer cannot be given back twice or end up
+/// on two flows.
+///
+/// ```compile_fail
+/// let mut pool = wsgate::engine::pool::Pool::new(16, 1);
+/// let id = pool.take();
+/// pool.give(id);
+/// pool.give(id); // the handle was moved by the first give
+/// ```
+#[derive(Debug, PartialEq, Eq)]
 pub struct BufId(NonZeroU32);
 
 impl BufId {
     fn of_slot(i: u32) -> BufId {
         BufId(NonZeroU32::MIN.saturating_add(i))
     }
-    fn slot(self) -> u32 {
+    fn slot(&self) -> u32 {
         self.0.get() - 1
     }
 }
@@ -72,7 +81,7 @@ impl Pool {
         }
     }
 
-    pub fn get(&mut self, id: BufId) -> &mut [u8] {
+    pub fn get(&mut self, id: &BufId) -> &mut [u8] {
         match &mut self.slots[id.slot() as usize] {
             Some(b) => b,
             None => unreachable!("buffer {} used after it was given back", id.slot()),
@@ -100,14 +109,14 @@ mod tests {
         let a = p.take();
         let b = p.take();
         assert_eq!(p.in_use(), 2);
-        p.get(a)[0] = 7;
+        p.get(&a)[0] = 7;
         p.give(a);
         p.give(b);
         // One kept for reuse, the other released.
         assert_eq!(p.idle(), 1);
         assert_eq!(p.in_use(), 0);
         let c = p.take();
-        assert_eq!(p.get(c).len(), 16);
+        assert_eq!(p.get(&c).len(), 16);
         let d = p.take();
         assert_ne!(c, d);
         assert_eq!(p.in_use(), 2);

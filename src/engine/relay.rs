@@ -85,7 +85,7 @@ pub(super) fn read_leaving(
 
 /// Writes the flow's ready bytes to `dst` until they are gone or `dst` blocks.
 pub(super) fn write_out(pool: &mut Pool, flow: &mut Flow, dst: &mut Stream) -> Io {
-    let Some(id) = flow.buf else {
+    let Some(id) = &flow.buf else {
         return Io::Progress;
     };
     let buf = pool.get(id);
@@ -118,7 +118,7 @@ pub(super) fn splice_head(
     used: usize,
     head: &[u8],
 ) -> bool {
-    let Some(id) = flow.buf else { return false };
+    let Some(id) = &flow.buf else { return false };
     let buf = pool.get(id);
     let (rest, end, n) = (start + used, flow.end as usize, head.len());
     if start + n + (end - rest) > buf.len() {
@@ -185,7 +185,7 @@ pub(super) fn decode(
     control: ControlBound,
     admit: &mut dyn FnMut() -> Admit,
 ) {
-    let Some(id) = flow.buf else { return };
+    let Some(id) = &flow.buf else { return };
     let buf = pool.get(id);
     let end = flow.end as usize;
     let (mut r, mut w) = (flow.out as usize, flow.out as usize);
@@ -688,16 +688,21 @@ mod tests {
 
     /// Decodes `bytes` as one read of a backend flow; returns what is forwarded and what was seen.
     fn run(flow: &mut Flow, pool: &mut Pool, bytes: &[u8], now_secs: u64) -> (Vec<u8>, Seen) {
-        let id = flow.buffer(pool);
+        flow.buffer(pool);
         let start = flow.end as usize;
-        pool.get(id)[start..start + bytes.len()].copy_from_slice(bytes);
+        held(pool, flow)[start..start + bytes.len()].copy_from_slice(bytes);
         flow.end += bytes.len() as u32;
         let mut seen = Seen::default();
         let bound = ControlBound { now_secs, max: 3 };
         decode(pool, flow, &mut seen, bound, &mut || Admit::Forward);
-        let out = pool.get(id)[flow.head as usize..flow.out as usize].to_vec();
+        let out = held(pool, flow)[flow.head as usize..flow.out as usize].to_vec();
         flow.head = flow.out;
         (out, seen)
+    }
+
+    /// The bytes of the flow's buffer (which it must hold).
+    fn held<'p>(pool: &'p mut Pool, flow: &Flow) -> &'p mut [u8] {
+        pool.get(flow.buf.as_ref().expect("the flow holds a buffer"))
     }
 
     #[test]
@@ -737,14 +742,14 @@ mod tests {
     fn a_dropped_message_is_cut_out_and_what_follows_moves_up() {
         let mut pool = Pool::new(4096, 1);
         let mut flow = Flow::new(frame::Decoder::new(Role::Server, false, 1 << 20));
-        let id = flow.buffer(&mut pool);
+        flow.buffer(&mut pool);
         let (a, b, c) = ([0x81, 1, b'a'], [0x81, 2, b'b', b'b'], [0x82, 1, b'c']);
         // A fragmented message (text, then a ping inside it, then its continuation) is dropped
         // whole except for the ping.
         let frag = [0x01, 1, b'x', 0x89, 0, 0x80, 1, b'y'];
         let mut bytes = [&a[..], &b, &frag, &c, &[0x81]].concat();
         let len = bytes.len();
-        pool.get(id)[..len].copy_from_slice(&bytes);
+        held(&mut pool, &flow)[..len].copy_from_slice(&bytes);
         flow.end = len as u32;
         let mut verdicts = [Admit::Forward, Admit::Drop, Admit::Drop, Admit::Forward].into_iter();
         let mut seen = Seen::default();
@@ -754,7 +759,7 @@ mod tests {
         };
         let mut admit = || verdicts.next().expect("one verdict per message");
         decode(&mut pool, &mut flow, &mut seen, bound, &mut admit);
-        let buf = pool.get(id);
+        let buf = held(&mut pool, &flow);
         let want = [&a[..], &[0x89, 0], &c].concat();
         assert_eq!(&buf[..flow.out as usize], &want[..]);
         assert_eq!(&buf[flow.out as usize..flow.end as usize], &[0x81]);
@@ -766,7 +771,7 @@ mod tests {
         flow.end += 2;
         let mut more = || Admit::Forward;
         decode(&mut pool, &mut flow, &mut seen, bound, &mut more);
-        let tail = &pool.get(id)[want.len()..flow.out as usize];
+        let tail = &held(&mut pool, &flow)[want.len()..flow.out as usize];
         assert_eq!(tail, [0x81, 1, b'd']);
         assert_eq!(flow.out, flow.end);
     }

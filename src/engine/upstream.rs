@@ -265,7 +265,7 @@ impl Cx {
                 Io::Progress => {}
                 Io::Drained => flag::drained(&mut c.flags, flag::BACKEND_READABLE),
             }
-            let Some(id) = c.down.buf else {
+            let Some(id) = &c.down.buf else {
                 return Next::Stay;
             };
             let (start, end) = (c.down.head as usize, c.down.end as usize);
@@ -357,7 +357,9 @@ impl Cx {
                     c.phase = Phase::Refused;
                     c.flags &= !flag::UPGRADE_ASKED;
                     self.metrics.upgrade_failed(Failure::BackendRefused);
-                    if let Some(r) = c.activity.as_deref_mut() {
+                    if let Some(r) = c.activity.as_deref_mut()
+                        && let Some(id) = &c.down.buf
+                    {
                         let head = &self.pool.get(id)[start..start + used];
                         r.response_head(head, self.now);
                         r.set_txn(&hs.txn);
